@@ -1,0 +1,36 @@
+"""Tiny functional linear layers on plain pytrees (the distillation heads).
+
+Parameters are dicts {"kernel": [din, dout], "bias": [dout]}; a stack of K
+layers with the same widths is the same dict with a leading axis K (built with
+`init_linear_stack`, applied with `linear` under `jax.vmap`). Leaf names follow
+Flax's Dense so the optimizer's weight-decay mask (no decay on 'bias') applies.
+"""
+
+import jax
+import jax.numpy as jnp
+
+# Kernel init: normal(0.02), BERT's `initializer_range`, the init of every
+# Dense in the encoders these heads sit on. Bias: zeros.
+INIT_STDDEV = 0.02
+
+
+def init_linear(key, din: int, dout: int, stddev: float = INIT_STDDEV):
+  """{"kernel": float32 [din, dout] ~ N(0, stddev^2), "bias": zeros [dout]}."""
+  kernel = stddev * jax.random.normal(key, (din, dout), jnp.float32)
+  return {"kernel": kernel, "bias": jnp.zeros((dout,), jnp.float32)}
+
+
+def init_linear_stack(key, num: int, din: int, dout: int, stddev: float = INIT_STDDEV):
+  """`num` independent linear layers stacked: kernel [num, din, dout], bias [num, dout]."""
+  keys = jax.random.split(key, num)
+  return jax.vmap(lambda k: init_linear(k, din, dout, stddev))(keys)
+
+
+def linear(p, x):
+  """`x @ kernel + bias`; x `[..., din]` -> float32 `[..., dout]`."""
+  return jnp.dot(x.astype(jnp.float32), p["kernel"]) + p["bias"]
+
+
+def linear_stack(p, x):
+  """Applies a stack of K layers to `x [K, ..., din]` -> `[K, ..., dout]`."""
+  return jax.vmap(linear)(p, x)
