@@ -1,0 +1,400 @@
+"""The Flax linen encoder family: BERT, RoBERTa, DistilBERT (and MiniLM-style BERT).
+
+All three families share one post-LayerNorm block and one parameter tree whose names
+mirror the HF BERT checkpoint (DistilBERT's names are mapped in convert.py):
+
+    embeddings/{word_embeddings,position_embeddings,token_type_embeddings}/embedding
+    embeddings/LayerNorm/{scale,bias}
+    encoder/layer_{i}/attention/self/{query,key,value}/{kernel,bias}
+    encoder/layer_{i}/attention/output/{dense,LayerNorm}
+    encoder/layer_{i}/intermediate/dense
+    encoder/layer_{i}/output/{dense,LayerNorm}
+    (scan_layers=True: encoder/layer/... with a leading [num_layers] axis)
+
+Family differences: RoBERTa positions start after padding_idx and skip pads; DistilBERT
+has no token-type embeddings; each family keeps its own task head
+(BERT: pooler/dense + classifier; RoBERTa: classifier/{dense,out_proj};
+DistilBERT: pre_classifier + classifier).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from rail_kd_jax.models.config import EncoderConfig
+
+Dtype = Any
+
+
+@struct.dataclass
+class EncoderOutput:
+    """hidden_states: [num_layers + 1, B, T, H] (embedding output first), in the compute dtype.
+    logits: [B, num_labels] float32, or None when the model has no task head."""
+
+    hidden_states: jax.Array
+    logits: jax.Array | None = None
+
+
+def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
+    """HF activation names: 'gelu' is the exact erf GELU; the 'gelu_*' variants are tanh."""
+    if name == "gelu":
+        return functools.partial(jax.nn.gelu, approximate=False)
+    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        return functools.partial(jax.nn.gelu, approximate=True)
+    if name == "relu":
+        return jax.nn.relu
+    raise ValueError(f"hidden_act={name!r} is not supported.")
+
+
+def _normal(std: float):
+    return nn.initializers.normal(stddev=std)
+
+
+def _embed_init(std: float, zero_row: int | None):
+    """normal(std), with the padding row zeroed as HF's nn.Embedding(padding_idx=...) does."""
+
+    def init(key, shape, dtype=jnp.float32):
+        table = jax.random.normal(key, shape, dtype) * jnp.asarray(std, dtype)
+        if zero_row is not None:
+            table = table.at[zero_row].set(0)
+        return table
+
+    return init
+
+
+def _sinusoidal_init(key, shape, dtype=jnp.float32):
+    """DistilBERT's sinusoidal position table (sinusoidal_pos_embds=True)."""
+    del key
+    n_pos, dim = shape
+    pos = np.arange(n_pos)[:, None]
+    j = np.arange(dim)[None, :]
+    angle = pos / np.power(10000, 2 * (j // 2) / dim)
+    table = np.where(j % 2 == 0, np.sin(angle), np.cos(angle))
+    return jnp.asarray(table, dtype)
+
+
+def position_ids_for(config: EncoderConfig, input_ids: jax.Array) -> jax.Array:
+    """[B, T] int32 position ids: 0..T-1, or RoBERTa's cumsum(non-pad) + padding_idx
+    (HF create_position_ids_from_input_ids: pads keep padding_idx)."""
+    if config.model_type == "roberta":
+        mask = (input_ids != config.pad_token_id).astype(jnp.int32)
+        return jnp.cumsum(mask, axis=1) * mask + config.pad_token_id
+    return jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
+
+
+class LayerNorm(nn.Module):
+    """HF LayerNorm: statistics in float32 (two-pass variance), output in `dtype`."""
+
+    epsilon: float
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
+        xf = x.astype(jnp.float32)
+        mean = jnp.mean(xf, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
+        y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
+        return y.astype(self.dtype)
+
+
+class Embeddings(nn.Module):
+    config: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, input_ids, token_type_ids):
+        """input_ids, token_type_ids: [B, T] int -> [B, T, H] in dtype."""
+        cfg = self.config
+        pad_row = cfg.pad_token_id
+        word = nn.Embed(cfg.vocab_size, cfg.hidden_size, param_dtype=self.param_dtype,
+                        embedding_init=_embed_init(cfg.initializer_range, pad_row),
+                        name="word_embeddings")
+        if cfg.sinusoidal_pos_embds:
+            pos_init = _sinusoidal_init
+        else:
+            pos_init = _embed_init(cfg.initializer_range,
+                                   pad_row if cfg.model_type == "roberta" else None)
+        pos = nn.Embed(cfg.max_position_embeddings, cfg.hidden_size, param_dtype=self.param_dtype,
+                       embedding_init=pos_init, name="position_embeddings")
+        # Gathers stay in float32 (param dtype) and the sum is cast once, as HF does.
+        x = word(input_ids).astype(jnp.float32)
+        if cfg.type_vocab_size > 0:
+            tok = nn.Embed(cfg.type_vocab_size, cfg.hidden_size, param_dtype=self.param_dtype,
+                           embedding_init=_embed_init(cfg.initializer_range, None),
+                           name="token_type_embeddings")
+            x = x + tok(token_type_ids).astype(jnp.float32)
+        x = x + pos(position_ids_for(cfg, input_ids)).astype(jnp.float32)
+        x = LayerNorm(cfg.layer_norm_eps, self.dtype, self.param_dtype, name="LayerNorm")(x)
+        return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
+
+
+def _dense(cfg: EncoderConfig, features: int, dtype, param_dtype, name: str) -> nn.Dense:
+    return nn.Dense(features, dtype=dtype, param_dtype=param_dtype,
+                    kernel_init=_normal(cfg.initializer_range), bias_init=nn.initializers.zeros,
+                    name=name)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention; q/k/v as [B, heads, T, D] and batched matmul (fast on XLA CPU)."""
+
+    config: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x, mask_bias):
+        """x: [B, T, H]; mask_bias: [B, 1, 1, T] float32 additive -> [B, T, H] in dtype."""
+        cfg = self.config
+        b, t, _ = x.shape
+        h, d = cfg.num_attention_heads, cfg.head_dim
+
+        def heads(name):
+            y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, name)(x)
+            return y.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # [B, h, T, D]
+
+        q, k, v = heads("query"), heads("key"), heads("value")
+        scores = jnp.matmul(q, k.transpose(0, 1, 3, 2)).astype(jnp.float32)  # [B, h, T, T]
+        scores = scores * (1.0 / math.sqrt(d)) + mask_bias
+        probs = jax.nn.softmax(scores, axis=-1)
+        probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=self.deterministic)
+        ctx = jnp.matmul(probs.astype(self.dtype), v)  # [B, h, T, D]
+        return ctx.transpose(0, 2, 1, 3).reshape(b, t, h * d)
+
+
+class DenseLayerNorm(nn.Module):
+    """HF *Output block: dense -> dropout -> LayerNorm(x + residual)."""
+
+    config: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x, residual):
+        cfg = self.config
+        y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(x)
+        y = nn.Dropout(cfg.hidden_dropout_prob)(y, deterministic=self.deterministic)
+        return LayerNorm(cfg.layer_norm_eps, self.dtype, self.param_dtype, name="LayerNorm")(
+            y + residual)
+
+
+class Attention(nn.Module):
+    config: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x, mask_bias):
+        kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype,
+                  deterministic=self.deterministic)
+        ctx = SelfAttention(**kw, name="self")(x, mask_bias)
+        return DenseLayerNorm(**kw, name="output")(ctx, x)
+
+
+class Intermediate(nn.Module):
+    config: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        """[B, T, H] -> [B, T, intermediate_size]."""
+        cfg = self.config
+        y = _dense(cfg, cfg.intermediate_size, self.dtype, self.param_dtype, "dense")(x)
+        return activation_fn(cfg.hidden_act)(y)
+
+
+class Layer(nn.Module):
+    """One post-LN transformer block: [B, T, H] -> [B, T, H].
+
+    carry_output=True returns (y, y), the (carry, per-step output) form nn.scan wants.
+    """
+
+    config: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    deterministic: bool = True
+    carry_output: bool = False
+
+    @nn.compact
+    def __call__(self, x, mask_bias):
+        kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype,
+                  deterministic=self.deterministic)
+        h = Attention(**kw, name="attention")(x, mask_bias)
+        y = Intermediate(**kw, name="intermediate")(h)
+        y = DenseLayerNorm(**kw, name="output")(y, h)
+        return (y, y) if self.carry_output else y
+
+
+class LayerStack(nn.Module):
+    """The layer stack: [B, T, H] -> every layer's output, stacked [num_layers, B, T, H].
+
+    scan_layers=True runs one nn.scan over the layers (compile time independent of depth;
+    params under `layer` with a leading [num_layers] axis); otherwise params are `layer_{i}`.
+    remat=True recomputes each layer's activations in the backward pass (nn.remat).
+    """
+
+    config: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    deterministic: bool = True
+    scan_layers: bool = False
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, x, mask_bias):
+        cfg = self.config
+        if self.scan_layers:
+            cls = nn.remat(Layer, prevent_cse=False) if self.remat else Layer
+            scanned = nn.scan(
+                cls,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=nn.broadcast,
+                length=cfg.num_hidden_layers,
+            )
+            _, ys = scanned(cfg, self.dtype, self.param_dtype, self.deterministic, True,
+                            name="layer")(x, mask_bias)
+            return ys
+        cls = nn.remat(Layer) if self.remat else Layer
+        outs = []
+        for i in range(cfg.num_hidden_layers):
+            x = cls(cfg, self.dtype, self.param_dtype, self.deterministic, name=f"layer_{i}")(
+                x, mask_bias)
+            outs.append(x)
+        return jnp.stack(outs)
+
+
+class Pooler(nn.Module):
+    """BERT pooler: tanh(dense(first token)), [B, T, H] -> [B, H]."""
+
+    config: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        cfg = self.config
+        return jnp.tanh(_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(x[:, 0]))
+
+
+class RobertaClassificationHead(nn.Module):
+    """RoBERTa head on the <s> token: dropout, dense, tanh, dropout, out_proj. [B, T, H] -> [B, C]."""
+
+    config: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        cfg = self.config
+        rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
+        y = nn.Dropout(rate)(x[:, 0], deterministic=self.deterministic)
+        y = jnp.tanh(_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(y))
+        y = nn.Dropout(rate)(y, deterministic=self.deterministic)
+        return _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "out_proj")(y)
+
+
+class Encoder(nn.Module):
+    """A BERT-family encoder with an optional sequence-classification/regression head.
+
+    Attributes:
+      config: the architecture (EncoderConfig); config.num_labels = 0 means no head.
+      dtype: compute dtype (float32 or bfloat16); softmax and LayerNorm statistics stay float32.
+      param_dtype: dtype the params are created in.
+      scan_layers: one nn.scan over the layers (params carry a leading layer axis).
+      remat: activation checkpointing of each layer.
+    """
+
+    config: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    scan_layers: bool = False
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, deterministic=True):
+        """input_ids, attention_mask, token_type_ids: [B, T] ints (mask 1 = real token).
+
+        Returns EncoderOutput(hidden_states [L + 1, B, T, H] in `dtype`, logits [B, C] float32
+        or None). token_type_ids default to zeros and are ignored by DistilBERT. Dropout draws
+        from the "dropout" rng collection when deterministic=False.
+        """
+        cfg = self.config
+        input_ids = jnp.asarray(input_ids, jnp.int32)
+        if attention_mask is None:
+            attention_mask = jnp.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        token_type_ids = jnp.asarray(token_type_ids, jnp.int32)
+        kw = dict(config=cfg, dtype=self.dtype, param_dtype=self.param_dtype)
+
+        emb = Embeddings(**kw, deterministic=deterministic, name="embeddings")(
+            input_ids, token_type_ids)
+        # Additive key mask [B, 1, 1, T] in float32, like HF's eager path (finfo.min).
+        mask_bias = jnp.where(jnp.asarray(attention_mask)[:, None, None, :] > 0,
+                              0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
+        layers = LayerStack(**kw, deterministic=deterministic, scan_layers=self.scan_layers,
+                            remat=self.remat, name="encoder")(emb, mask_bias)
+        hidden_states = jnp.concatenate([emb[None], layers], axis=0)
+        last = layers[-1]
+
+        logits = None
+        if cfg.model_type == "bert":
+            # BertModel and BertFor* both carry the pooler, so it always exists.
+            pooled = Pooler(**kw, name="pooler")(last)
+            if cfg.num_labels > 0:
+                rate = (cfg.classifier_dropout if cfg.classifier_dropout is not None
+                        else cfg.hidden_dropout_prob)
+                pooled = nn.Dropout(rate)(pooled, deterministic=deterministic)
+                logits = _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(pooled)
+        elif cfg.num_labels > 0 and cfg.model_type == "roberta":
+            logits = RobertaClassificationHead(**kw, deterministic=deterministic,
+                                               name="classifier")(last)
+        elif cfg.num_labels > 0:  # distilbert
+            rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else 0.2
+            y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "pre_classifier")(last[:, 0])
+            y = nn.Dropout(rate)(jax.nn.relu(y), deterministic=deterministic)
+            logits = _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(y)
+        if logits is not None:
+            logits = logits.astype(jnp.float32)
+        return EncoderOutput(hidden_states=hidden_states, logits=logits)
+
+
+def dummy_inputs(batch: int = 1, length: int = 2):
+    """Smallest inputs that create every param: (input_ids, attention_mask) [B, T] int32."""
+    return jnp.ones((batch, length), jnp.int32), jnp.ones((batch, length), jnp.int32)
+
+
+def param_shapes(model: Encoder):
+    """The params tree as jax.ShapeDtypeStruct leaves (nothing materialised)."""
+    ids, mask = dummy_inputs()
+    return jax.eval_shape(lambda r: model.init(r, ids, mask)["params"], jax.random.PRNGKey(0))
+
+
+def init_params(model: Encoder, rng: jax.Array):
+    """HF-style random params for `model`: normal(initializer_range) kernels and embeddings
+    (padding row zeroed), zero biases, LayerNorm scale 1. Shapes are taken with
+    jax.eval_shape first, then the tree is materialised once by one jitted init."""
+    ids, mask = dummy_inputs()
+    param_shapes(model)  # fails fast (no compile, no memory) on a bad config
+    return jax.jit(lambda r: model.init(r, ids, mask)["params"])(rng)
