@@ -1,0 +1,408 @@
+"""Every method's loss against an independent NumPy (float64) reference."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rail_kd_jax.distill import config
+from rail_kd_jax.distill import methods
+from rail_kd_jax.distill.methods import MethodInputs
+
+B, T, M, N, C = 5, 6, 3, 7, 3
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# Inputs and NumPy references.
+
+
+def make_inputs(hs, ht, regression=False, seed=0):
+  rng = np.random.default_rng(seed)
+  f32 = lambda *s: (0.4 * rng.normal(size=s)).astype(np.float32)
+  lengths = np.array([6, 4, 1, 3, 2])
+  token_mask = (np.arange(T)[None] < lengths[:, None]).astype(np.int32)
+  sh, th = f32(M + 1, B, T, hs), f32(N + 1, B, T, ht)
+
+  def mean_pool(h):
+    m = token_mask[None, :, :, None].astype(np.float64)
+    return ((h * m).sum(2) / m.sum(2)).astype(np.float32)
+
+  c = 1 if regression else C
+  labels = rng.normal(size=B).astype(np.float32) if regression else rng.integers(0, C, B)
+  return MethodInputs(
+      student_logits=f32(B, c) * 5, labels=labels,
+      example_mask=np.array([1, 1, 1, 1, 0], np.float32),
+      student_pooled=mean_pool(sh), student_cls=sh[:, :, 0],
+      teacher_logits=f32(B, c) * 5, teacher_pooled=mean_pool(th), teacher_cls=th[:, :, 0],
+      student_hidden=sh, teacher_hidden=th, token_mask=token_mask,
+      mapping=np.array([2, 5, 6], np.int32), is_regression=regression)
+
+
+def heads(name, dcfg, hs, ht, seed=1):
+  """init_heads, then every leaf replaced by N(0, 0.3) so biases matter too."""
+  params = methods.METHODS[name].init_heads(jax.random.PRNGKey(seed), dcfg, hs, ht, M, N)
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda x: (0.3 * rng.normal(size=x.shape)).astype(np.float32), params)
+
+
+def np_tree(tree):
+  return jax.tree.map(lambda x: np.asarray(x, np.float64), tree)
+
+
+def wmean(values, w):
+  return float((values * w).sum() / w.sum())
+
+
+def log_softmax(z):
+  z = z - z.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def ref_ce(x):
+  z = np.asarray(x.student_logits, np.float64)
+  if x.is_regression:
+    per = (z[:, 0] - x.labels) ** 2
+  else:
+    per = -log_softmax(z)[np.arange(B), x.labels]
+  return wmean(per, x.example_mask)
+
+
+def ref_kd(x, temp):
+  zs = np.asarray(x.student_logits, np.float64)
+  zt = np.asarray(x.teacher_logits, np.float64)
+  if x.is_regression:
+    return wmean((zs[:, 0] - zt[:, 0]) ** 2, x.example_mask)
+  lt, ls_ = log_softmax(zt / temp), log_softmax(zs / temp)
+  return wmean(temp**2 * (np.exp(lt) * (lt - ls_)).sum(-1), x.example_mask)
+
+
+def unit(v):
+  return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def ref_dist(a, b, kind):
+  if kind == "sq_l2":
+    return ((unit(a) - unit(b)) ** 2).sum(-1)
+  if kind == "cosine":
+    return 1 - (unit(a) * unit(b)).sum(-1)
+  return ((a - b) ** 2).mean(-1)
+
+
+def lin(p, v):
+  return v @ p["kernel"] + p["bias"]
+
+
+def dcfg_for(name, **kw):
+  d = config.default_distill_config()
+  d.method = name
+  d.temperature = 2.0
+  d.ce_weight, d.kd_weight, d.int_weight = 0.2, 0.3, 0.5
+  d.kd_alpha = 0.4
+  d.pkd_beta = 1.5
+  for k, v in kw.items():
+    d[k] = v
+  return d
+
+
+def check(name, dcfg, x, params, want_total, want_terms):
+  total, metrics = methods.get_method(name).loss(params, x, dcfg)
+  assert total.dtype == jnp.float32 and total.shape == ()
+  np.testing.assert_allclose(float(total), want_total, **TOL)
+  assert set(metrics) == set(want_terms) | {"loss"}
+  for k, v in want_terms.items():
+    assert metrics[k].dtype == jnp.float32 and metrics[k].shape == ()
+    np.testing.assert_allclose(float(metrics[k]), v, **TOL)
+  np.testing.assert_allclose(float(metrics["loss"]), want_total, **TOL)
+
+
+# ----------------------------------------------------------------------------
+# B. losses equal their formulas.
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_none_and_kd(regression):
+  x = make_inputs(8, 8, regression)
+  d = dcfg_for("none")
+  ce = ref_ce(x)
+  check("none", d, x, {}, ce, {"ce": ce})
+  d = dcfg_for("kd")
+  kd = ref_kd(x, 2.0)
+  check("kd", d, x, {}, 0.6 * ce + 0.4 * kd, {"ce": ce, "kd": kd})
+
+
+@pytest.mark.parametrize("pkd_mapping,teacher_layers", [("skip", [2, 4]), ("last", [5, 6])])
+@pytest.mark.parametrize("hs,ht,regression", [(8, 8, False), (8, 12, False), (8, 12, True)])
+def test_pkd(pkd_mapping, teacher_layers, hs, ht, regression):
+  x = make_inputs(hs, ht, regression)
+  d = dcfg_for("pkd", pkd_mapping=pkd_mapping)
+  p = heads("pkd", d, hs, ht)
+  assert (p == {}) == (hs == ht)
+  pn = np_tree(p)
+  per = np.zeros(B)
+  for j, t in zip(range(1, M), teacher_layers):  # student layers 1..M-1
+    s = np.asarray(x.student_cls[j], np.float64)
+    if hs != ht:
+      s = lin({k: v[j - 1] for k, v in pn["student_proj"].items()}, s)
+    per += ((unit(s) - unit(np.asarray(x.teacher_cls[t], np.float64))) ** 2).sum(-1)
+  pt = wmean(per, x.example_mask)
+  ce, kd = ref_ce(x), ref_kd(x, 2.0)
+  check("pkd", d, x, p, 0.6 * ce + 0.4 * kd + 1.5 * pt, {"ce": ce, "kd": kd, "int": pt})
+
+
+@pytest.mark.parametrize("hs,ht,regression", [(8, 8, False), (8, 12, False), (12, 8, True)])
+def test_alp_kd(hs, ht, regression):
+  x = make_inputs(hs, ht, regression)
+  d = dcfg_for("alp_kd")
+  p = heads("alp_kd", d, hs, ht)
+  pn = np_tree(p)
+  tch = np.asarray(x.teacher_cls[1:], np.float64)  # [N, B, Ht]
+  per = np.zeros(B)
+  for j in range(1, M + 1):
+    s = np.asarray(x.student_cls[j], np.float64)
+    if hs != ht:
+      s = lin({k: v[j - 1] for k, v in pn["student_proj"].items()}, s)
+    for b in range(B):
+      scores = tch[:, b] @ s[b]
+      w = np.exp(scores - scores.max())
+      w /= w.sum()
+      per[b] += ((s[b] - w @ tch[:, b]) ** 2).mean() / M
+  inter = wmean(per, x.example_mask)
+  ce, kd = ref_ce(x), ref_kd(x, 2.0)
+  check("alp_kd", d, x, p, 0.2 * ce + 0.3 * kd + 0.5 * inter, {"ce": ce, "kd": kd, "int": inter})
+
+
+@pytest.mark.parametrize("granularity", ["pooled", "token"])
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+def test_ckd(granularity, pool):
+  hs, ht = 8, 12
+  x = make_inputs(hs, ht)
+  d = dcfg_for("ckd", ckd_granularity=granularity, pooling=pool)
+  p = heads("ckd", d, hs, ht)
+  pn = np_tree(p)
+  groups = [[1, 2, 3], [4, 5], [6, 7]]  # N=7 into M=3, larger groups first
+  assert [pn["teacher_proj"][f"group_{j}"]["kernel"].shape[0] for j in (1, 2, 3)] == [36, 24, 24]
+  tok = np.asarray(x.token_mask, np.float64)
+  per = np.zeros(B)
+  for j, g in enumerate(groups, start=1):
+    if granularity == "token":
+      s = np.asarray(x.student_hidden[j], np.float64)
+      cat = np.concatenate([np.asarray(x.teacher_hidden[i], np.float64) for i in g], -1)
+      err = ((s - lin(pn["teacher_proj"][f"group_{j}"], cat)) ** 2).mean(-1)  # [B, T]
+      per += (err * tok).sum(-1) / tok.sum(-1) / M
+    else:
+      src_s = x.student_pooled if pool == "mean" else x.student_cls
+      src_t = x.teacher_pooled if pool == "mean" else x.teacher_cls
+      cat = np.concatenate([np.asarray(src_t[i], np.float64) for i in g], -1)
+      s = np.asarray(src_s[j], np.float64)
+      per += ((s - lin(pn["teacher_proj"][f"group_{j}"], cat)) ** 2).mean(-1) / M
+  inter = wmean(per, x.example_mask)
+  ce, kd = ref_ce(x), ref_kd(x, 2.0)
+  check("ckd", d, x, p, 0.2 * ce + 0.3 * kd + 0.5 * inter, {"ce": ce, "kd": kd, "int": inter})
+
+
+def ref_rail(name, x, pn, dcfg):
+  s_all = np.asarray(x.student_pooled if dcfg.pooling == "mean" else x.student_cls, np.float64)
+  t_all = np.asarray(x.teacher_pooled if dcfg.pooling == "mean" else x.teacher_cls, np.float64)
+  s = [s_all[j] for j in range(1, M + 1)]
+  t = [t_all[int(i)] for i in np.asarray(x.mapping)]
+  tkey = "frozen_teacher_proj" if dcfg.teacher_proj == "frozen_random" else "teacher_proj"
+  if name == "rail_l":
+    per = np.zeros(B)
+    for j in range(M):
+      a, b = s[j], t[j]
+      if dcfg.teacher_proj != "none":
+        a = lin({k: v[j] for k, v in pn["student_proj"].items()}, a)
+        b = lin({k: v[j] for k, v in pn[tkey].items()}, b)
+      per += ref_dist(a, b, dcfg.distance) / M
+  else:
+    a, b = np.concatenate(s, -1), np.concatenate(t, -1)
+    if dcfg.teacher_proj != "none":
+      a, b = lin(pn["student_proj"], a), lin(pn[tkey], b)
+    per = ref_dist(a, b, dcfg.distance)
+  return wmean(per, x.example_mask)
+
+
+@pytest.mark.parametrize("name", ["rail_l", "rail_c"])
+@pytest.mark.parametrize("distance", ["sq_l2", "cosine", "mse"])
+@pytest.mark.parametrize("teacher_proj,hs,ht", [
+    ("trainable", 8, 12), ("frozen_random", 8, 12), ("none", 8, 8)])
+def test_rail(name, distance, teacher_proj, hs, ht):
+  x = make_inputs(hs, ht)
+  d = dcfg_for(name, distance=distance, teacher_proj=teacher_proj, proj_dim=16)
+  methods.validate(d, M, N, hs, ht)
+  p = heads(name, d, hs, ht)
+  if teacher_proj == "none":
+    assert p == {}
+  inter = ref_rail(name, x, np_tree(p), d)
+  ce, kd = ref_ce(x), ref_kd(x, 2.0)
+  check(name, d, x, p, 0.2 * ce + 0.3 * kd + 0.5 * inter, {"ce": ce, "kd": kd, "int": inter})
+
+
+@pytest.mark.parametrize("name", ["rail_l", "rail_c"])
+def test_rail_regression_cls_pooling(name):
+  x = make_inputs(8, 12, regression=True, seed=3)
+  d = dcfg_for(name, pooling="cls", proj_dim=16)
+  p = heads(name, d, 8, 12)
+  inter = ref_rail(name, x, np_tree(p), d)
+  ce, kd = ref_ce(x), ref_kd(x, 2.0)
+  check(name, d, x, p, 0.2 * ce + 0.3 * kd + 0.5 * inter, {"ce": ce, "kd": kd, "int": inter})
+
+
+def test_default_config_head_shapes_and_weights():
+  d = config.default_distill_config()
+  assert d.method == "rail_l" and d.proj_dim == 128 and d.temperature == 1.0
+  assert d.ce_weight == d.kd_weight == d.int_weight == pytest.approx(1 / 3)
+  methods.validate(d, M, N, 8, 12)
+  p = methods.METHODS["rail_l"].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N)
+  assert p["student_proj"]["kernel"].shape == (M, 8, 128)
+  assert p["teacher_proj"]["kernel"].shape == (M, 12, 128)
+  d.method = "rail_c"
+  p = methods.METHODS["rail_c"].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N)
+  assert p["student_proj"]["kernel"].shape == (M * 8, 128)
+  assert p["teacher_proj"]["kernel"].shape == (M * 12, 128)
+  for name in ("none", "kd"):
+    assert methods.METHODS[name].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N) == {}
+  flags = {k: (m.needs_teacher, m.uses_mapping) for k, m in methods.METHODS.items()}
+  assert flags["none"] == (False, False) and flags["rail_c"] == (True, True)
+
+
+def test_pools_itself_when_only_hidden_states_given():
+  x = make_inputs(8, 12)
+  d = dcfg_for("rail_l", proj_dim=16)
+  p = heads("rail_l", d, 8, 12)
+  full, _ = methods.rail_l_loss(p, x, d)
+  bare = x.replace(student_pooled=None, teacher_pooled=None, student_cls=None, teacher_cls=None)
+  np.testing.assert_allclose(methods.rail_l_loss(p, bare, d)[0], full, **TOL)
+  d.method = "alp_kd"
+  pa = heads("alp_kd", d, 8, 12)
+  np.testing.assert_allclose(
+      methods.alp_kd_loss(pa, bare, d)[0], methods.alp_kd_loss(pa, x, d)[0], **TOL)
+
+
+def test_rail_under_jit_with_traced_mapping_never_recompiles():
+  x = jax.tree.map(jnp.asarray, make_inputs(8, 12))
+  d = dcfg_for("rail_c", proj_dim=16)
+  p = heads("rail_c", d, 8, 12)
+  f = jax.jit(lambda p, x, mapping: methods.rail_c_loss(p, x.replace(mapping=mapping), d)[0])
+  for mapping in ([1, 2, 3], [2, 5, 6], [5, 6, 7]):
+    mapping = np.array(mapping, np.int32)
+    eager = methods.rail_c_loss(p, x.replace(mapping=mapping), d)[0]
+    np.testing.assert_allclose(f(p, x, mapping), eager, **TOL)
+  assert f._cache_size() == 1
+
+
+def test_padded_examples_do_not_count():
+  x = make_inputs(8, 12)
+  d = dcfg_for("rail_l", proj_dim=16)
+  p = heads("rail_l", d, 8, 12)
+  base = methods.rail_l_loss(p, x, d)[0]
+  junk = x.replace(
+      student_logits=x.student_logits.copy(), student_pooled=x.student_pooled.copy())
+  junk.student_logits[4] = 1e3
+  junk.student_pooled[:, 4] = 0.0  # zero vector: normalisation must not give NaN
+  np.testing.assert_allclose(methods.rail_l_loss(p, junk, d)[0], base, **TOL)
+
+
+def test_get_method_unknown():
+  with pytest.raises(ValueError, match="unknown distillation method 'tinybert'; valid: none"):
+    methods.get_method("tinybert")
+
+
+# ----------------------------------------------------------------------------
+# C. gradients.
+
+
+@pytest.mark.parametrize("name,kw", [
+    ("kd", {}), ("pkd", {}), ("alp_kd", {}), ("ckd", {}), ("ckd", {"ckd_granularity": "token"}),
+    ("rail_l", {}), ("rail_c", {}), ("rail_l", {"distance": "mse"})])
+def test_gradients_reach_student_and_heads(name, kw):
+  x = jax.tree.map(jnp.asarray, make_inputs(8, 12))
+  d = dcfg_for(name, proj_dim=16, **kw)
+  p = heads(name, d, 8, 12)
+  student = {k: getattr(x, k) for k in ("student_logits", "student_pooled", "student_cls",
+                                        "student_hidden")}
+  teacher = {k: getattr(x, k) for k in ("teacher_logits", "teacher_pooled", "teacher_cls",
+                                        "teacher_hidden")}
+
+  def f(p, student, teacher):
+    return methods.METHODS[name].loss(p, x.replace(**student, **teacher), d)[0]
+
+  gp, gs, gt = jax.grad(f, argnums=(0, 1, 2))(p, student, teacher)
+  for leaf in jax.tree.leaves(gp):
+    assert float(jnp.abs(leaf).max()) > 0
+  assert float(jnp.abs(gs["student_logits"]).max()) > 0
+  used = {"pkd": "student_cls", "alp_kd": "student_cls", "kd": None}.get(name, "student_pooled")
+  if kw.get("ckd_granularity") == "token":
+    used = "student_hidden"
+  if used:
+    assert float(jnp.abs(gs[used]).max()) > 0
+  for leaf in jax.tree.leaves(gt):  # the teacher never gets gradient
+    assert float(jnp.abs(leaf).max()) == 0
+
+
+@pytest.mark.parametrize("name", ["rail_l", "rail_c"])
+def test_frozen_random_teacher_projection_gets_zero_gradient(name):
+  x = jax.tree.map(jnp.asarray, make_inputs(8, 12))
+  d = dcfg_for(name, teacher_proj="frozen_random", proj_dim=16)
+  p = heads(name, d, 8, 12)
+  assert set(p) == {"student_proj", "frozen_teacher_proj"}
+  g = jax.grad(lambda p: methods.METHODS[name].loss(p, x, d)[0])(p)
+  for leaf in jax.tree.leaves(g["frozen_teacher_proj"]):
+    assert float(jnp.abs(leaf).max()) == 0
+  for leaf in jax.tree.leaves(g["student_proj"]):
+    assert float(jnp.abs(leaf).max()) > 0
+  mask = methods.trainable_mask(p)
+  assert all(jax.tree.leaves(mask["student_proj"]))
+  assert not any(jax.tree.leaves(mask["frozen_teacher_proj"]))
+
+
+# ----------------------------------------------------------------------------
+# D. validate.
+
+
+@pytest.mark.parametrize("overrides,m,n,dims,match", [
+    ({"method": "tinybert"}, 3, 7, None, "unknown distillation method 'tinybert'"),
+    ({}, 8, 7, None, r"more layers \(M=8\) than the teacher \(N=7\)"),
+    ({"sampling": "fixed", "fixed_layers": (1, 2)}, 3, 7, None, "distill.fixed_layers.*2 entries"),
+    ({"sampling": "fixed", "fixed_layers": (0, 2, 3)}, 3, 7, None, "distill.fixed_layers.*outside"),
+    ({"sampling": "fixed", "fixed_layers": (2, 3, 8)}, 3, 7, None, "distill.fixed_layers.*outside"),
+    ({"sampling": "fixed", "fixed_layers": (3, 2, 4)}, 3, 7, None, "distill.fixed_layers.*ascending"),
+    ({"sampling": "fixed", "fixed_layers": (2, 2, 4)}, 3, 7, None, "distill.fixed_layers.*duplicate"),
+    ({"sampling": "random"}, 3, 7, None, "distill.sampling='random'.*uniform"),
+    ({"pooling": "max"}, 3, 7, None, "distill.pooling='max'.*mean"),
+    ({"distance": "l1"}, 3, 7, None, "distill.distance='l1'.*sq_l2"),
+    ({"teacher_proj": "shared"}, 3, 7, None, "distill.teacher_proj='shared'.*trainable"),
+    ({"resample_every": "batch"}, 3, 7, None, "distill.resample_every='batch'.*epoch"),
+    ({"pkd_mapping": "middle"}, 3, 7, None, "distill.pkd_mapping='middle'.*skip"),
+    ({"ckd_granularity": "layer"}, 3, 7, None, "distill.ckd_granularity='layer'"),
+    ({"teacher_proj": "none"}, 3, 7, (8, 12), "distill.teacher_proj='none'.*equal widths"),
+    ({"method": "rail_c", "teacher_proj": "none"}, 3, 7, (8, 12), "distill.teacher_proj='none'"),
+    ({"proj_dim": 0}, 3, 7, None, "distill.proj_dim=0"),
+    ({"proj_dim": -4}, 3, 7, None, "distill.proj_dim=-4"),
+    ({"temperature": 0.0}, 3, 7, None, "distill.temperature=0.0"),
+    ({"ce_weight": -0.1}, 3, 7, None, "distill.ce_weight=-0.1"),
+    ({"kd_weight": -1.0}, 3, 7, None, "distill.kd_weight"),
+    ({"int_weight": -1.0}, 3, 7, None, "distill.int_weight"),
+    ({"pkd_beta": -1.0}, 3, 7, None, "distill.pkd_beta"),
+    ({"kd_alpha": 1.5}, 3, 7, None, "distill.kd_alpha=1.5"),
+])
+def test_validate_rejects(overrides, m, n, dims, match):
+  d = config.default_distill_config()
+  for k, v in overrides.items():
+    d[k] = v
+  dims = dims or (None, None)
+  with pytest.raises(ValueError, match=match):
+    methods.validate(d, m, n, *dims)
+
+
+def test_validate_accepts_good_configs():
+  d = config.default_distill_config()
+  methods.validate(d, 6, 12, 384, 768)
+  methods.validate(d, 6, 6)
+  d.sampling, d.fixed_layers = "fixed", (2, 4, 6)
+  methods.validate(d, 3, 6)
+  d.teacher_proj = "none"
+  methods.validate(d, 3, 6, 384, 384)
+  d.method = "kd"
+  methods.validate(d, 8, 6, 384, 768)  # kd pairs no layers: M > N is fine
