@@ -1,0 +1,593 @@
+"""Task definitions: the GLUE registry, local CSV/TSV/JSONL tasks, and `load_task`.
+
+A loaded task is a `Task(spec, splits, sources)`. Every split is a dict of columns:
+the text column(s) named by `spec.text_columns` (lists of str), the label column
+`spec.label_column` (numpy int32 class ids, or float32 scores when
+`spec.is_regression`; absent for unlabelled test splits) and `idx` (int64, the
+file's index/id column where it has one, else the row number).
+
+GLUE tasks keep the column names of GLUE's original TSV files (MNLI: sentence1,
+sentence2, gold_label; QQP: question1, question2, is_duplicate; ...), so extra
+out-of-domain files in the same layout (HANS for MNLI, ...) load unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+# GLUE TSVs hold single fields far over csv's default 128 KiB limit only rarely,
+# but MNLI parses do come close.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+LOCAL = "local"
+TRAIN = "train"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+  """What a task is: its input columns, its labels and how it is scored.
+
+  Attributes:
+    name: GLUE task name ('sst2', 'mnli', ...) or 'local'.
+    text_columns: one or two column names (a sentence, or a sentence pair).
+    label_column: the column holding labels in the files.
+    num_labels: number of classes; 1 means regression.
+    label_names: class names in class-id order, or None (regression / unnamed).
+    is_regression: True when num_labels == 1.
+    main_metric: the metric used to pick the best checkpoint.
+    metric_names: the metrics `evaluate.compute_metrics` returns.
+    eval_splits: labelled evaluation splits (the first is the main one).
+    test_splits: unlabelled splits for prediction / submission files.
+  """
+  name: str
+  text_columns: tuple[str, ...]
+  label_column: str
+  num_labels: int
+  label_names: tuple[str, ...] | None
+  is_regression: bool
+  main_metric: str
+  metric_names: tuple[str, ...]
+  eval_splits: tuple[str, ...]
+  test_splits: tuple[str, ...]
+
+
+@dataclasses.dataclass
+class Task:
+  """A loaded task: `splits[name][column]` -> list[str] | np.ndarray; `sources[name]` -> file."""
+  spec: TaskSpec
+  splits: dict[str, dict[str, Any]]
+  sources: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class _GlueLayout:
+  """Where a GLUE task's data lives: its TSV files, their columns, and the HF dataset."""
+  folder: str  # GLUE's folder name, e.g. 'SST-2'.
+  files: Mapping[str, str]  # split -> file name inside the folder.
+  no_header_columns: tuple[str, ...] | None = None  # train/dev files without a header (CoLA).
+  optional_files: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+  hf_columns: Mapping[str, str] = dataclasses.field(default_factory=dict)  # HF name -> TSV name.
+
+
+def _spec(name, text_columns, label_column, label_names, main_metric, metric_names,
+          eval_splits=("validation",), test_splits=("test",)):
+  num_labels = 1 if label_names is None else len(label_names)
+  return TaskSpec(name=name, text_columns=tuple(text_columns), label_column=label_column,
+                  num_labels=num_labels, label_names=label_names,
+                  is_regression=label_names is None, main_metric=main_metric,
+                  metric_names=tuple(metric_names), eval_splits=tuple(eval_splits),
+                  test_splits=tuple(test_splits))
+
+
+_STD = {TRAIN: "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+
+# Class-id order follows the Hugging Face `glue` datasets, so teachers fine-tuned on
+# them keep their label ids. The TSV files hold either these names or these ids.
+GLUE_TASKS: dict[str, TaskSpec] = {
+    "cola": _spec("cola", ["sentence"], "label", ("unacceptable", "acceptable"),
+                  "matthews_corr", ["matthews_corr", "accuracy"]),
+    "sst2": _spec("sst2", ["sentence"], "label", ("negative", "positive"),
+                  "accuracy", ["accuracy"]),
+    "mrpc": _spec("mrpc", ["#1 String", "#2 String"], "Quality", ("not_equivalent", "equivalent"),
+                  "f1", ["f1", "accuracy", "combined_score"]),
+    "qqp": _spec("qqp", ["question1", "question2"], "is_duplicate", ("not_duplicate", "duplicate"),
+                 "accuracy", ["accuracy", "f1", "combined_score"]),
+    "stsb": _spec("stsb", ["sentence1", "sentence2"], "score", None,
+                  "pearson", ["pearson", "spearmanr", "combined_score"]),
+    "mnli": _spec("mnli", ["sentence1", "sentence2"], "gold_label",
+                  ("entailment", "neutral", "contradiction"), "accuracy", ["accuracy"],
+                  eval_splits=("validation_matched", "validation_mismatched"),
+                  test_splits=("test_matched", "test_mismatched", "ax")),
+    "qnli": _spec("qnli", ["question", "sentence"], "label", ("entailment", "not_entailment"),
+                  "accuracy", ["accuracy"]),
+    "rte": _spec("rte", ["sentence1", "sentence2"], "label", ("entailment", "not_entailment"),
+                 "accuracy", ["accuracy"]),
+    "wnli": _spec("wnli", ["sentence1", "sentence2"], "label", ("not_entailment", "entailment"),
+                  "accuracy", ["accuracy"]),
+}
+
+_GLUE_LAYOUTS: dict[str, _GlueLayout] = {
+    "cola": _GlueLayout("CoLA", _STD, no_header_columns=("source", "label", "orig_label", "sentence")),
+    "sst2": _GlueLayout("SST-2", _STD),
+    "mrpc": _GlueLayout("MRPC", _STD, hf_columns={"sentence1": "#1 String", "sentence2": "#2 String",
+                                                  "label": "Quality"}),
+    "qqp": _GlueLayout("QQP", _STD, hf_columns={"label": "is_duplicate"}),
+    "stsb": _GlueLayout("STS-B", _STD, hf_columns={"label": "score"}),
+    "mnli": _GlueLayout(
+        "MNLI",
+        {TRAIN: "train.tsv", "validation_matched": "dev_matched.tsv",
+         "validation_mismatched": "dev_mismatched.tsv", "test_matched": "test_matched.tsv",
+         "test_mismatched": "test_mismatched.tsv", "ax": "diagnostic.tsv"},
+        # The diagnostic set (AX) ships in GLUE's separate 'diagnostic' folder.
+        optional_files={"ax": ("diagnostic.tsv", "AX.tsv", "../diagnostic/diagnostic.tsv")},
+        hf_columns={"premise": "sentence1", "hypothesis": "sentence2", "label": "gold_label"}),
+    "qnli": _GlueLayout("QNLI", _STD),
+    "rte": _GlueLayout("RTE", _STD),
+    "wnli": _GlueLayout("WNLI", _STD),
+}
+
+GLUE_FOLDERS = {name: layout.folder for name, layout in _GLUE_LAYOUTS.items()}
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+  """Every data option with its default (the `config.data` block)."""
+  c = ml_collections.ConfigDict()
+  # A GLUE task name (cola sst2 mrpc qqp stsb mnli qnli rte wnli) or 'local'.
+  c.task = LOCAL
+  # GLUE: the task's folder of GLUE TSVs (e.g. /data/glue/SST-2; the parent glue/ also works).
+  # local: the folder that relative file names below are resolved against; when the
+  # file names are empty it is searched for train/dev/test.{csv,tsv,jsonl}.
+  c.data_dir = ""
+  # local task files (.csv, .tsv or .jsonl); eval_files maps split name -> file.
+  c.train_file = ""
+  c.eval_files = ml_collections.ConfigDict()
+  c.test_file = ""
+  # Extra labelled eval splits (name -> file) with the task's columns, e.g. HANS for MNLI.
+  c.ood_eval_files = ml_collections.ConfigDict()
+  # local task columns.
+  c.text_column = "text"
+  c.text_pair_column = ""  # '' = single-sentence task.
+  c.label_column = "label"
+  # Class names in id order; file labels may be these names or integer ids.
+  c.label_names = ()
+  c.num_labels = 0  # 0 = from label_names, else inferred from the train labels; 1 = regression.
+  c.main_metric = ""  # '' = the task's default (see TaskSpec.main_metric).
+  # Keep only the first N rows of a split (0 = all); for quick runs.
+  c.max_train_examples = 0
+  c.max_eval_examples = 0
+  # Tokenization and batching.
+  c.tokenizer = ""  # '' = the model folder's tokenizer (the trainer decides which model).
+  c.max_length = 128
+  c.cache_dir = ""  # '' = no on-disk cache of the tokenized arrays.
+  c.bucket = True  # trim every batch to its bucket length.
+  c.bucket_multiple = 16
+  c.buckets = ()  # explicit bucket lengths; overrides bucket_multiple when set.
+  return c
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_table(path: str, *, no_header_columns: Sequence[str] | None = None,
+                strict_rows: bool = True) -> tuple[list[str], list[dict[str, Any]]]:
+  """Reads a .tsv (GLUE style, no quoting), .csv or .jsonl file into rows of dicts."""
+  if not os.path.isfile(path):
+    raise ValueError(f"Data file {path!r} does not exist.")
+  ext = os.path.splitext(path)[1].lower()
+  if ext in (".jsonl", ".json"):
+    return _read_jsonl(path)
+  if ext not in (".tsv", ".csv", ".txt"):
+    raise ValueError(f"Data file {path!r} has an unsupported extension {ext!r}; "
+                     "use .csv, .tsv or .jsonl.")
+  with open(path, encoding="utf-8-sig", newline="") as f:
+    if ext == ".csv":
+      reader = csv.reader(f)
+    else:
+      # GLUE TSVs contain bare quote characters inside sentences: no quoting at all.
+      reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+    lines = list(reader)
+  if no_header_columns is not None:
+    header, body, first_line = list(no_header_columns), lines, 1
+  else:
+    if not lines:
+      raise ValueError(f"Data file {path!r} is empty (no header line).")
+    header, body, first_line = [h.strip() for h in lines[0]], lines[1:], 2
+  rows, bad = [], []
+  for i, fields in enumerate(body):
+    if not fields or (len(fields) == 1 and not fields[0].strip()):
+      continue  # blank line
+    if len(fields) != len(header):
+      bad.append(i + first_line)
+      if len(fields) < len(header):
+        continue
+    rows.append(dict(zip(header, fields)))
+  if bad:
+    # QQP's train.tsv has a handful of broken lines; more than that is a wrong format.
+    if strict_rows and len(bad) > max(2, len(body) // 1000):
+      raise ValueError(f"Data file {path!r} has {len(bad)} lines whose field count differs from "
+                       f"its {len(header)} columns {header} (first at line {bad[0]}); "
+                       "is it the right file and delimiter?")
+    logging.warning("%s: %d malformed lines (first at line %d) skipped or truncated.",
+                    path, len(bad), bad[0])
+  return header, rows
+
+
+def _read_jsonl(path: str) -> tuple[list[str], list[dict[str, Any]]]:
+  rows, header = [], {}
+  with open(path, encoding="utf-8-sig") as f:
+    for i, line in enumerate(f):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"Data file {path!r} line {i + 1} is not valid JSON ({e.msg}).") from None
+      if not isinstance(row, dict):
+        raise ValueError(f"Data file {path!r} line {i + 1} is not a JSON object.")
+      rows.append(row)
+      header.update(dict.fromkeys(row))
+  return list(header), rows
+
+
+def _is_int(v: Any) -> bool:
+  if isinstance(v, (bool, np.bool_)):
+    return False
+  if isinstance(v, (int, np.integer)):
+    return True
+  if isinstance(v, float):
+    return v.is_integer()
+  if isinstance(v, str):
+    s = v.strip()
+    return bool(s) and (s.isdigit() or (s[0] in "+-" and s[1:].isdigit()))
+  return False
+
+
+def _is_float(v: Any) -> bool:
+  if isinstance(v, (bool, np.bool_)) or v is None:
+    return False
+  try:
+    return np.isfinite(float(v))
+  except (TypeError, ValueError):
+    return False
+
+
+def _parse_labels(values: Sequence[Any], spec: TaskSpec, where: str) -> np.ndarray:
+  """Label values (names or ids, or scores) -> int32 class ids / float32 scores."""
+  if spec.is_regression:
+    out = np.empty(len(values), np.float32)
+    for i, v in enumerate(values):
+      if not _is_float(v):
+        raise ValueError(f"{where}: label {v!r} (row {i + 1}) is not a number, but the task is "
+                         "a regression (num_labels=1).")
+      out[i] = float(v)
+    return out
+  names = {n: i for i, n in enumerate(spec.label_names or ())}
+  k = spec.num_labels
+  out = np.empty(len(values), np.int32)
+  for i, v in enumerate(values):
+    key = v.strip() if isinstance(v, str) else v
+    if isinstance(key, str) and key in names:
+      out[i] = names[key]
+    elif _is_int(key) and 0 <= int(float(key)) < k:
+      out[i] = int(float(key))
+    else:
+      valid = f"one of {list(spec.label_names)} or " if spec.label_names else ""
+      raise ValueError(f"{where}: label {v!r} (row {i + 1}) is outside the configured classes; "
+                       f"valid labels are {valid}an integer id in 0..{k - 1}.")
+  return out
+
+
+def _columns_from_rows(header: Sequence[str], rows: Sequence[Mapping[str, Any]], spec: TaskSpec,
+                       path: str, labelled: bool, split: str,
+                       index_columns: Sequence[str] = ("idx", "index", "id")) -> dict[str, Any]:
+  """Rows of one file -> the split's column dict, with every check a user needs."""
+  needed = list(spec.text_columns) + ([spec.label_column] if labelled else [])
+  missing = [c for c in needed if c not in header]
+  if missing:
+    raise ValueError(f"Data file {path!r} (split {split!r}) has no column {missing[0]!r}; "
+                     f"its columns are {list(header)}.")
+  if not rows:
+    raise ValueError(f"Split {split!r} from {path!r} is empty (no data rows).")
+  cols: dict[str, Any] = {}
+  for c in spec.text_columns:
+    vals = [r.get(c) for r in rows]
+    for i, v in enumerate(vals):
+      if v is None or (isinstance(v, float) and np.isnan(v)):
+        raise ValueError(f"Data file {path!r} column {c!r} row {i + 1} has no text.")
+    cols[c] = [v if isinstance(v, str) else str(v) for v in vals]
+  if labelled:
+    cols[spec.label_column] = _parse_labels([r.get(spec.label_column) for r in rows], spec,
+                                            f"Data file {path!r} column {spec.label_column!r}")
+  idx = None
+  for c in index_columns:
+    if c in header and all(_is_int(r.get(c)) for r in rows):
+      idx = np.asarray([int(float(r[c])) for r in rows], np.int64)
+      break
+  cols["idx"] = idx if idx is not None else np.arange(len(rows), dtype=np.int64)
+  return cols
+
+
+def _head(cols: dict[str, Any], n: int) -> dict[str, Any]:
+  return {k: v[:n] for k, v in cols.items()} if n and n > 0 else cols
+
+
+def _num_rows(cols: Mapping[str, Any]) -> int:
+  return len(cols["idx"])
+
+
+# ----------------------------------------------------------------------------- GLUE
+
+
+def _glue_folder(data_dir: str, layout: _GlueLayout) -> str:
+  if os.path.isfile(os.path.join(data_dir, layout.files[TRAIN])):
+    return data_dir
+  nested = os.path.join(data_dir, layout.folder)
+  if os.path.isfile(os.path.join(nested, layout.files[TRAIN])):
+    return nested  # data_dir is the parent glue/ folder.
+  return data_dir
+
+
+def _load_glue_tsv(spec: TaskSpec, data_dir: str, data_cfg) -> Task:
+  layout = _GLUE_LAYOUTS[spec.name]
+  if not os.path.isdir(data_dir):
+    raise ValueError(f"data.data_dir {data_dir!r} for GLUE task {spec.name!r} is not a folder; "
+                     f"point it at GLUE's {layout.folder} folder of TSV files.")
+  folder = _glue_folder(data_dir, layout)
+  splits, sources = {}, {}
+  for split, fname in layout.files.items():
+    labelled = split not in spec.test_splits
+    candidates = layout.optional_files.get(split, (fname,))
+    path = next((os.path.join(folder, c) for c in candidates
+                 if os.path.isfile(os.path.join(folder, c))), os.path.join(folder, candidates[0]))
+    if not os.path.isfile(path):
+      if labelled:
+        raise ValueError(f"GLUE task {spec.name!r}: file {path!r} does not exist; "
+                         f"data.data_dir must be GLUE's {layout.folder} folder with "
+                         f"{sorted(set(layout.files.values()) - {'diagnostic.tsv'})}.")
+      logging.info("GLUE %s: no %s, split %r skipped.", spec.name, path, split)
+      continue
+    # CoLA's train/dev files have no header; its test file has one (index, sentence).
+    no_header = layout.no_header_columns if labelled else None
+    header, rows = _read_table(path, no_header_columns=no_header)
+    splits[split] = _columns_from_rows(header, rows, spec, path, labelled, split)
+    sources[split] = path
+  return Task(spec, splits, sources)
+
+
+def _hf_cache_has_glue() -> bool:
+  roots = []
+  try:
+    import datasets  # pylint: disable=g-import-not-at-top
+    roots.append(datasets.config.HF_DATASETS_CACHE)
+  except Exception:  # pylint: disable=broad-except
+    pass
+  try:
+    from huggingface_hub import constants  # pylint: disable=g-import-not-at-top
+    roots.append(constants.HF_HUB_CACHE)
+  except Exception:  # pylint: disable=broad-except
+    pass
+  names = ("glue", "nyu-mll___glue", "datasets--nyu-mll--glue", "datasets--glue")
+  return any(os.path.isdir(os.path.join(str(r), n)) for r in roots for n in names)
+
+
+@contextlib.contextmanager
+def _offline():
+  """Forces datasets/huggingface_hub offline for one call, whatever the environment says."""
+  import datasets  # pylint: disable=g-import-not-at-top
+  from huggingface_hub import constants  # pylint: disable=g-import-not-at-top
+  flags = [(datasets.config, "HF_HUB_OFFLINE"), (datasets.config, "HF_DATASETS_OFFLINE"),
+           (constants, "HF_HUB_OFFLINE")]
+  saved = [(mod, attr, getattr(mod, attr)) for mod, attr in flags if hasattr(mod, attr)]
+  try:
+    for mod, attr, _ in saved:
+      setattr(mod, attr, True)
+    yield
+  finally:
+    for mod, attr, value in saved:
+      setattr(mod, attr, value)
+
+
+def _load_glue_hf(spec: TaskSpec) -> Task:
+  layout = _GLUE_LAYOUTS[spec.name]
+  hint = (f"GLUE task {spec.name!r} has no data.data_dir and is not in the local Hugging Face "
+          f"cache (the hub is not reachable); download GLUE and point at the task's folder, e.g. "
+          f"--config.data.data_dir=/path/to/glue/{layout.folder}")
+  if not _hf_cache_has_glue():
+    raise ValueError(hint + ".")
+  try:
+    import datasets  # pylint: disable=g-import-not-at-top
+    with _offline():
+      ds = datasets.load_dataset("nyu-mll/glue", spec.name)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"{hint} (load_dataset failed: {type(e).__name__}: {e}).") from None
+  splits, sources = {}, {}
+  rename = lambda c: layout.hf_columns.get(c, c)
+  for split in (TRAIN,) + spec.eval_splits + spec.test_splits:
+    if split not in ds:
+      continue  # 'ax' is a separate HF config; point data_dir at the TSVs to get it.
+    hf_split = split
+    d = ds[hf_split]
+    labelled = split not in spec.test_splits
+    header = [rename(c) for c in d.column_names]
+    rows = [{rename(k): v for k, v in r.items()} for r in d]
+    splits[split] = _columns_from_rows(header, rows, spec, f"hf:glue/{spec.name}/{hf_split}",
+                                       labelled, split)
+    sources[split] = f"hf:glue/{spec.name}/{hf_split}"
+  return Task(spec, splits, sources)
+
+
+# ----------------------------------------------------------------------------- local
+
+
+def _resolve(data_dir: str, path: str) -> str:
+  path = os.path.expanduser(path)
+  return path if os.path.isabs(path) or not data_dir else os.path.join(data_dir, path)
+
+
+def _find_default(data_dir: str, stems: Sequence[str]) -> str:
+  for stem in stems:
+    for ext in (".csv", ".tsv", ".jsonl"):
+      p = os.path.join(data_dir, stem + ext)
+      if os.path.isfile(p):
+        return p
+  return ""
+
+
+def _as_dict(d) -> dict[str, str]:
+  if not d:
+    return {}
+  if isinstance(d, ml_collections.ConfigDict):
+    d = d.to_dict()
+  if not isinstance(d, Mapping):
+    raise ValueError(f"Expected a dict of split name -> file, got {d!r}.")
+  return {str(k): str(v) for k, v in d.items() if v}
+
+
+def _local_files(cfg) -> tuple[str, dict[str, str], str]:
+  data_dir = os.path.expanduser(cfg.get("data_dir", "") or "")
+  train = cfg.get("train_file", "") or ""
+  evals = _as_dict(cfg.get("eval_files"))
+  test = cfg.get("test_file", "") or ""
+  if data_dir and not train and not evals:
+    if not os.path.isdir(data_dir):
+      raise ValueError(f"data.data_dir {data_dir!r} is not a folder.")
+    train = _find_default(data_dir, ["train"])
+    dev = _find_default(data_dir, ["dev", "validation", "valid"])
+    evals = {"validation": dev} if dev else {}
+    test = test or _find_default(data_dir, ["test"])
+  if not train:
+    raise ValueError("data.train_file is empty for task 'local'; set it (or data.data_dir to a "
+                     "folder with train.csv/.tsv/.jsonl), or set data.task to a GLUE task name.")
+  return (_resolve(data_dir, train), {k: _resolve(data_dir, v) for k, v in evals.items()},
+          _resolve(data_dir, test) if test else "")
+
+
+def _infer_labels(values: Sequence[Any], path: str, column: str):
+  """num_labels and label_names from the train labels, when the config gives neither."""
+  if all(_is_int(v) for v in values):
+    k = max(int(float(v)) for v in values) + 1
+    if min(int(float(v)) for v in values) < 0:
+      raise ValueError(f"Data file {path!r} column {column!r} has negative labels; "
+                       "class ids must be 0..num_labels-1.")
+    names = None
+  elif any(_is_float(v) for v in values):
+    raise ValueError(f"Data file {path!r} column {column!r} holds non-integer numbers; set "
+                     "data.num_labels=1 for a regression task.")
+  else:
+    names = tuple(sorted({str(v).strip() for v in values}))
+    k = len(names)
+    logging.info("Label names inferred from %s (sorted): %s", path, names)
+  if k < 2:
+    raise ValueError(f"Data file {path!r} column {column!r} has only one class; "
+                     "set data.num_labels or data.label_names.")
+  return k, names
+
+
+def _local_spec(cfg, train_path: str, evals: Mapping[str, str], test: str,
+                train_rows: tuple[list[str], list[dict[str, Any]]]) -> TaskSpec:
+  text_columns = tuple(c for c in (cfg.get("text_column", "text"),
+                                   cfg.get("text_pair_column", "")) if c)
+  label_column = cfg.get("label_column", "label")
+  names = tuple(cfg.get("label_names", ()) or ()) or None
+  k = int(cfg.get("num_labels", 0) or 0)
+  if names is not None and k not in (0, len(names)):
+    raise ValueError(f"data.num_labels={k} does not match data.label_names {list(names)} "
+                     f"({len(names)} names).")
+  if names is not None:
+    k = len(names)
+  elif k == 0:
+    header, rows = train_rows
+    if label_column not in header:
+      raise ValueError(f"Data file {train_path!r} has no column {label_column!r}; "
+                       f"its columns are {list(header)}.")
+    if not rows:
+      raise ValueError(f"Split 'train' from {train_path!r} is empty (no data rows).")
+    k, names = _infer_labels([r.get(label_column) for r in rows], train_path, label_column)
+  elif k < 1:
+    raise ValueError(f"data.num_labels={k} is invalid; use 1 (regression) or >= 2 classes.")
+  regression = k == 1
+  if regression and names is not None:
+    raise ValueError("data.label_names is set but data.num_labels=1 (regression); drop one.")
+  metrics = ("pearson", "spearmanr", "mse") if regression else ("accuracy", "macro_f1")
+  return TaskSpec(name=LOCAL, text_columns=text_columns, label_column=label_column,
+                  num_labels=k, label_names=names, is_regression=regression,
+                  main_metric=metrics[0], metric_names=metrics, eval_splits=tuple(evals),
+                  test_splits=("test",) if test else ())
+
+
+def _load_local(cfg) -> Task:
+  train, evals, test = _local_files(cfg)
+  train_rows = _read_table(train)
+  spec = _local_spec(cfg, train, evals, test, train_rows)
+  splits = {TRAIN: _columns_from_rows(*train_rows, spec, train, True, TRAIN)}
+  sources = {TRAIN: train}
+  for name, path in evals.items():
+    splits[name] = _columns_from_rows(*_read_table(path), spec, path, True, name)
+    sources[name] = path
+  if test:
+    header, rows = _read_table(test)
+    splits["test"] = _columns_from_rows(header, rows, spec, test,
+                                        spec.label_column in header, "test")
+    sources["test"] = test
+  return Task(spec, splits, sources)
+
+
+# ----------------------------------------------------------------------------- entry
+
+
+def load_task(data_cfg) -> Task:
+  """Loads the task named by `data_cfg.task` (see `default_data_config`).
+
+  Returns a `Task` whose `splits` hold 'train', every name in `spec.eval_splits`
+  (including the out-of-domain ones from `data_cfg.ood_eval_files`), and the test
+  splits whose files exist. Raises ValueError with one sentence naming the file,
+  column or value on any bad input, before anything is tokenized.
+  """
+  name = str(data_cfg.get("task", LOCAL) or LOCAL).lower().replace("-", "")
+  aliases = {"sst": "sst2", "sts": "stsb", "stsb": "stsb", "mnlim": "mnli"}
+  name = aliases.get(name, name)
+  if name == LOCAL:
+    task = _load_local(data_cfg)
+  elif name in GLUE_TASKS:
+    spec = GLUE_TASKS[name]
+    if data_cfg.get("num_labels", 0) and int(data_cfg.num_labels) != spec.num_labels:
+      raise ValueError(f"data.num_labels={data_cfg.num_labels} does not match GLUE task {name!r} "
+                       f"({spec.num_labels}); leave it at 0.")
+    data_dir = os.path.expanduser(data_cfg.get("data_dir", "") or "")
+    task = _load_glue_tsv(spec, data_dir, data_cfg) if data_dir else _load_glue_hf(spec)
+  else:
+    raise ValueError(f"data.task={data_cfg.get('task')!r} is not a GLUE task "
+                     f"({sorted(GLUE_TASKS)}) or 'local'.")
+  spec = task.spec
+  ood = _as_dict(data_cfg.get("ood_eval_files"))
+  ood_dir = os.path.expanduser(data_cfg.get("data_dir", "") or "") if name == LOCAL else ""
+  for split, path in ood.items():
+    if split in task.splits:
+      raise ValueError(f"data.ood_eval_files name {split!r} clashes with an existing split "
+                       f"{sorted(task.splits)}; rename it.")
+    path = _resolve(ood_dir, path)
+    task.splits[split] = _columns_from_rows(*_read_table(path, strict_rows=False), spec, path,
+                                            True, split)
+    task.sources[split] = path
+  main_metric = data_cfg.get("main_metric", "") or spec.main_metric
+  if main_metric not in spec.metric_names:
+    raise ValueError(f"data.main_metric={main_metric!r} is not a metric of task {spec.name!r}; "
+                     f"valid: {list(spec.metric_names)}.")
+  task.spec = dataclasses.replace(spec, main_metric=main_metric,
+                                  eval_splits=tuple(spec.eval_splits) + tuple(ood))
+  n_train, n_eval = (int(data_cfg.get("max_train_examples", 0) or 0),
+                     int(data_cfg.get("max_eval_examples", 0) or 0))
+  for split in list(task.splits):
+    task.splits[split] = _head(task.splits[split], n_train if split == TRAIN else n_eval)
+  logging.info("Task %s: %s", task.spec.name,
+               {s: _num_rows(c) for s, c in task.splits.items()})
+  return task
