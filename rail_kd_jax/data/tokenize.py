@@ -67,7 +67,11 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
   h.update(type(tokenizer).__name__.encode())
   backend = getattr(tokenizer, "backend_tokenizer", None)
   if backend is not None and hasattr(backend, "to_str"):
-    h.update(backend.to_str().encode())
+    state = json.loads(backend.to_str())
+    # Calling the tokenizer stores its last padding/truncation arguments here.
+    state.pop("padding", None)
+    state.pop("truncation", None)
+    h.update(json.dumps(state, sort_keys=True, ensure_ascii=False).encode())
   else:
     vocab = sorted(tokenizer.get_vocab().items())
     h.update(json.dumps(vocab, ensure_ascii=False).encode())
