@@ -207,3 +207,25 @@ def test_glue_name_without_data_dir_fails_at_once(monkeypatch, tmp_path):
   with pytest.raises(ValueError, match=r"--config.data.data_dir=/path/to/glue/SST-2"):
     tasks.load_task(cfg(task="sst2"))
   assert time.time() - start < 5
+
+
+def test_glue_from_local_hf_cache_renames_to_tsv_columns(monkeypatch):
+  datasets = pytest.importorskip("datasets")
+  calls = []
+
+  def fake_load_dataset(path, name):
+    calls.append((path, name, datasets.config.HF_HUB_OFFLINE))
+    row = {"premise": ["A man walks.", "Rain."], "hypothesis": ["A person walks.", "Sun."],
+           "label": [0, 2], "idx": [0, 1]}
+    test = dict(row, label=[-1, -1])
+    return datasets.DatasetDict({s: datasets.Dataset.from_dict(row) for s in (
+        "train", "validation_matched", "validation_mismatched")} | {
+            s: datasets.Dataset.from_dict(test) for s in ("test_matched", "test_mismatched")})
+
+  monkeypatch.setattr(tasks, "_hf_cache_has_glue", lambda: True)
+  monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+  t = tasks.load_task(cfg(task="mnli"))
+  assert calls == [("nyu-mll/glue", "mnli", True)]  # forced offline
+  assert t.splits["train"]["sentence1"] == ["A man walks.", "Rain."]
+  assert t.splits["validation_mismatched"]["gold_label"].tolist() == [0, 2]
+  assert "gold_label" not in t.splits["test_matched"] and "ax" not in t.splits
