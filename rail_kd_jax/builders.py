@@ -1,0 +1,249 @@
+"""From a config to everything a run needs: data arrays, models, method, step spec.
+
+All user-facing checks happen here, before anything is compiled; a user error
+surfaces as `validation.ConfigError` with one sentence.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from rail_kd_jax import models, optim
+from rail_kd_jax.data import loader, synthetic, tasks, tokenize
+from rail_kd_jax.distill import methods as methods_lib
+from rail_kd_jax.step import StepSpec
+from rail_kd_jax.validation import ConfigError
+
+_EXPORT_NAMES = ("model", "student", "teacher")
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything built from a config before the first step."""
+  config: Any
+  spec: tasks.TaskSpec
+  tokenizer: Any
+  arrays: dict[str, dict[str, np.ndarray]]
+  eval_splits: tuple[str, ...]
+  student: models.Encoder
+  student_params: Any
+  teacher: models.Encoder | None
+  teacher_params: Any
+  head_params: Any
+  step_spec: StepSpec
+  steps_per_epoch: int
+  total_steps: int
+  export_name: str
+
+
+def resolve_model_path(path: str, field: str) -> str:
+  """A Hugging Face folder, or a run workdir whose export/ holds exactly one model."""
+  path = os.path.expanduser(path)
+  # A run workdir also has a config.json (the run's own), so look in export/ first.
+  for name in _EXPORT_NAMES:
+    candidate = os.path.join(path, "export", name)
+    if os.path.isfile(os.path.join(candidate, "config.json")):
+      return candidate
+  if os.path.isfile(os.path.join(path, "config.json")):
+    return path
+  raise ConfigError(f"{field}={path!r} has no config.json (nor export/model/config.json); point it at a "
+                    "Hugging Face model folder or a finished finetune workdir")
+
+
+def _dtype(name: str):
+  return jnp.bfloat16 if name == "bfloat16" else jnp.float32
+
+
+def _dropout_overrides(mcfg) -> dict:
+  kw = {}
+  if mcfg.dropout >= 0:
+    kw["hidden_dropout_prob"] = float(mcfg.dropout)
+    kw["classifier_dropout"] = float(mcfg.dropout)
+  if mcfg.attention_dropout >= 0:
+    kw["attention_probs_dropout_prob"] = float(mcfg.attention_dropout)
+  return kw
+
+
+def build_model(mcfg, field: str, num_labels: int, vocab_size: int, rng: jax.Array,
+                teacher: tuple[models.Encoder, Any] | None = None) -> tuple[models.Encoder, Any]:
+  """One encoder from a `model_config()` block (pretrained | fresh | teacher_layers)."""
+  module_kw = dict(dtype=_dtype(mcfg.dtype), scan_layers=bool(mcfg.scan_layers), remat=bool(mcfg.remat))
+  try:
+    if mcfg.init == "pretrained":
+      path = resolve_model_path(mcfg.path, f"{field}.path")
+      model, params = models.load_pretrained(path, num_labels=num_labels, rng=rng, **module_kw)
+      overrides = _dropout_overrides(mcfg)
+      if overrides:
+        model = model.clone(config=dataclasses.replace(model.config, **overrides))
+      return model, params
+    if mcfg.init == "fresh":
+      config = models.EncoderConfig(
+          model_type=mcfg.model_type,
+          vocab_size=int(mcfg.vocab_size or vocab_size),
+          hidden_size=mcfg.hidden_size,
+          num_hidden_layers=mcfg.num_hidden_layers,
+          num_attention_heads=mcfg.num_attention_heads,
+          intermediate_size=mcfg.intermediate_size,
+          max_position_embeddings=mcfg.max_position_embeddings,
+          hidden_act=mcfg.hidden_act,
+          type_vocab_size=0 if mcfg.model_type == "distilbert" else 2,
+          pad_token_id=1 if mcfg.model_type == "roberta" else 0,
+          num_labels=num_labels,
+      )
+      drop = _dropout_overrides(mcfg)
+      if drop:
+        config = dataclasses.replace(config, **drop)
+      return models.student.fresh(config, rng, **module_kw)
+    # teacher_layers
+    if teacher is None:
+      raise ConfigError(f"{field}.init='teacher_layers' needs a teacher")
+    layers = tuple(int(x) for x in mcfg.teacher_layers)
+    return models.student.from_teacher_layers(teacher[0], teacher[1], layers, rng=rng, num_labels=num_labels,
+                                              **module_kw, **_dropout_overrides(mcfg))
+  except ConfigError:
+    raise
+  except (ValueError, FileNotFoundError) as e:
+    raise ConfigError(f"{field}: {e}") from None
+
+
+def _tokenizer_path(config) -> str:
+  if config.data.tokenizer:
+    return config.data.tokenizer
+  mcfg = config.model if config.mode == "finetune" else config.teacher
+  if mcfg.init == "pretrained":
+    return resolve_model_path(mcfg.path, ("model" if config.mode == "finetune" else "teacher") + ".path")
+  if config.mode == "distill" and config.student.init == "pretrained":
+    return resolve_model_path(config.student.path, "student.path")
+  raise ConfigError("data.tokenizer is empty and no model is pretrained; give --config.data.tokenizer=<folder>")
+
+
+def _resolve_data(config, workdir: str):
+  """Applies `data.synthetic` (generated data under the workdir) to a copy of config.data."""
+  data_cfg = config.data
+  if data_cfg.synthetic == "tiny":
+    tiny = synthetic.make_tiny_dataset(os.path.join(workdir, "data"))
+    data_cfg = data_cfg.copy_and_resolve_references()
+    with data_cfg.unlocked():
+      data_cfg.task = "local"
+      data_cfg.train_file = tiny.train_file
+      data_cfg.eval_files = {"dev": tiny.dev_file}
+      data_cfg.test_file = tiny.test_file
+      data_cfg.label_names = tiny.label_names
+      if not data_cfg.tokenizer:
+        data_cfg.tokenizer = tiny.tokenizer_dir
+  elif data_cfg.synthetic:
+    raise ConfigError(f"data.synthetic={data_cfg.synthetic!r} is not valid; choose '' or 'tiny'")
+  return data_cfg
+
+
+def total_steps_for(config, steps_per_epoch: int) -> int:
+  if config.train.num_steps > 0:
+    return int(config.train.num_steps)
+  return max(1, int(round(config.train.num_epochs * steps_per_epoch)))
+
+
+def build_run(config, workdir: str, num_devices: int) -> Run:
+  """Loads data and models and builds the step spec; raises ConfigError on bad input."""
+  data_cfg = _resolve_data(config, workdir)
+  try:
+    task = tasks.load_task(data_cfg)
+  except (ValueError, FileNotFoundError) as e:
+    raise ConfigError(str(e)) from None
+  spec = task.spec
+  if "train" not in task.splits:
+    raise ConfigError("the data has no train split; set data.train_file (local) or data.data_dir (GLUE)")
+  tok_path = data_cfg.tokenizer or _tokenizer_path(config)
+  try:
+    tokenizer = tokenize.load_tokenizer(tok_path)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  vocab_size = len(tokenizer)
+
+  num_labels = spec.num_labels
+  rng = jax.random.PRNGKey(config.seed)
+  k_teacher, k_student, k_heads = jax.random.split(rng, 3)
+  teacher = teacher_params = None
+  if config.mode == "finetune":
+    student, student_params = build_model(config.model, "model", num_labels, vocab_size, k_student)
+    method = methods_lib.get_method("none")
+    export_name = "model"
+  else:
+    teacher, teacher_params = build_model(config.teacher, "teacher", num_labels, vocab_size, k_teacher)
+    student, student_params = build_model(config.student, "student", num_labels, vocab_size, k_student,
+                                          teacher=(teacher, teacher_params))
+    try:
+      method = methods_lib.get_method(config.distill.method)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+    export_name = "student"
+  scfg = student.config
+  n_student = scfg.num_hidden_layers
+  n_teacher = teacher.config.num_hidden_layers if teacher is not None else n_student
+  t_dim = teacher.config.hidden_size if teacher is not None else scfg.hidden_size
+  if config.mode == "distill":
+    try:
+      methods_lib.validate(config.distill, n_student, n_teacher, scfg.hidden_size, t_dim)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+    if teacher.config.vocab_size != scfg.vocab_size:
+      logging.warning("teacher and student vocabularies differ (%d vs %d): they must share a tokenizer",
+                      teacher.config.vocab_size, scfg.vocab_size)
+  if vocab_size > scfg.vocab_size:
+    raise ConfigError(f"the tokenizer at {tok_path!r} has {vocab_size} tokens but the model's embedding "
+                      f"table has {scfg.vocab_size} rows")
+  max_len = min(int(data_cfg.max_length), scfg.max_position_embeddings - (2 if scfg.model_type == "roberta" else 0))
+  if max_len < int(data_cfg.max_length):
+    logging.warning("data.max_length=%d exceeds the model's positions; using %d", data_cfg.max_length, max_len)
+
+  cache_dir = data_cfg.cache_dir or None
+  arrays = {}
+  for split, cols in task.splits.items():
+    if split in spec.test_splits:
+      continue
+    arrays[split] = loader.encode(cols, tokenizer, spec, max_len, cache_dir=cache_dir)
+  eval_splits = tuple(s for s in arrays if s != "train")
+
+  global_bs = int(config.train.batch_size)
+  n_train = len(arrays["train"]["labels"])
+  if n_train < global_bs:
+    raise ConfigError(f"the train split has {n_train} examples, fewer than train.batch_size={global_bs}")
+  steps_per_epoch = loader.steps_per_epoch(n_train, global_bs, drop_remainder=True)
+  total_steps = total_steps_for(config, steps_per_epoch)
+  tx, schedule = optim.make_optimizer(config.optim, total_steps)
+  head_params = method.init_heads(k_heads, config.distill, scfg.hidden_size, t_dim, n_student, n_teacher)
+  step_spec = StepSpec(
+      student=student,
+      teacher=teacher,
+      method=method,
+      dcfg=config.distill,
+      tx=tx,
+      schedule=schedule,
+      seed=int(config.seed),
+      num_student_layers=n_student,
+      num_teacher_layers=n_teacher,
+      steps_per_epoch=steps_per_epoch,
+      is_regression=spec.is_regression,
+      grad_accum_steps=int(config.train.grad_accum_steps),
+  )
+  logging.info("task %s: %s; %d steps/epoch, %d steps", spec.name,
+               ", ".join(f"{k}={len(v['labels'])}" for k, v in arrays.items()), steps_per_epoch, total_steps)
+  return Run(config=config, spec=spec, tokenizer=tokenizer, arrays=arrays, eval_splits=eval_splits,
+             student=student, student_params=student_params, teacher=teacher, teacher_params=teacher_params,
+             head_params=head_params, step_spec=step_spec, steps_per_epoch=steps_per_epoch,
+             total_steps=total_steps, export_name=export_name)
+
+
+def export(run: Run, student_params: Any, out_dir: str) -> None:
+  """save_pretrained of the trained model (distillation heads dropped) + its tokenizer."""
+  model = run.student
+  if run.spec.label_names:
+    names = tuple(run.spec.label_names)
+    model = model.clone(config=dataclasses.replace(
+        model.config, id2label={i: n for i, n in enumerate(names)}, label2id={n: i for i, n in enumerate(names)}))
+  models.save_pretrained(model, student_params, out_dir, tokenizer=run.tokenizer)
