@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from rail_kd_jax.models.config import EncoderConfig
 
@@ -391,10 +392,54 @@ def param_shapes(model: Encoder):
     return jax.eval_shape(lambda r: model.init(r, ids, mask)["params"], jax.random.PRNGKey(0))
 
 
-def init_params(model: Encoder, rng: jax.Array):
-    """HF-style random params for `model`: normal(initializer_range) kernels and embeddings
-    (padding row zeroed), zero biases, LayerNorm scale 1. Shapes are taken with
-    jax.eval_shape first, then the tree is materialised once by one jitted init."""
-    ids, mask = dummy_inputs()
-    param_shapes(model)  # fails fast (no compile, no memory) on a bad config
-    return jax.jit(lambda r: model.init(r, ids, mask)["params"])(rng)
+def hf_init(model: Encoder, rng: jax.Array, paths=None) -> dict:
+    """HF-style random values for the params of `model` (or only the leaves in `paths`, a
+    list of path tuples), as a flat {path: array} dict.
+
+    normal(initializer_range) for kernels and embeddings (padding rows zeroed, DistilBERT's
+    sinusoidal table when asked), zero biases, LayerNorm scale 1 -- the same distribution as
+    the modules' own initializers, but drawn as ONE normal vector: XLA compiles every
+    threefry call separately (~50 ms each on CPU), which made a per-leaf init of even a tiny
+    model cost seconds.
+    """
+    cfg = model.config
+    shapes = flatten_dict(param_shapes(model))
+    paths = list(shapes) if paths is None else [tuple(p) for p in paths]
+    random_paths = [p for p in paths if p[-1] in ("kernel", "embedding")]
+    sizes = [int(np.prod(shapes[p].shape)) for p in random_paths]
+    offsets = np.cumsum([0] + sizes)
+
+    def make(key):
+        noise = jax.random.normal(key, (max(int(offsets[-1]), 1),), jnp.float32)
+        noise = noise * cfg.initializer_range
+        out = {}
+        for p, start, size in zip(random_paths, offsets[:-1], sizes):
+            out[p] = noise[start:start + size].reshape(shapes[p].shape)
+        for p in paths:
+            if p in out:
+                continue
+            if p[-1] == "scale":
+                out[p] = jnp.ones(shapes[p].shape, jnp.float32)
+            elif p[-1] == "bias":
+                out[p] = jnp.zeros(shapes[p].shape, jnp.float32)
+            else:
+                raise AssertionError(f"no init rule for param {'/'.join(p)}")
+        word = ("embeddings", "word_embeddings", "embedding")
+        pos = ("embeddings", "position_embeddings", "embedding")
+        if word in out:
+            out[word] = out[word].at[cfg.pad_token_id].set(0)
+        if pos in out and cfg.sinusoidal_pos_embds:
+            out[pos] = _sinusoidal_init(None, shapes[pos].shape)
+        elif pos in out and cfg.model_type == "roberta":
+            out[pos] = out[pos].at[cfg.pad_token_id].set(0)
+        return {p: v.astype(shapes[p].dtype) for p, v in out.items()}
+
+    return jax.jit(make)(rng)
+
+
+def init_params(model: Encoder, rng: jax.Array) -> dict:
+    """HF-style random params for `model` (see hf_init), in the model's layout.
+
+    Shapes come from jax.eval_shape (nothing materialised, no compile of the model); the
+    tree is then materialised once by one small jitted program."""
+    return unflatten_dict(hf_init(model, rng))

@@ -125,19 +125,34 @@ class EncoderConfig:
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"EncoderConfig.pad_token_id={self.pad_token_id} must lie in [0, vocab_size={self.vocab_size}).")
-        # Normalise label maps to hashable FrozenDicts with int / str keys.
-        if self.id2label is not None:
-            object.__setattr__(self, "id2label",
-                               FrozenDict({int(k): str(v) for k, v in dict(self.id2label).items()}))
-        if self.label2id is not None:
-            object.__setattr__(self, "label2id",
-                               FrozenDict({str(k): int(v) for k, v in dict(self.label2id).items()}))
-        if self.id2label is not None and self.num_labels and len(self.id2label) != self.num_labels:
-            raise ValueError(
-                f"EncoderConfig.id2label has {len(self.id2label)} entries but num_labels={self.num_labels}.")
+        if self.model_type == "distilbert" and self.classifier_dropout is None:
+            object.__setattr__(self, "classifier_dropout", 0.2)  # HF seq_classif_dropout default
+        self._normalise_labels()
         if isinstance(self.extra, Mapping):
             object.__setattr__(self, "extra", tuple(sorted(
                 (str(k), json.dumps(v, sort_keys=True)) for k, v in self.extra.items())))
+
+    def _normalise_labels(self):
+        """Label maps as hashable FrozenDicts with int / str keys; HF's LABEL_i names when
+        none are given (or when only default names of another size are), none without a head."""
+        id2label, label2id = self.id2label, self.label2id
+        if id2label is not None:
+            id2label = {int(k): str(v) for k, v in dict(id2label).items()}
+            if (len(id2label) != self.num_labels
+                    and all(v == f"LABEL_{k}" for k, v in id2label.items())):
+                id2label, label2id = None, None
+        if self.num_labels == 0:
+            id2label, label2id = None, None
+        elif id2label is None:
+            id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
+        if id2label is not None and len(id2label) != self.num_labels:
+            raise ValueError(
+                f"EncoderConfig.id2label has {len(id2label)} entries but num_labels={self.num_labels}.")
+        if id2label is not None and label2id is None:
+            label2id = {v: k for k, v in id2label.items()}
+        object.__setattr__(self, "id2label", None if id2label is None else FrozenDict(id2label))
+        object.__setattr__(self, "label2id", None if label2id is None else FrozenDict(
+            {str(k): int(v) for k, v in dict(label2id).items()}))
 
     @property
     def head_dim(self) -> int:
@@ -211,8 +226,7 @@ class EncoderConfig:
                        activation=self.hidden_act, dropout=self.hidden_dropout_prob,
                        attention_dropout=self.attention_probs_dropout_prob,
                        sinusoidal_pos_embds=self.sinusoidal_pos_embds)
-            out["seq_classif_dropout"] = (
-                0.2 if self.classifier_dropout is None else self.classifier_dropout)
+            out["seq_classif_dropout"] = self.classifier_dropout
         else:
             out.update(common, hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
                        num_attention_heads=self.num_attention_heads,
@@ -224,10 +238,8 @@ class EncoderConfig:
         out["model_type"] = self.model_type
         out["architectures"] = [self.architecture()]
         if self.num_labels > 0:
-            id2label = self.id2label or {i: f"LABEL_{i}" for i in range(self.num_labels)}
-            label2id = self.label2id or {v: k for k, v in id2label.items()}
-            out["id2label"] = {str(k): v for k, v in id2label.items()}
-            out["label2id"] = dict(label2id)
+            out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+            out["label2id"] = dict(self.label2id)
         if self.problem_type is not None:
             out["problem_type"] = self.problem_type
         return dict(sorted(out.items()))

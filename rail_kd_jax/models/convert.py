@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 from flax.core import unfreeze
 
-from rail_kd_jax.models.bert import Encoder, init_params, param_shapes
+from rail_kd_jax.models.bert import Encoder, hf_init, init_params, param_shapes
 from rail_kd_jax.models.config import EncoderConfig
 
 CONFIG_NAME = "config.json"
@@ -342,15 +342,9 @@ def params_from_state_dict(
             logging.warning("%s: %d weights are missing from the checkpoint and were freshly "
                             "initialised: %s", source, len(body), ", ".join("/".join(p) for p in body))
         rng = jax.random.PRNGKey(0) if rng is None else rng
-        ids = jnp.ones((1, 2), jnp.int32)
-
-        def init_missing(r):
-            p = flatten(plain.init(r, ids, ids)["params"])
-            return {"/".join(k): p[k] for k in missing}
-
-        fresh = jax.jit(init_missing)(rng)  # XLA drops the leaves that are not returned
+        fresh = hf_init(plain, rng, missing)
         for path in missing:
-            flat[path] = fresh["/".join(path)]
+            flat[path] = fresh[path]
 
     tree: dict = {}
     for path, value in flat.items():
