@@ -31,6 +31,7 @@ class Run:
   tokenizer: Any
   arrays: dict[str, dict[str, np.ndarray]]
   eval_splits: tuple[str, ...]
+  test_splits: tuple[str, ...]
   student: models.Encoder
   student_params: Any
   teacher: models.Encoder | None
@@ -180,7 +181,7 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
     try:
       method = methods_lib.get_method(config.distill.method)
     except ValueError as e:
-      raise ConfigError(str(e)) from None
+      raise ConfigError(f"distill.method: {e}") from None
     export_name = "student"
   scfg = student.config
   n_student = scfg.num_hidden_layers
@@ -204,10 +205,11 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
   cache_dir = data_cfg.cache_dir or None
   arrays = {}
   for split, cols in task.splits.items():
-    if split in spec.test_splits:
-      continue
     arrays[split] = loader.encode(cols, tokenizer, spec, max_len, cache_dir=cache_dir)
-  eval_splits = tuple(s for s in arrays if s != "train")
+    if "idx" in cols:
+      arrays[split]["idx"] = np.asarray(cols["idx"])
+  eval_splits = tuple(s for s in arrays if s != "train" and s not in spec.test_splits)
+  test_splits = tuple(s for s in arrays if s in spec.test_splits)
 
   global_bs = int(config.train.batch_size)
   n_train = len(arrays["train"]["labels"])
@@ -232,8 +234,9 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
       grad_accum_steps=int(config.train.grad_accum_steps),
   )
   logging.info("task %s: %s; %d steps/epoch, %d steps", spec.name,
-               ", ".join(f"{k}={len(v['labels'])}" for k, v in arrays.items()), steps_per_epoch, total_steps)
+               ", ".join(f"{k}={len(v['input_ids'])}" for k, v in arrays.items()), steps_per_epoch, total_steps)
   return Run(config=config, spec=spec, tokenizer=tokenizer, arrays=arrays, eval_splits=eval_splits,
+             test_splits=test_splits,
              student=student, student_params=student_params, teacher=teacher, teacher_params=teacher_params,
              head_params=head_params, step_spec=step_spec, steps_per_epoch=steps_per_epoch,
              total_steps=total_steps, export_name=export_name)

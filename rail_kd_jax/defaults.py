@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-MODES = ("finetune", "distill")
+MODES = ("finetune", "distill", "demo")
 MODEL_INITS = ("pretrained", "fresh", "teacher_layers")
 DTYPES = ("float32", "bfloat16")
 
@@ -48,7 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   from rail_kd_jax.distill.config import default_distill_config
 
   c = ml_collections.ConfigDict()
-  c.mode = "distill"  # finetune | distill
+  c.mode = "distill"  # finetune | distill | demo (configs/demo.py)
   c.seed = 0
   c.parallel = "pmap"  # pmap | shard_map
   c.num_devices = 0  # 0 = every visible device
@@ -69,6 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.eval_every = 0  # 0 = at the end of every epoch
   c.train.export = True  # save_pretrained the trained model under workdir/export/
+  c.train.plots = True  # PNG plots of losses, eval metrics and layer pairings in the workdir
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 2e-5

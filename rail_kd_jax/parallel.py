@@ -16,6 +16,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rail_kd_jax.step import AXIS
+from rail_kd_jax.validation import ConfigError
 
 KINDS = ("pmap", "shard_map")
 
@@ -38,16 +39,16 @@ class DataParallel:
 
   def __init__(self, kind: str, num_devices: int = 0):
     if kind not in KINDS:
-      raise ValueError(f"config.parallel={kind!r} is not supported; valid: {', '.join(KINDS)}")
+      raise ConfigError(f"parallel={kind!r} is not supported; valid: {', '.join(KINDS)}")
     self.kind = kind
     if jax.process_count() > 1:
       devices = jax.devices()  # multi-host: every device of every host
       if num_devices not in (0, len(devices)):
-        raise ValueError(f"config.num_devices={num_devices} must be 0 (all) on a multi-host run")
+        raise ConfigError(f"num_devices={num_devices} must be 0 (all) on a multi-host run")
     else:
       available = jax.local_devices()
       if num_devices > len(available):
-        raise ValueError(f"config.num_devices={num_devices} but only {len(available)} devices are visible")
+        raise ConfigError(f"num_devices={num_devices} but only {len(available)} devices are visible")
       devices = available[:num_devices] if num_devices > 0 else available
     self.devices = devices
     self.num_devices = len(devices)

@@ -180,8 +180,8 @@ def make_train_step(spec: StepSpec) -> Callable:
     )
     metrics = dict(terms)
     metrics.update(
-        grad_norm=optax.global_norm(grads),
-        param_norm=optax.global_norm(state.params["student"]),
+        grad_norm=optax.tree.norm(grads),
+        param_norm=optax.tree.norm(state.params["student"]),
         learning_rate=jnp.asarray(spec.schedule(step), jnp.float32),
         mapping=mapping,
         skipped=new_state.skipped,
