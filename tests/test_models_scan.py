@@ -73,3 +73,11 @@ def test_dropout_only_when_not_deterministic(scan):
     if scan:  # every layer draws its own mask
         h = np.asarray(a.hidden_states)
         assert not np.allclose(h[2] - det.hidden_states[2], h[3] - det.hidden_states[3])
+
+
+def test_too_long_input_names_max_position_embeddings():
+    model = models.Encoder(CFG)
+    shapes = models.param_shapes(model)
+    ids = jnp.ones((1, CFG.max_position_embeddings + 1), jnp.int32)
+    with pytest.raises(ValueError, match="max_position_embeddings=16"):
+        jax.eval_shape(lambda p: model.apply({"params": p}, ids), shapes)

@@ -170,7 +170,9 @@ class SelfAttention(nn.Module):
             return y.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # [B, h, T, D]
 
         q, k, v = heads("query"), heads("key"), heads("value")
-        scores = jnp.matmul(q, k.transpose(0, 1, 3, 2)).astype(jnp.float32)  # [B, h, T, T]
+        # Scores accumulate and leave the matmul in float32 even for bf16 inputs.
+        scores = jnp.matmul(q, k.transpose(0, 1, 3, 2),
+                            preferred_element_type=jnp.float32)  # [B, h, T, T]
         scores = scores * (1.0 / math.sqrt(d)) + mask_bias
         probs = jax.nn.softmax(scores, axis=-1)
         probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=self.deterministic)
@@ -342,6 +344,14 @@ class Encoder(nn.Module):
         """
         cfg = self.config
         input_ids = jnp.asarray(input_ids, jnp.int32)
+        if input_ids.ndim != 2:
+            raise ValueError(f"input_ids must be [B, T]; got shape {input_ids.shape}.")
+        # RoBERTa's positions run from pad_token_id + 1 to pad_token_id + T.
+        last_pos = input_ids.shape[1] - 1 + (cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0)
+        if last_pos >= cfg.max_position_embeddings:
+            raise ValueError(
+                f"input length T={input_ids.shape[1]} needs position {last_pos}, but "
+                f"max_position_embeddings={cfg.max_position_embeddings}; truncate the inputs.")
         if attention_mask is None:
             attention_mask = jnp.ones_like(input_ids)
         if token_type_ids is None:

@@ -8,9 +8,10 @@ an embedding table is `weight` as is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,7 @@ import numpy as np
 from absl import logging
 from flax.core import unfreeze
 
-from rail_kd_jax.models.bert import Encoder, hf_init, init_params, param_shapes
+from rail_kd_jax.models.bert import Encoder, hf_init, param_shapes
 from rail_kd_jax.models.config import EncoderConfig
 
 CONFIG_NAME = "config.json"
@@ -153,12 +154,6 @@ def unstack_layers(params: Mapping[str, Any]) -> dict:
 def convert_layout(params: Mapping[str, Any], scan_layers: bool) -> dict:
     """Returns params in the layout an Encoder(scan_layers=scan_layers) expects."""
     return stack_layers(params) if scan_layers else unstack_layers(params)
-
-
-def _get(tree: Mapping[str, Any], path: Iterable[str]):
-    for k in path:
-        tree = tree[k]
-    return tree
 
 
 def _set(tree: dict, path: tuple[str, ...], value) -> None:
@@ -380,8 +375,6 @@ def load_pretrained(
     if num_labels is not None and num_labels != config.num_labels:
         if not isinstance(num_labels, int) or num_labels < 0:
             raise ValueError(f"load_pretrained: num_labels={num_labels!r} must be an int >= 0.")
-        import dataclasses
-
         config = dataclasses.replace(config, num_labels=num_labels, id2label=None, label2id=None)
         head_resized = True
     model = Encoder(config, dtype=dtype, param_dtype=param_dtype, scan_layers=scan_layers,
@@ -452,5 +445,5 @@ def save_pretrained(model: Encoder, params: Mapping[str, Any], out_dir: str | os
 __all__ = [
     "load_pretrained", "save_pretrained", "read_config", "read_state_dict", "name_map",
     "params_from_state_dict", "state_dict_from_params", "stack_layers", "unstack_layers",
-    "convert_layout", "is_scanned", "init_params",
+    "convert_layout", "is_scanned",
 ]

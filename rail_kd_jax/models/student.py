@@ -16,9 +16,12 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from rail_kd_jax.models.bert import Encoder, init_params
+from flax.traverse_util import flatten_dict
+
+from rail_kd_jax.models.bert import Encoder, hf_init, init_params, param_shapes
 from rail_kd_jax.models.config import EncoderConfig
-from rail_kd_jax.models.convert import convert_layout, is_scanned, load_pretrained, unstack_layers
+from rail_kd_jax.models.convert import (HEAD_ROOTS, convert_layout, is_scanned, load_pretrained,
+                                        unstack_layers)
 
 from_pretrained = load_pretrained
 
@@ -93,15 +96,18 @@ def from_teacher_layers(
         sparams["pooler"] = tparams["pooler"]
     fresh_head = scfg.num_labels > 0 and scfg.num_labels != tcfg.num_labels
     if scfg.num_labels > 0 and not fresh_head:
-        for key in ("classifier", "pre_classifier"):
+        for key in HEAD_ROOTS:
             if key in tparams:
                 sparams[key] = tparams[key]
     if fresh_head:
         rng = jax.random.PRNGKey(0) if rng is None else rng
-        new = unstack_layers(init_params(student.clone(scan_layers=False, remat=False), rng))
-        for key in ("classifier", "pre_classifier"):
-            if key in new:
-                sparams[key] = new[key]
+        plain = student.clone(scan_layers=False, remat=False)
+        head_paths = [p for p in flatten_dict(param_shapes(plain)) if p[0] in HEAD_ROOTS]
+        for path, value in hf_init(plain, rng, head_paths).items():
+            sub = sparams.setdefault(path[0], {})
+            for k in path[1:-1]:
+                sub = sub.setdefault(k, {})
+            sub[path[-1]] = value
         logging.info("from_teacher_layers: fresh task head for num_labels=%d (teacher has %d).",
                      scfg.num_labels, tcfg.num_labels)
     pdtype = jnp.dtype(student.param_dtype)
