@@ -70,6 +70,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_every = 0  # 0 = at the end of every epoch
   c.train.export = True  # save_pretrained the trained model under workdir/export/
   c.train.plots = True  # PNG plots of losses, eval metrics and layer pairings in the workdir
+  # Stop after this many consecutive steps whose loss or gradient is not finite (each
+  # such step is skipped: no update). Test hook: debug_nan_steps lists steps (as logged,
+  # 1-based) whose batch is poisoned with NaN; leave it empty.
+  c.train.max_bad_steps = 10
+  c.train.debug_nan_steps = ()
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 2e-5
@@ -85,8 +90,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 0  # steps; 0 = only at the end
-  c.checkpoint.keep = 2
+  c.checkpoint.keep = 2  # the newest N (resume uses the newest good one)
   c.checkpoint.enabled = True
+  c.checkpoint.keep_best = True  # also keep the checkpoint with the best main eval metric
+  c.checkpoint.async_save = True  # write in the background while training continues
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.enabled = False  # call jax.distributed.initialize()
