@@ -93,6 +93,7 @@ def build_model(mcfg, field: str, num_labels: int, vocab_size: int, rng: jax.Arr
           intermediate_size=mcfg.intermediate_size,
           max_position_embeddings=mcfg.max_position_embeddings,
           hidden_act=mcfg.hidden_act,
+          initializer_range=float(mcfg.initializer_range),
           type_vocab_size=0 if mcfg.model_type == "distilbert" else 2,
           pad_token_id=1 if mcfg.model_type == "roberta" else 0,
           num_labels=num_labels,

