@@ -71,10 +71,12 @@ def dropout_key(seed: int, step: jax.Array, device_index: jax.Array) -> jax.Arra
 def teacher_outputs(spec: StepSpec, teacher_params: Any, batch: dict) -> dict:
   """Frozen, deterministic teacher: logits and pooled states of every layer (float32)."""
   if spec.cached_teacher:
+    # Cached arrays are example-major, [b, L+1, H], so that they split over devices
+    # like every batch array (teacher_cache.py); methods want [L+1, b, H].
     return {
         "logits": batch["teacher_logits"].astype(jnp.float32),
-        "pooled": batch["teacher_pooled"].astype(jnp.float32),
-        "cls": batch["teacher_cls"].astype(jnp.float32),
+        "pooled": jnp.swapaxes(batch["teacher_pooled"], 0, 1).astype(jnp.float32),
+        "cls": jnp.swapaxes(batch["teacher_cls"], 0, 1).astype(jnp.float32),
         "hidden": None,
     }
   out = spec.teacher.apply({"params": teacher_params},
