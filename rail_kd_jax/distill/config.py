@@ -52,4 +52,12 @@ def default_distill_config() -> ml_collections.ConfigDict:
   # ckd only: 'pooled' (compare pooled vectors, as every other method here) or
   # 'token' (compare every real token's states, as CKD on full hidden states).
   c.ckd_granularity = "pooled"
+  # Teacher-output cache (beyond the paper; rail_kd_jax/teacher_cache.py): run the
+  # frozen teacher once over the train split, store its logits and every layer's
+  # pooled/first-token vectors on disk (memory-mapped), and train without the
+  # teacher forward. Not for ckd with ckd_granularity='token'.
+  c.cache_teacher = False
+  # 'bfloat16' (half the disk; values rounded to 8 significant bits) or 'float32'
+  # (bit-for-bit the online teacher when data.bucket=False).
+  c.cache_dtype = "bfloat16"
   return c
