@@ -77,6 +77,9 @@ def test_step_compiles_once_while_mapping_changes(teacher_dir, tmp_path, paralle
     for batch in batches[:50]:
       metrics = trainer.train_on(batch)
       mappings.append(tuple(trainer.par.unreplicate(metrics)["mapping"]))
+      if parallel == "pmap":  # one row per device: every device sampled the same mapping
+        per_device = np.asarray(metrics["mapping"])
+        assert per_device.shape[0] == 2 and (per_device == per_device[0]).all()
 
   assert _count_compiles(fifty_steps) == 1
   assert len(set(mappings)) > 1, "the sampled mapping never changed"
