@@ -193,6 +193,9 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
       methods_lib.validate(config.distill, n_student, n_teacher, scfg.hidden_size, t_dim)
     except ValueError as e:
       raise ConfigError(str(e)) from None
+    if config.distill.get("cache_teacher", False):
+      from rail_kd_jax import teacher_cache
+      teacher_cache.check_supported(config.distill)
     if teacher.config.vocab_size != scfg.vocab_size:
       logging.warning("teacher and student vocabularies differ (%d vs %d): they must share a tokenizer",
                       teacher.config.vocab_size, scfg.vocab_size)
@@ -234,6 +237,13 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
       is_regression=spec.is_regression,
       grad_accum_steps=int(config.train.grad_accum_steps),
   )
+  if config.mode == "distill" and config.distill.get("cache_teacher", False) and method.needs_teacher:
+    # Teacher cache: the train step reads the teacher's outputs from the batch and
+    # never runs (nor holds) the teacher; it is only needed to build the cache.
+    from rail_kd_jax import teacher_cache
+    arrays["train"] = teacher_cache.attach(config, workdir, step_spec, teacher_params, arrays["train"], num_devices)
+    step_spec = dataclasses.replace(step_spec, cached_teacher=True)
+    teacher_params = None
   logging.info("task %s: %s; %d steps/epoch, %d steps", spec.name,
                ", ".join(f"{k}={len(v['input_ids'])}" for k, v in arrays.items()), steps_per_epoch, total_steps)
   return Run(config=config, spec=spec, tokenizer=tokenizer, arrays=arrays, eval_splits=eval_splits,

@@ -1,0 +1,223 @@
+"""Teacher-output cache: run the frozen teacher once per dataset, then train without it.
+
+The teacher is frozen and runs deterministically, so its outputs for an example
+never change during a run. With `config.distill.cache_teacher=True`,
+`builders.build_run` calls `attach`, which computes once per (teacher, data,
+settings) -- and reuses from disk afterwards -- per train example:
+
+  teacher_logits  [N, C]        the teacher's logits
+  teacher_pooled  [N, L+1, H]   every layer's hidden states pooled by `distill.pooling`
+  teacher_cls     [N, L+1, H]   every layer's first-token vector
+
+in `distill.cache_dtype` (bfloat16 by default, float32 for bit-exact runs),
+stored as `.npy` files that are memory-mapped, not loaded. They are added to
+`run.arrays["train"]`, so `data.loader.batches` gathers each batch's rows along
+with its tokens, and the step (`StepSpec.cached_teacher=True`) reads them
+instead of running the teacher: the train step no longer contains the teacher
+forward at all (nor its params).
+
+Valid for every method that distils logits and pooled vectors (kd, pkd, alp_kd,
+ckd with ckd_granularity='pooled', rail_l, rail_c); refused for methods that
+read token-level teacher states (ckd with ckd_granularity='token').
+
+Exactness. In float32 the cached values are bit-for-bit those of the online
+teacher when the cache forward sees the same per-device batch shape as training
+(same per-device batch size and padded length): the cache is computed with the
+same `step.teacher_outputs` function, per device, over `train.batch_size /
+num_devices` examples, padded like the training batches. With length bucketing
+on (`data.bucket=True`, the default) a training batch's padded length depends on
+which examples it holds, so values then agree only up to float rounding
+(masked mean pooling is length-independent in exact arithmetic); with
+`data.bucket=False` training equals the online teacher bit for bit (tested).
+bfloat16 rounds every cached value to 8 significant bits (relative error
+<= 2^-9), which is below the noise of the losses it feeds and halves the disk.
+
+Disk: N * (C + 2 (L+1) H) values, e.g. MiniLM-6 (7 x 384) on SST-2 (67k
+examples): 0.7 GB in bfloat16; RoBERTa-large (25 x 1024) on MNLI (393k): 40 GB.
+Files live under `data.cache_dir/teacher/` (or `<workdir>/teacher_cache/`),
+in a folder named by a hash of everything that determines them: the teacher's
+config and params, the token arrays, pooling, per-device batch, bucketing and
+dtype. Every host of a multi-host run computes the whole cache with its local
+devices (every host's batches draw from every example); a finished cache is
+renamed into place atomically, so hosts sharing a folder never read a partial one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Mapping
+
+import jax
+import ml_dtypes
+import numpy as np
+from absl import logging
+from flax.traverse_util import flatten_dict
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from rail_kd_jax.data import loader
+from rail_kd_jax.step import AXIS, StepSpec, teacher_outputs
+from rail_kd_jax.validation import ConfigError
+
+CACHE_VERSION = 1
+DTYPES = ("bfloat16", "float32")
+KEYS = ("teacher_logits", "teacher_pooled", "teacher_cls")
+_META = "meta.json"
+
+
+def check_supported(dcfg) -> None:
+  """Raises ConfigError when the method needs teacher states a cache does not hold."""
+  if dcfg.get("cache_dtype", "bfloat16") not in DTYPES:
+    raise ConfigError(f"distill.cache_dtype={dcfg.cache_dtype!r} is not valid; choose one of: {', '.join(DTYPES)}")
+  if dcfg.method == "ckd" and dcfg.ckd_granularity == "token":
+    raise ConfigError("distill.cache_teacher=True caches pooled vectors and logits, but ckd with "
+                      "ckd_granularity='token' compares every token's hidden states; use "
+                      "ckd_granularity='pooled' or cache_teacher=False")
+
+
+def _np_dtype(name: str):
+  return ml_dtypes.bfloat16 if name == "bfloat16" else np.float32
+
+
+def _hash_arrays(h, tree: Mapping[str, Any]) -> None:
+  for path, leaf in sorted(flatten_dict(dict(tree)).items()):
+    arr = np.ascontiguousarray(np.asarray(leaf))
+    h.update("/".join(map(str, path)).encode())
+    h.update(arr.dtype.str.encode() + str(arr.shape).encode())
+    h.update(memoryview(arr).cast("B"))
+
+
+def cache_key(spec: StepSpec, teacher_params: Any, arrays: Mapping[str, np.ndarray], *, per_device_batch: int,
+              bucket: dict, dtype: str) -> str:
+  """Hash of everything that determines the cached values (see the module docstring)."""
+  h = hashlib.sha256()
+  t = spec.teacher
+  meta = {"version": CACHE_VERSION, "config": repr(t.config), "dtype": str(np.dtype(t.dtype)),
+          "param_dtype": str(np.dtype(t.param_dtype)), "scan_layers": bool(t.scan_layers),
+          "pooling": spec.dcfg.pooling, "per_device_batch": int(per_device_batch),
+          "bucket": {k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in sorted(bucket.items())},
+          "cache_dtype": dtype, "backend": jax.default_backend()}
+  h.update(json.dumps(meta, sort_keys=True).encode())
+  _hash_arrays(h, {"params": teacher_params})
+  _hash_arrays(h, {k: arrays[k] for k in loader.SEQUENCE_KEYS if k in arrays})
+  return h.hexdigest()
+
+
+def _forward_fn(spec: StepSpec, devices):
+  """jit + shard_map over `devices` (this host's) of the step's own teacher forward.
+
+  Returns (fn, place_params, place_batch); fn(params, batch) -> (logits [n, C],
+  pooled [L+1, n, H], cls [L+1, n, H]) with n = devices x per-device batch.
+  """
+  fwd_spec = dataclasses.replace(spec, cached_teacher=False)
+  mesh = Mesh(np.array(devices), (AXIS,))
+
+  def fwd(params, batch):
+    out = teacher_outputs(fwd_spec, params, batch)
+    return out["logits"], out["pooled"], out["cls"]
+
+  fn = jax.jit(jax.shard_map(fwd, mesh=mesh, in_specs=(P(), P(AXIS)),
+                             out_specs=(P(AXIS), P(None, AXIS), P(None, AXIS))))
+  place_params = lambda tree: jax.device_put(tree, NamedSharding(mesh, P()))
+  place_batch = lambda batch: jax.device_put(batch, NamedSharding(mesh, P(AXIS)))
+  return fn, place_params, place_batch
+
+
+def compute(spec: StepSpec, teacher_params: Any, arrays: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray],
+            *, per_device_batch: int, devices, bucket: dict) -> None:
+  """Fills `out` (arrays [N, ...] of KEYS, any dtype) with the teacher's outputs, in file order."""
+  n = len(arrays["input_ids"])
+  nd = len(devices)
+  host_batch = per_device_batch * nd
+  fwd, place_params, place_batch = _forward_fn(spec, devices)
+  params = place_params(teacher_params)
+  seq = {k: arrays[k] for k in loader.SEQUENCE_KEYS if k in arrays}
+  t0 = time.perf_counter()
+  start = 0
+  for i, batch in enumerate(loader.batches(seq, host_batch, seed=0, epoch=0, shuffle=False, drop_remainder=False,
+                                           **bucket)):
+    real = min(host_batch, n - start)
+    batch = place_batch({k: v for k, v in batch.items() if k != "example_mask"})
+    logits, pooled, cls = fwd(params, batch)
+    # pooled/cls [L+1, n, H] -> [n, L+1, H]: example-major, like every batch array.
+    logits = np.asarray(logits)
+    pooled = np.swapaxes(np.asarray(pooled), 0, 1)
+    cls = np.swapaxes(np.asarray(cls), 0, 1)
+    for key, value in zip(KEYS, (logits, pooled, cls)):
+      out[key][start:start + real] = value[:real].astype(out[key].dtype)
+    start += real
+    if i % 200 == 0 or start >= n:
+      logging.info("teacher cache: %d / %d examples (%.0f ex/s)", start, n, start / (time.perf_counter() - t0))
+
+
+def _open(path: str, dtype: str) -> dict[str, np.ndarray]:
+  out = {}
+  for key in KEYS:
+    arr = np.load(os.path.join(path, key + ".npy"), mmap_mode="r")
+    out[key] = arr.view(ml_dtypes.bfloat16) if dtype == "bfloat16" else arr
+  return out
+
+
+def build_or_load(spec: StepSpec, teacher_params: Any, arrays: Mapping[str, np.ndarray], *, cache_root: str,
+                  per_device_batch: int, devices, bucket: dict, dtype: str = "bfloat16") -> dict[str, np.ndarray]:
+  """The memory-mapped cache arrays {KEYS: [N, ...]}, computed and saved on first use."""
+  if dtype not in DTYPES:
+    raise ConfigError(f"distill.cache_dtype={dtype!r} is not valid; choose one of: {', '.join(DTYPES)}")
+  key = cache_key(spec, teacher_params, arrays, per_device_batch=per_device_batch, bucket=bucket, dtype=dtype)
+  path = os.path.join(os.path.expanduser(cache_root), f"teacher-{key[:24]}")
+  if os.path.isfile(os.path.join(path, _META)):
+    logging.info("teacher cache: reusing %s", path)
+    return _open(path, dtype)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  n = len(arrays["input_ids"])
+  t = spec.teacher.config
+  shapes = {"teacher_logits": (n, t.num_labels), "teacher_pooled": (n, t.num_hidden_layers + 1, t.hidden_size),
+            "teacher_cls": (n, t.num_hidden_layers + 1, t.hidden_size)}
+  # bfloat16 has no .npy type code: it is stored as its uint16 bit pattern and viewed back.
+  store = np.uint16 if dtype == "bfloat16" else np.float32
+  tmp = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".tmp-teacher-")
+  try:
+    files = {k: np.lib.format.open_memmap(os.path.join(tmp, k + ".npy"), mode="w+", dtype=store, shape=shapes[k])
+             for k in KEYS}
+    views = {k: (v.view(ml_dtypes.bfloat16) if dtype == "bfloat16" else v) for k, v in files.items()}
+    t0 = time.perf_counter()
+    compute(spec, teacher_params, arrays, views, per_device_batch=per_device_batch, devices=devices, bucket=bucket)
+    for v in files.values():
+      v.flush()
+    del files, views
+    with open(os.path.join(tmp, _META), "w") as f:
+      json.dump({"key": key, "examples": n, "dtype": dtype, "shapes": {k: list(s) for k, s in shapes.items()},
+                 "seconds": round(time.perf_counter() - t0, 2)}, f)
+    try:
+      os.replace(tmp, path)  # atomic; another host may have won the race
+    except OSError:
+      if not os.path.isfile(os.path.join(path, _META)):
+        raise
+    logging.info("teacher cache: %d examples in %.1fs -> %s", n, time.perf_counter() - t0, path)
+  finally:
+    if os.path.isdir(tmp):
+      shutil.rmtree(tmp, ignore_errors=True)
+  return _open(path, dtype)
+
+
+def attach(config, workdir: str, spec: StepSpec, teacher_params: Any, train_arrays: dict, num_devices: int) -> dict:
+  """`train_arrays` plus the cache arrays (built or reused); called by `builders.build_run`."""
+  check_supported(config.distill)
+  d = config.data
+  root = os.path.join(d.cache_dir, "teacher") if d.cache_dir else os.path.join(workdir, "teacher_cache")
+  if jax.process_count() > 1:
+    devices = jax.local_devices()
+  else:
+    devices = jax.local_devices()[:num_devices] if num_devices > 0 else jax.local_devices()
+  per_device = int(config.train.batch_size) // max(1, num_devices) // int(config.train.grad_accum_steps)
+  bucket = dict(bucket=bool(d.bucket), bucket_multiple=int(d.bucket_multiple), buckets=tuple(d.buckets) or None)
+  cached = build_or_load(spec, teacher_params, train_arrays, cache_root=root, per_device_batch=per_device,
+                         devices=devices, bucket=bucket, dtype=config.distill.get("cache_dtype", "bfloat16"))
+  out = dict(train_arrays)
+  out.update(cached)
+  return out
