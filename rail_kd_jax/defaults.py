@@ -73,7 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.plots = True  # PNG plots of losses, eval metrics and layer pairings in the workdir
   # Stop after this many consecutive steps whose loss or gradient is not finite (each
   # such step is skipped: no update). Test hook: debug_nan_steps lists steps (as logged,
-  # 1-based) whose batch is poisoned with NaN; leave it empty.
+  # 1-based) whose teacher outputs are made NaN (distill mode); leave it empty.
   c.train.max_bad_steps = 10
   c.train.debug_nan_steps = ()
 

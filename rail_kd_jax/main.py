@@ -5,9 +5,15 @@ r"""Command-line entry point.
 
 Parses absl flags, loads the ml_collections config, initialises multi-host JAX
 when asked, and hands over to `train.train_and_evaluate`. Nothing else lives here.
+
+Exit codes: 0 done, or stopped by SIGTERM/Ctrl-C after saving a checkpoint (run the
+same command again to resume); 1 training diverged (non-finite loss for
+`train.max_bad_steps` steps) or an unexpected error; 2 a user error in the flags, the
+config or an input path: one sentence, no traceback unless --verbosity>=1.
 """
 from __future__ import annotations
 
+import re
 import sys
 
 from absl import app, flags, logging
@@ -19,9 +25,62 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config.json, metr
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _verbose(argv) -> bool:
+  """--verbosity>=1 (or -v>=1) on the command line: show tracebacks of user errors."""
+  for i, arg in enumerate(argv):
+    m = re.fullmatch(r"--?(?:verbosity|v)(?:=(-?\d+))?", arg)
+    if m:
+      value = m.group(1) if m.group(1) is not None else (argv[i + 1] if i + 1 < len(argv) else "0")
+      try:
+        return int(value) >= 1
+      except ValueError:
+        return False
+  return False
+
+
+def _user_error(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _flag_error_message(e: Exception, argv) -> str:
+  text = str(e.args[0]) if e.args else str(e)
+  if isinstance(e, OSError) or "Failed loading config file" in text:
+    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "?")
+    cause = re.search(r"\[Errno \d+\] ([^:\n]+)", text)
+    return f"--config={path} cannot be loaded ({cause.group(1) if cause else ' '.join(text.split())[:160]})"
+  if isinstance(e, (KeyError, AttributeError)):
+    # An override naming a field the config does not have; ml_collections suggests one.
+    key = re.search(r"[A-Za-z_]\w*", text.replace("\\'", "'"))
+    key = key.group(0) if key else "?"
+    arg = next((a for a in argv if a.startswith("--config.") and
+                re.search(rf"\.{re.escape(key)}(=|\.|$)", a.split("=", 1)[0] + "=")), f"--config.{key}")
+    hint = re.search(r'Did you mean "([^"]+)"', text)
+    suggestion = f"; did you mean {hint.group(1)!r}?" if hint else "; see rail_kd_jax/defaults.py for the fields"
+    return f"{arg} names no config field {key!r}{suggestion}"
+  text = " ".join(text.split())
+  m = re.match(r"flag (--\S+?): (.*)", text)
+  if m and m.group(1).startswith("--config."):
+    return f"{m.group(1)} does not fit the field's type ({m.group(2)})"
+  return text.replace("flag --", "--", 1)
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with every flag or config-file error a one-line exit 2."""
+  try:
+    rest = flags.FLAGS(argv)
+    if _CONFIG.value is not None:
+      _CONFIG.value.get("mode")  # surfaces a config file that failed to load
+    return rest
+  except (flags.Error, KeyError, AttributeError, OSError, SyntaxError, ValueError, TypeError) as e:
+    if _verbose(argv):
+      raise
+    _user_error(_flag_error_message(e, argv))
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    _user_error(f"unexpected arguments: {' '.join(argv[1:])}; overrides look like --config.train.num_steps=100")
   # Imported here so that `--help` is fast and flag errors come before JAX starts.
   from rail_kd_jax import parallel, train
   from rail_kd_jax.validation import ConfigError
@@ -36,9 +95,17 @@ def main(argv):
     if logging.get_verbosity() >= logging.DEBUG:
       raise
     logging.error("%s", e)
+    _user_error(str(e))
+  except train.Preempted as e:
+    # Stopped cleanly at a step boundary after saving: exit 0, the same command resumes.
+    print(f"preempted: {e}", file=sys.stderr)
+  except train.TrainingDiverged as e:
+    if logging.get_verbosity() >= logging.DEBUG:
+      raise
+    logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -7,6 +7,11 @@
 - `demo`: the embedded end-to-end demo (see `demo.py`).
 The step itself lives in `step.py`; the `Trainer` here only moves data and
 writes outputs, so tests can drive it step by step.
+
+Nothing is lost (see `checkpoint.py`, docs/CHECKPOINTS.md): the Trainer resumes from
+the newest good checkpoint in the workdir at construction, `fit` checkpoints every
+`checkpoint.every` steps and at the end, saves and raises `Preempted` on SIGTERM, and
+raises `TrainingDiverged` after `train.max_bad_steps` consecutive non-finite steps.
 """
 from __future__ import annotations
 
@@ -18,33 +23,43 @@ from typing import Any, Iterator
 import jax
 import numpy as np
 from absl import logging
+from flax import serialization
 
 from rail_kd_jax import builders, metrics as metrics_lib, parallel as parallel_lib
+from rail_kd_jax import checkpoint as checkpoint_lib
 from rail_kd_jax import evaluate as evaluate_lib
 from rail_kd_jax.data import loader
 from rail_kd_jax.distill import layer_sampling
-from rail_kd_jax.step import current_mapping, make_eval_step, make_train_step
+from rail_kd_jax.step import current_mapping, make_eval_step, make_train_step, mapping_counter
 from rail_kd_jax.train_state import TrainState, param_count
-from rail_kd_jax.validation import ConfigError, validate_config
+from rail_kd_jax.validation import ConfigError, prepare_workdir, validate_config
+
+# Per-step metrics that are not loss terms (never named as "the term that went non-finite").
+_NOT_TERMS = ("finite", "skipped", "mapping", "learning_rate", "param_norm", "epoch")
 
 
-def _prepare_workdir(workdir: str) -> None:
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as e:
-    raise ConfigError(f"--workdir={workdir!r} cannot be created: {e.strerror}") from None
-  if not os.access(workdir, os.W_OK):
-    raise ConfigError(f"--workdir={workdir!r} is not writable")
+class Preempted(Exception):
+  """The run stopped at a step boundary on request (SIGTERM / Ctrl-C, or `fit(stop_at=)`)
+  after saving a checkpoint; running the same command again resumes it."""
+
+  def __init__(self, step: int, checkpoint: str | None):
+    self.step, self.checkpoint = step, checkpoint
+    where = f"checkpoint saved to {checkpoint}" if checkpoint else "checkpointing is disabled, nothing was saved"
+    super().__init__(f"stopped at step {step}: {where}; run the same command again to resume")
+
+
+class TrainingDiverged(RuntimeError):
+  """`train.max_bad_steps` consecutive steps had a non-finite loss or gradient."""
 
 
 class Trainer:
   """Owns the built run, the replicated state and the compiled steps."""
 
   def __init__(self, config, workdir: str):
-    _prepare_workdir(workdir)
+    validate_config(config)
+    prepare_workdir(workdir)
     self.config = config
     self.workdir = workdir
-    validate_config(config)
     self.par = parallel_lib.DataParallel(config.parallel, config.num_devices)
     validate_config(config, num_devices=self.par.num_devices)
     self.is_main = jax.process_index() == 0
@@ -59,13 +74,97 @@ class Trainer:
                  "none" if run.teacher_params is None else
                  f"{param_count(run.teacher_params):,} params (frozen)")
     self.spec = run.step_spec
-    state = TrainState.create({"student": run.student_params, "heads": run.head_params}, self.spec.tx)
-    self.state = self.par.replicate(state)
+    # Checkpoints: restore before anything is compiled or written to metrics.jsonl.
+    self.ckpt = self._make_checkpointer()
+    self.resumed_meta: dict | None = None
+    self._bad_run = 0  # consecutive non-finite steps so far
+    self._train_seconds_before = 0.0  # training time of the interrupted runs
+    params = {"student": run.student_params, "heads": run.head_params}
+    host_state = self._restore(params) if self.ckpt is not None else None
+    if host_state is None:
+      host_state = TrainState.create(params, self.spec.tx)
+    self.state = self.par.replicate(host_state)
+    self.step = int(np.asarray(host_state.step))
     self.teacher_params = (self.par.replicate(run.teacher_params) if run.teacher_params is not None else None)
     self.train_step = self.par.compile_train(make_train_step(self.spec))
     self.eval_step = self.par.compile_eval(make_eval_step(self.spec))
     self.writer = metrics_lib.MetricsWriter(workdir, enabled=self.is_main)
-    self.step = 0
+    self._nan_steps = frozenset(int(s) for s in config.train.get("debug_nan_steps", ()))
+
+  # ---- checkpoints ----------------------------------------------------------------
+  def _make_checkpointer(self) -> checkpoint_lib.Checkpointer | None:
+    c = self.config.checkpoint
+    if not c.enabled:
+      return None
+    metric = evaluate_lib.main_metric(self.run.spec) if self.run.eval_splits else None
+    return checkpoint_lib.Checkpointer(self.workdir, keep=int(c.keep), keep_best=bool(c.get("keep_best", True)),
+                                       best_metric=metric, best_mode=checkpoint_lib.best_mode_for(metric or ""),
+                                       async_save=bool(c.get("async_save", True)))
+
+  def _check_meta(self, meta: dict, path: str) -> None:
+    """Refuses a checkpoint this config cannot continue (ConfigError); warns about harmless changes."""
+    where = f"the checkpoint at {path}"
+    current = checkpoint_lib.flat_config(self.config)
+    allowed = checkpoint_lib.check_resume_config(meta.get("config", {}), current, where)
+    if meta.get("steps_per_epoch") != self.run.steps_per_epoch:
+      raise ConfigError(f"{where} was made with {meta.get('steps_per_epoch')} batches per epoch but the train data "
+                        f"now gives {self.run.steps_per_epoch}, so the data order cannot be continued; restore the "
+                        "original train file or use a new --workdir")
+    if allowed:
+      saved = meta.get("config", {})
+      logging.warning("resuming with config changes that do not break resume: %s",
+                      ", ".join(f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}"
+                                for k in allowed))
+
+  def _restore(self, params) -> TrainState | None:
+    abstract = jax.eval_shape(lambda p: TrainState.create(p, self.spec.tx), params)
+    restored = self.ckpt.restore_latest(checkpoint_lib.state_template(abstract), self._check_meta)
+    if restored is None:
+      return None
+    tree, meta = restored
+    state = serialization.from_state_dict(abstract, tree)
+    self.resumed_meta = meta
+    self._bad_run = int(meta.get("bad_run", 0))
+    self._train_seconds_before = float(meta.get("train_seconds", 0.0))
+    if self.is_main:
+      checkpoint_lib.truncate_metrics(self.workdir, int(meta.get("metrics_bytes", 0)))
+    logging.info("resumed from %s: step %d (epoch %d, batch %d of the epoch), saved on %s device(s) with %s",
+                 self.ckpt.path(meta["step"]), meta["step"], meta.get("epoch", -1), meta.get("step_in_epoch", -1),
+                 meta.get("num_devices", "?"), meta.get("parallel", "?"))
+    return state
+
+  def save_checkpoint(self, eval_results: dict | None = None, final: bool = False,
+                      train_seconds: float = 0.0) -> bool:
+    """Writes the current state (asynchronously when configured); False if it exists already."""
+    if self.ckpt is None:
+      return False
+    run = self.run
+    epoch, in_epoch = divmod(self.step, run.steps_per_epoch)
+    metrics_path = os.path.join(self.workdir, "metrics.jsonl")
+    meta = {
+        "epoch": epoch,
+        "step_in_epoch": in_epoch,
+        "steps_per_epoch": run.steps_per_epoch,
+        "total_steps": run.total_steps,
+        "seed": int(self.config.seed),
+        "mapping_counter": int(np.asarray(jax.device_get(
+            mapping_counter(self.spec, np.int32(self.step))))),
+        "num_devices": self.par.num_devices,
+        "parallel": self.par.kind,
+        "config": checkpoint_lib.flat_config(self.config),
+        "config_hash": checkpoint_lib.config_hash(checkpoint_lib.flat_config(self.config)),
+        "metrics_bytes": os.path.getsize(metrics_path) if os.path.exists(metrics_path) else 0,
+        "bad_run": self._bad_run,
+        "train_seconds": self._train_seconds_before + train_seconds,
+        "eval": eval_results or {},
+        "final": bool(final),
+    }
+    main = run.eval_splits[0] if run.eval_splits else None
+    saved = self.ckpt.save(self.step, checkpoint_lib.to_host(self.par, self.state), meta,
+                           (eval_results or {}).get(main) if main else None)
+    if saved:
+      logging.info("checkpoint at step %d -> %s", self.step, self.ckpt.path(self.step))
+    return saved
 
   # ---- data ------------------------------------------------------------------
   def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[dict]:
@@ -86,9 +185,23 @@ class Trainer:
   # ---- steps -----------------------------------------------------------------
   def train_on(self, batch: dict) -> Any:
     """One optimizer step on a host batch; returns the (device) metrics."""
-    self.state, metrics = self.train_step(self.state, self.teacher_params, self.par.shard_batch(batch))
+    teacher_params = self.teacher_params
+    if self.step + 1 in self._nan_steps:
+      batch, teacher_params = self._poisoned(batch)
+    self.state, metrics = self.train_step(self.state, teacher_params, self.par.shard_batch(batch))
     self.step += 1
     return metrics
+
+  def _poisoned(self, batch: dict) -> tuple[dict, Any]:
+    """Test hook `train.debug_nan_steps`: this step's teacher outputs become NaN (the cached
+    teacher arrays of the batch, or a NaN copy of the teacher's params), so the distillation
+    terms and the gradient are non-finite while the student's inputs stay valid."""
+    cached = [k for k in batch if k.startswith("teacher_")]
+    if cached:
+      return dict(batch, **{k: np.full_like(np.asarray(batch[k], np.float32), np.nan) for k in cached}), \
+          self.teacher_params
+    nan_teacher = jax.tree.map(lambda x: np.full(np.shape(x), np.nan, x.dtype), self.run.teacher_params)
+    return batch, self.par.replicate(nan_teacher)
 
   def predict(self, split: str) -> np.ndarray:
     """Student outputs [N, C] on a split, in file order (all hosts)."""
@@ -129,31 +242,68 @@ class Trainer:
     return self.par.unreplicate(self.state.params)
 
   # ---- the loop --------------------------------------------------------------
-  def fit(self) -> dict:
-    """Trains to `run.total_steps`, evaluating every `eval_every` and at the end; exports."""
+  def fit(self, stop_at: int | None = None) -> dict:
+    """Trains to `run.total_steps`, evaluating every `eval_every` and at the end, checkpointing
+    every `checkpoint.every` steps and at the end; exports.
+
+    Raises `Preempted` after saving a checkpoint when SIGTERM/Ctrl-C arrives (at the next
+    step boundary), or after step `stop_at` (a hook for tests and scripted stops), and
+    `TrainingDiverged` after `train.max_bad_steps` consecutive non-finite steps.
+    """
     cfg, run = self.config, self.run
     total = run.total_steps
+    meta = self.resumed_meta
+    if meta is not None and meta.get("final") and self.step >= total:
+      logging.info("the run in %s is already complete at step %d; exporting again", self.workdir, self.step)
+      return self._conclude(dict(meta.get("eval", {})), float(meta.get("train_seconds", 0.0)), evaluated=True)
     eval_every = cfg.train.eval_every or run.steps_per_epoch
+    ckpt_every = int(cfg.checkpoint.every)
     progress = metrics_lib.Progress(total, start_step=self.step)
     t_start = time.perf_counter()
     epoch, start_in_epoch = divmod(self.step, run.steps_per_epoch)
-    while self.step < total:
-      for batch in self.train_batches(epoch, start_step=start_in_epoch):
-        metrics = self.train_on(batch)
-        step = self.step
-        if step % cfg.train.log_every == 0 or step == total:
-          values = self.par.unreplicate(metrics)
-          values["epoch"] = epoch
-          record = self.writer.write(step, "train", values)
-          progress.update(step, record.get("loss"))
-        if step % eval_every == 0 and step < total:
-          self.evaluate_all()
-        if step >= total:
-          break
-      epoch, start_in_epoch = epoch + 1, 0
+    pending = None  # (step, device metrics): its finiteness is read one step late, so the host never stalls
+    with checkpoint_lib.PreemptionGuard() as guard:
+      while self.step < total:
+        for batch in self.train_batches(epoch, start_step=start_in_epoch):
+          metrics = self.train_on(batch)
+          step = self.step
+          if pending is not None:
+            self._check_finite(*pending)
+          pending = (step, metrics)
+          if step % cfg.train.log_every == 0 or step == total:
+            values = self.par.unreplicate(metrics)
+            values["epoch"] = epoch
+            self.writer.write(step, "train", values)
+            progress.update(step, float(values["loss"]))  # the record holds "nan" as a string
+          results = None
+          if step % eval_every == 0 and step < total:
+            results = self.evaluate_all()
+          stop = step < total and (guard.requested or step == stop_at or
+                                   (jax.process_count() > 1 and self.ckpt is not None
+                                    and self.ckpt.reached_preemption(step)))
+          if (stop or (ckpt_every and step % ckpt_every == 0)) and step < total:
+            self._check_finite(*pending)
+            pending = None
+            self.save_checkpoint(results, train_seconds=time.perf_counter() - t_start)
+          if stop:
+            self._stop_preempted()
+          if step >= total:
+            break
+        epoch, start_in_epoch = epoch + 1, 0
+      if pending is not None:
+        self._check_finite(*pending)
     jax.block_until_ready(self.state)
-    train_seconds = time.perf_counter() - t_start
-    final = self.evaluate_all()
+    train_seconds = self._train_seconds_before + time.perf_counter() - t_start
+    return self._conclude({}, train_seconds, evaluated=False)
+
+  def _conclude(self, final: dict, train_seconds: float, evaluated: bool) -> dict:
+    """After the last step: final evaluation, final checkpoint, summary, export, predictions."""
+    cfg, run = self.config, self.run
+    if not evaluated:
+      final = self.evaluate_all()
+      self.save_checkpoint(final, final=True, train_seconds=train_seconds - self._train_seconds_before)
+    if self.ckpt is not None:
+      self.ckpt.close()
     self.writer.write(self.step, "summary", {"train_seconds": train_seconds, "steps": self.step})
     self.writer.close()
     if cfg.train.export and self.is_main:
@@ -163,6 +313,41 @@ class Trainer:
     self.finish()
     final["train_seconds"] = train_seconds
     return final
+
+  def _stop_preempted(self) -> None:
+    path = None
+    if self.ckpt is not None:
+      self.ckpt.close()
+      path = self.ckpt.path(self.step)
+    self.writer.close()
+    error = Preempted(self.step, path)
+    logging.warning("%s", error)
+    raise error
+
+  def _check_finite(self, step: int, metrics: Any) -> None:
+    """Counts consecutive non-finite steps (skipped by the step) and stops the run after
+    `train.max_bad_steps` of them, naming the terms that were not finite."""
+    if int(self.par.scalar(metrics["finite"])):
+      self._bad_run = 0
+      return
+    self._bad_run += 1
+    values = self.par.unreplicate(metrics)
+    order = lambda k: (k in ("loss", "grad_norm"), k == "grad_norm", k)  # the loss terms first
+    bad = sorted((k for k, v in values.items()
+                  if k not in _NOT_TERMS and np.ndim(v) == 0 and not np.isfinite(float(v))), key=order)
+    terms = ", ".join(bad) or "the gradient"
+    limit = int(self.config.train.get("max_bad_steps", 10))
+    logging.warning("step %d skipped (no update): non-finite %s; %d consecutive, %d skipped in all", step, terms,
+                    self._bad_run, int(values["skipped"]))
+    if self._bad_run >= limit:
+      if self.ckpt is not None:
+        self.ckpt.close()
+      self.writer.close()
+      newest = self.ckpt.latest_step() if self.ckpt is not None else None
+      raise TrainingDiverged(
+          f"training stopped at step {step}: {self._bad_run} consecutive steps had a non-finite loss or gradient "
+          f"(train.max_bad_steps={limit}), the last one in {terms}; lower optim.learning_rate or check the data, "
+          f"then resume from the newest checkpoint (step {newest})")
 
   def finish(self) -> None:
     """After training: test-split predictions (GLUE submission files), the layer-pairing
