@@ -115,7 +115,7 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any], where: s
     more = f" and {len(refused) - 4} more" if len(refused) > 4 else ""
     raise ConfigError(f"{where} was made with a different config that cannot be resumed: {diffs}{more}; "
                       "restore those values or use a new --workdir")
-  return [k for k in changed if k != "checkpoint.dir"]
+  return changed
 
 
 # ----------------------------------------------------------------------------- state
@@ -370,6 +370,19 @@ def truncate_metrics(workdir: str, size: int) -> None:
   elif current > size:
     os.truncate(path, size)
     logging.info("metrics.jsonl: dropped %d bytes written after the checkpoint", current - size)
+
+
+def set_aside_stale_metrics(workdir: str) -> None:
+  """A run that starts from step 0 in a workdir whose metrics.jsonl came from a run that
+  left no checkpoint: keep the old file under another name and start a fresh one."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.isfile(path) and os.path.getsize(path) > 0:
+    n = 1
+    while os.path.exists(f"{path}.{n}.old"):
+      n += 1
+    os.rename(path, f"{path}.{n}.old")
+    logging.warning("%s came from an earlier run that left no checkpoint; kept as %s.%d.old, this run starts "
+                    "from step 0 in a new one", path, path, n)
 
 
 def best_mode_for(metric: str) -> str:

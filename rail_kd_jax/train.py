@@ -83,6 +83,8 @@ class Trainer:
     host_state = self._restore(params) if self.ckpt is not None else None
     if host_state is None:
       host_state = TrainState.create(params, self.spec.tx)
+      if self.ckpt is not None and self.is_main:
+        checkpoint_lib.set_aside_stale_metrics(workdir)
     self.state = self.par.replicate(host_state)
     self.step = int(np.asarray(host_state.step))
     self.teacher_params = (self.par.replicate(run.teacher_params) if run.teacher_params is not None else None)

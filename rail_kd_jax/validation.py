@@ -35,7 +35,8 @@ _EXPORT_NAMES = ("model", "student", "teacher")
 
 def _choice(name: str, value, valid) -> None:
   if value not in valid:
-    raise ConfigError(f"{name}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}")
+    shown = ", ".join(repr(v) if v == "" else str(v) for v in valid)
+    raise ConfigError(f"{name}={value!r} is not valid; choose one of: {shown}")
 
 
 def _is_int(value) -> bool:

@@ -1,0 +1,231 @@
+"""Every invalid input a user can type or point at gets one clear sentence before anything
+compiles (ConfigError in Python, exit code 2 on the command line, no traceback).
+
+The cases below are also the table of docs/ERRORS.md: `test_errors_doc_is_current`
+fails when the table and the messages drift apart; regenerate it with
+  RAIL_KD_WRITE_ERRORS_DOC=1 python -m pytest tests/test_validation.py
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rail_kd_jax import checkpoint as ckpt_lib
+from rail_kd_jax import train
+from rail_kd_jax.data import synthetic
+from rail_kd_jax.validation import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOC = os.path.join(REPO, "docs", "ERRORS.md")
+
+# (case id, overrides of the tiny distill config -- "{tmp}" is the fixture folder --, a
+# substring the message must contain). Special ids: workdir_* set the workdir instead.
+CASES = [
+    ("mode", {"mode": "train"}, "mode='train'"),
+    ("parallel", {"parallel": "vmap"}, "parallel='vmap'"),
+    ("seed", {"seed": -1}, "seed=-1"),
+    ("num_devices", {"num_devices": 16}, "num_devices=16"),
+    ("batch_size", {"train.batch_size": 0}, "train.batch_size=0"),
+    ("batch_devices", {"train.batch_size": 12, "num_devices": 8}, "divisible by the 8 devices"),
+    ("no_steps", {"train.num_steps": 0, "train.num_epochs": 0.0}, "both 0"),
+    ("grad_accum", {"train.grad_accum_steps": 3, "num_devices": 1}, "train.grad_accum_steps=3"),
+    ("max_bad_steps", {"train.max_bad_steps": 0}, "train.max_bad_steps=0"),
+    ("debug_nan_steps", {"train.debug_nan_steps": (0,)}, "train.debug_nan_steps"),
+    ("learning_rate", {"optim.learning_rate": -1e-3}, "optim.learning_rate=-0.001"),
+    ("warmup_ratio", {"optim.warmup_ratio": 1.5}, "optim.warmup_ratio=1.5"),
+    ("adam_b2", {"optim.b2": 1.0}, "optim.b2=1.0"),
+    ("checkpoint_keep", {"checkpoint.keep": 0}, "checkpoint.keep=0"),
+    ("checkpoint_every", {"checkpoint.every": -10}, "checkpoint.every=-10"),
+    ("method", {"distill.method": "fitnets"}, "distill.method='fitnets'"),
+    ("sampling", {"distill.sampling": "random"}, "distill.sampling='random'"),
+    ("temperature", {"distill.temperature": 0.0}, "distill.temperature=0.0"),
+    ("kd_alpha", {"distill.kd_alpha": 1.5}, "distill.kd_alpha=1.5"),
+    ("fixed_layers", {"distill.sampling": "fixed", "distill.fixed_layers": (2, 9)}, "distill.fixed_layers"),
+    ("deeper_student", {"student.num_hidden_layers": 6}, "more layers"),
+    ("heads", {"student.hidden_size": 30}, "not divisible"),
+    ("dropout", {"student.dropout": 1.5}, "student.dropout=1.5"),
+    ("teacher_path_empty", {"teacher.init": "pretrained", "teacher.path": ""}, "teacher.path is empty"),
+    ("teacher_path_missing", {"teacher.init": "pretrained", "teacher.path": "/nonexistent/model"},
+     "does not exist"),
+    ("teacher_path_no_config", {"teacher.init": "pretrained", "teacher.path": "{tmp}/empty"}, "no config.json"),
+    ("teacher_path_no_weights", {"teacher.init": "pretrained", "teacher.path": "{tmp}/no_weights"}, "no weights"),
+    ("teacher_path_bad_json", {"teacher.init": "pretrained", "teacher.path": "{tmp}/bad_json"},
+     "not a readable JSON file"),
+    ("synthetic", {"data.synthetic": "huge"}, "data.synthetic='huge'"),
+    ("train_file_missing", {"data.synthetic": "", "data.train_file": "{tmp}/missing.csv"}, "does not exist"),
+    ("train_file_extension", {"data.synthetic": "", "data.train_file": "{tmp}/train.xlsx",
+                              "data.tokenizer": "{tmp}/tiny/tokenizer"}, "unsupported extension"),
+    ("label_column", {"data.label_column": "sentiment"}, "sentiment"),
+    ("max_length", {"data.max_length": 1}, "data.max_length=1"),
+    ("tokenizer", {"data.tokenizer": "{tmp}/nope"}, "data.tokenizer"),
+    ("workdir_is_file", {}, "is a file, not a folder"),
+    ("workdir_uncreatable", {}, "cannot be created"),
+    ("resume_changed_method", {"distill.method": "kd"}, "cannot be resumed"),
+]
+# Command-line cases: extra arguments after --config=configs/tiny.py --workdir=...
+CLI_CASES = [
+    ("cli_type", ["--config.train.batch_size=abc"], "--config.train.batch_size=abc"),
+    ("cli_unknown_field", ["--config.train.batchsize=3"], "did you mean 'batch_size'"),
+    ("cli_config_missing", ["--config=configs/nope.py"], "cannot be loaded"),
+    ("cli_extra_argument", ["stray"], "unexpected arguments: stray"),
+]
+
+
+def tiny_config(**overrides):
+  sys.path.insert(0, os.path.join(REPO, "configs"))
+  try:
+    import tiny  # configs/tiny.py
+  finally:
+    sys.path.pop(0)
+  config = tiny.get_config()
+  config.mode = "distill"
+  config.data.bucket = False
+  config.train.export = False
+  config.train.plots = False
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def _make_inputs(tmp):
+  os.makedirs(os.path.join(tmp, "empty"))
+  os.makedirs(os.path.join(tmp, "no_weights"))
+  with open(os.path.join(tmp, "no_weights", "config.json"), "w") as f:
+    json.dump({"model_type": "bert"}, f)
+  os.makedirs(os.path.join(tmp, "bad_json"))
+  with open(os.path.join(tmp, "bad_json", "config.json"), "w") as f:
+    f.write("{not json")
+  with open(os.path.join(tmp, "bad_json", "model.safetensors"), "wb") as f:
+    f.write(b"")
+  synthetic.make_tiny_dataset(os.path.join(tmp, "tiny"))
+  with open(os.path.join(tmp, "train.xlsx"), "w") as f:
+    f.write("text,label\n")
+  with open(os.path.join(tmp, "a_file"), "w") as f:
+    f.write("not a folder")
+
+
+def _resume_workdir(tmp) -> str:
+  """A workdir whose checkpoint was made by a rail_l run (its metadata is all that is read)."""
+  wd = os.path.join(tmp, "resume")
+  ck = ckpt_lib.Checkpointer(wd, keep=1)
+  state = {"step": np.array(5, np.int32)}
+  ck.save(5, state, {"config": ckpt_lib.flat_config(tiny_config()), "steps_per_epoch": 32})
+  ck.close()
+  return wd
+
+
+def _fill(value, tmp):
+  return value.replace("{tmp}", tmp) if isinstance(value, str) else value
+
+
+def _message_of(case_id, overrides, tmp) -> str:
+  config = tiny_config(**{k: _fill(v, tmp) for k, v in overrides.items()})
+  workdir = os.path.join(tmp, "runs", case_id)
+  if case_id == "workdir_is_file":
+    workdir = os.path.join(tmp, "a_file")
+  elif case_id == "workdir_uncreatable":
+    workdir = "/proc/rail_kd_jax/run"
+  elif case_id == "resume_changed_method":
+    workdir = _resume_workdir(tmp)
+  with pytest.raises(ConfigError) as err:
+    train.Trainer(config, workdir)
+  return str(err.value)
+
+
+def _cli_message(extra, tmp) -> tuple[int, str]:
+  args = [a for a in extra if a.startswith("--config=")] or ["--config=configs/tiny.py"]
+  cmd = [sys.executable, "-m", "rail_kd_jax.main", *args, f"--workdir={tmp}/cli",
+         *[a for a in extra if not a.startswith("--config=")]]
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1"))
+  assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(lines) == 1, proc.stderr[-2000:]
+  return proc.returncode, lines[0][len("error: "):]
+
+
+@pytest.fixture(scope="module")
+def messages(tmp_path_factory):
+  tmp = str(tmp_path_factory.mktemp("inputs"))
+  _make_inputs(tmp)
+  out = {}
+  for case_id, overrides, _ in CASES:
+    out[case_id] = _message_of(case_id, overrides, tmp).replace(tmp, "<tmp>")
+  for case_id, extra, _ in CLI_CASES:
+    code, message = _cli_message(extra, tmp)
+    assert code == 2, (case_id, code, message)
+    out[case_id] = message.replace(tmp, "<tmp>")
+  return out
+
+
+@pytest.mark.parametrize("case_id, needle", [(c, n) for c, _, n in CASES + CLI_CASES])
+def test_one_clear_sentence(messages, case_id, needle):
+  message = messages[case_id]
+  assert needle in message, message
+  assert "\n" not in message and "Traceback" not in message
+  assert len(message) < 400, message
+
+
+def test_cli_config_error_exits_2_without_traceback(tmp_path):
+  code, message = _cli_message(["--config.distill.method=fitnets", "--config.mode=distill"], str(tmp_path))
+  assert code == 2 and "distill.method='fitnets'" in message
+
+
+def _input_text(case_id, spec) -> str:
+  if case_id == "workdir_is_file":
+    return "`--workdir=<a file>`"
+  if case_id == "workdir_uncreatable":
+    return "`--workdir=/proc/rail_kd_jax/run`"
+  if case_id == "resume_changed_method":
+    return "`--config.distill.method=kd` on a workdir checkpointed by a `rail_l` run"
+  if isinstance(spec, list):
+    return " ".join(f"`{a}`" for a in spec)
+  return " ".join(f"`--config.{k}={v if v != '' else repr(v)}`" for k, v in spec.items()).replace("{tmp}", "<tmp>")
+
+
+def render_doc(messages) -> str:
+  rows = ["| # | input | message |", "|---|---|---|"]
+  for i, (case_id, spec, _) in enumerate(CASES + CLI_CASES, 1):
+    message = messages[case_id].replace("|", "\\|")
+    rows.append(f"| {i} | {_input_text(case_id, spec)} | {message} |")
+  return "\n".join([
+      "# Errors a user can get, and their messages",
+      "",
+      "Every input below stops the run before anything compiles with one sentence that names",
+      "the field, the value and what would be valid. On the command line it is printed as",
+      "`error: <message>` and the exit code is 2; the traceback is shown only with",
+      "`--verbosity=1`. In Python it is a `rail_kd_jax.validation.ConfigError`.",
+      "",
+      "Other exit codes: 0 when the run finished, or was stopped by SIGTERM/Ctrl-C after saving",
+      "a checkpoint (`preempted: ...`; run the same command again to resume, see",
+      "docs/CHECKPOINTS.md); 1 when training diverged (`train.max_bad_steps` consecutive",
+      "non-finite steps; the message names the loss terms) or on an unexpected error.",
+      "",
+      "The table is generated from the cases of `tests/test_validation.py`, which checks every",
+      "one of them (`<tmp>` is the test's scratch folder); regenerate it with",
+      "`RAIL_KD_WRITE_ERRORS_DOC=1 python -m pytest tests/test_validation.py`.",
+      "",
+      *rows,
+      "",
+  ])
+
+
+def test_errors_doc_is_current(messages):
+  text = render_doc(messages)
+  if os.environ.get("RAIL_KD_WRITE_ERRORS_DOC"):
+    with open(DOC, "w") as f:
+      f.write(text)
+  assert os.path.isfile(DOC), "docs/ERRORS.md is missing; regenerate it (see this module's docstring)"
+  with open(DOC) as f:
+    current = f.read()
+  assert current == text, "docs/ERRORS.md is out of date; regenerate it (see this module's docstring)"
+  assert len(CASES) + len(CLI_CASES) >= 15
+  assert len(re.findall(r"^\| \d+ \|", current, flags=re.M)) == len(CASES) + len(CLI_CASES)
