@@ -1,0 +1,759 @@
+r"""Training-time benchmark: every distillation method, the teacher cache, and PyTorch peers.
+
+  python -m rail_kd_jax.benchmark --out=/tmp/bench            # default: MiniLM-6 -> 3, b32, T128
+  python -m rail_kd_jax.benchmark --out=/tmp/bench --shapes=tiny --peers= --compile_study=False
+
+For each shape (a teacher/student pair with random weights, a batch size and a
+length) it times every method of `distill.methods.METHODS` with the real train
+step (`step.make_train_step` under `parallel.DataParallel`, AdamW from
+`optim.make_optimizer`): compile time (lower + compile) separately, then
+steady-state step time over repeated timed windows after warm-up, each window
+ending in `jax.block_until_ready`. FLOPs per step come from XLA's cost analysis
+of the compiled step, peak memory from its memory analysis, and the FLOP
+utilisation is relative to a large float32 matmul timed on the same machine.
+
+In the same run the same work is trained with PyTorch as a user would otherwise
+do it (`peers.torch_peer`: transformers models + the same loss formulas + AdamW)
+and with TextBrewer (`peers.textbrewer_peer`: kd and pkd, which its
+intermediate-layer matches express), and the teacher cache is timed against
+the online teacher. Optional sections: compile time against depth with and
+without `scan_layers`, and a compile-only memory check of RoBERTa-large -> 6
+layers in bfloat16.
+
+Outputs under --out: benchmark.md (tables), benchmark.json (one object per row)
+and benchmark.png (a chart). See docs/BENCHMARK.md for measured figures.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from rail_kd_jax import models, optim
+from rail_kd_jax import parallel as parallel_lib
+from rail_kd_jax.defaults import base_config
+from rail_kd_jax.distill import methods as methods_lib
+from rail_kd_jax.step import AXIS, StepSpec, make_train_step, teacher_outputs
+from rail_kd_jax.train_state import TrainState
+
+METHODS = tuple(methods_lib.METHODS)  # none, kd, pkd, alp_kd, ckd, rail_l, rail_c
+IMPLS = ("jax", "pytorch", "textbrewer")
+NUM_LABELS = 2
+
+
+# ----------------------------------------------------------------------------
+# Shapes.
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+  """A teacher/student pair (random weights) with its batch size and length."""
+  name: str
+  teacher: models.EncoderConfig
+  student: models.EncoderConfig
+  batch_size: int
+  length: int
+
+  @property
+  def label(self) -> str:
+    t, s = self.teacher, self.student
+    return (f"{self.name}: {t.model_type} {t.num_hidden_layers}x{t.hidden_size} -> "
+            f"{s.num_hidden_layers}x{s.hidden_size}, b{self.batch_size}, T{self.length}")
+
+
+def _bert(layers: int, hidden: int, heads: int, ff: int, **kw) -> models.EncoderConfig:
+  kw.setdefault("vocab_size", 30522)
+  return models.EncoderConfig(model_type=kw.pop("model_type", "bert"), hidden_size=hidden,
+                              num_hidden_layers=layers, num_attention_heads=heads,
+                              intermediate_size=ff, num_labels=NUM_LABELS, **kw)
+
+
+def _roberta(layers: int, hidden: int, heads: int, ff: int) -> models.EncoderConfig:
+  return _bert(layers, hidden, heads, ff, model_type="roberta", vocab_size=50265, pad_token_id=1,
+               max_position_embeddings=514, layer_norm_eps=1e-5, type_vocab_size=1)
+
+
+SHAPES = {
+    # Test-sized: 4 -> 2 layers, 32 wide.
+    "tiny": Shape("tiny", _bert(4, 32, 4, 64, vocab_size=128, max_position_embeddings=64),
+                  _bert(2, 32, 4, 64, vocab_size=128, max_position_embeddings=64), 16, 32),
+    # MiniLM-L6 (all-MiniLM-L6-v2 shape) -> 3 layers (SPEC §6).
+    "minilm6-3": Shape("minilm6-3", _bert(6, 384, 12, 1536), _bert(3, 384, 12, 1536), 32, 128),
+    # BERT-base -> 6 layers of the same width (SPEC §1).
+    "bert-base-6": Shape("bert-base-6", _bert(12, 768, 12, 3072), _bert(6, 768, 12, 3072), 32, 128),
+    # RoBERTa-large -> DistilRoBERTa shape (6 x 768), the paper's main pair.
+    "roberta-large-6": Shape("roberta-large-6", _roberta(24, 1024, 16, 4096), _roberta(6, 768, 12, 3072), 32,
+                             128),
+}
+
+
+def with_batch(shape: Shape, batch_size: int = 0, length: int = 0) -> Shape:
+  return dataclasses.replace(shape, batch_size=batch_size or shape.batch_size, length=length or shape.length)
+
+
+def make_batch(shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:
+  """Random token ids with real lengths in [T/2, T] (right padding), labels and example mask."""
+  rng = np.random.default_rng(seed)
+  b, t = shape.batch_size, shape.length
+  cfg = shape.teacher
+  lo = 5 if cfg.model_type == "roberta" else 1  # above the special/pad ids
+  ids = rng.integers(lo, min(cfg.vocab_size, shape.student.vocab_size), size=(b, t)).astype(np.int32)
+  lengths = rng.integers(max(2, t // 2), t + 1, size=b)
+  mask = (np.arange(t)[None, :] < lengths[:, None]).astype(np.int32)
+  ids = np.where(mask > 0, ids, cfg.pad_token_id).astype(np.int32)
+  return {
+      "input_ids": ids,
+      "attention_mask": mask,
+      "token_type_ids": np.zeros((b, t), np.int32),
+      "labels": rng.integers(0, NUM_LABELS, size=b).astype(np.int32),
+      "example_mask": np.ones(b, np.float32),
+  }
+
+
+# ----------------------------------------------------------------------------
+# Timing helpers.
+
+
+@dataclasses.dataclass
+class Timing:
+  step_ms_median: float
+  step_ms_iqr: float
+  windows_ms: list[float]
+
+
+def time_windows(step: Callable[[], Any], *, warmup: int, windows: int, steps_per_window: int,
+                 block: Callable[[Any], Any] = jax.block_until_ready) -> Timing:
+  """Runs `step` `warmup` times, then `windows` timed windows of `steps_per_window` steps.
+
+  Each window ends by blocking on the last step's result, so asynchronous
+  dispatch never hides work; the per-step time of a window is its wall time
+  divided by `steps_per_window`. Returns the median and interquartile range.
+  """
+  out = None
+  for _ in range(warmup):
+    out = step()
+  block(out)
+  per_step = []
+  for _ in range(windows):
+    t0 = time.perf_counter()
+    for _ in range(steps_per_window):
+      out = step()
+    block(out)
+    per_step.append((time.perf_counter() - t0) * 1e3 / steps_per_window)
+  q = np.percentile(per_step, [25, 75]) if len(per_step) > 1 else (per_step[0], per_step[0])
+  return Timing(float(statistics.median(per_step)), float(q[1] - q[0]), per_step)
+
+
+def measure_peak_flops(n: int = 2048, repeats: int = 8) -> float:
+  """FLOP/s of a large float32 matmul on the default device (best of `repeats`)."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+  f = jax.jit(lambda x, y: x @ y)
+  jax.block_until_ready(f(a, b))
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(a, b))
+    best = min(best, time.perf_counter() - t0)
+  return 2.0 * n**3 / best
+
+
+def cost_flops(compiled) -> float | None:
+  """FLOPs of one call of a compiled program (XLA cost analysis), or None."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # noqa: BLE001 -- some backends have none
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  if not cost or "flops" not in cost:
+    return None
+  return float(cost["flops"])
+
+
+def peak_bytes(compiled) -> int | None:
+  """Peak device memory of a compiled program: arguments + outputs + temporaries - aliased."""
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # noqa: BLE001
+    return None
+  if m is None:
+    return None
+  total = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+           - m.alias_size_in_bytes)
+  return int(total)
+
+
+# ----------------------------------------------------------------------------
+# The JAX side: the real train step.
+
+
+def distill_config(method: str, **overrides):
+  dcfg = base_config().distill
+  dcfg.method = method
+  for k, v in overrides.items():
+    dcfg[k] = v
+  return dcfg
+
+
+@dataclasses.dataclass
+class JaxCase:
+  """One method on one shape: the real StepSpec, placed state and a compiled step."""
+  spec: StepSpec
+  par: parallel_lib.DataParallel
+  state: Any  # placed (replicated) TrainState, or shapes when abstract
+  teacher_params: Any
+  batch: dict  # placed
+  compiled: Any
+  compile_s: float
+
+
+def build_spec(shape: Shape, method: str, *, dtype=jnp.float32, scan_layers: bool = False,
+               remat: bool = False, cached_teacher: bool = False, dcfg=None):
+  """(StepSpec, student/teacher modules) for `shape` and `method`; no params materialised."""
+  dcfg = dcfg if dcfg is not None else distill_config(method)
+  module_kw = dict(dtype=dtype, scan_layers=scan_layers, remat=remat)
+  student = models.Encoder(shape.student, **module_kw)
+  teacher = models.Encoder(shape.teacher, **module_kw)
+  method_obj = methods_lib.get_method(method)
+  methods_lib.validate(dcfg, shape.student.num_hidden_layers, shape.teacher.num_hidden_layers,
+                       shape.student.hidden_size, shape.teacher.hidden_size)
+  tx, schedule = optim.make_optimizer(base_config().optim, total_steps=10_000)
+  spec = StepSpec(student=student, teacher=teacher, method=method_obj, dcfg=dcfg, tx=tx, schedule=schedule,
+                  seed=0, num_student_layers=shape.student.num_hidden_layers,
+                  num_teacher_layers=shape.teacher.num_hidden_layers, steps_per_epoch=100,
+                  is_regression=False, cached_teacher=cached_teacher)
+  return spec
+
+
+def init_state(spec: StepSpec, shape: Shape, rng: jax.Array, *, abstract: bool = False):
+  """(TrainState, teacher params): materialised with HF-style init, or ShapeDtypeStructs."""
+  k_s, k_t, k_h = jax.random.split(rng, 3)
+  head = lambda k: spec.method.init_heads(k, spec.dcfg, shape.student.hidden_size, shape.teacher.hidden_size,
+                                          spec.num_student_layers, spec.num_teacher_layers)
+  if abstract:
+    student_params = models.param_shapes(spec.student)
+    teacher_params = None if spec.cached_teacher else models.param_shapes(spec.teacher)
+    head_params = jax.eval_shape(head, k_h)
+    state = jax.eval_shape(lambda p: TrainState.create(p, spec.tx),
+                           {"student": student_params, "heads": head_params})
+    return state, teacher_params
+  student_params = models.init_params(spec.student, k_s)
+  teacher_params = None if spec.cached_teacher else models.init_params(spec.teacher, k_t)
+  state = TrainState.create({"student": student_params, "heads": head(k_h)}, spec.tx)
+  return state, teacher_params
+
+
+def cached_teacher_arrays(spec: StepSpec, teacher_params: Any, batch: dict, dtype=jnp.bfloat16) -> dict:
+  """The teacher-cache entries of one batch (what `teacher_cache` stores per example)."""
+  out = jax.jit(lambda p, b: teacher_outputs(dataclasses.replace(spec, cached_teacher=False), p, b))(
+      teacher_params, {k: jnp.asarray(v) for k, v in batch.items()})
+  return {
+      "teacher_logits": np.asarray(out["logits"].astype(dtype)),
+      "teacher_pooled": np.asarray(jnp.swapaxes(out["pooled"], 0, 1).astype(dtype)),
+      "teacher_cls": np.asarray(jnp.swapaxes(out["cls"], 0, 1).astype(dtype)),
+  }
+
+
+def _abstract(par: parallel_lib.DataParallel, tree: Any, spec: P) -> Any:
+  """ShapeDtypeStructs with the shardings `DataParallel(shard_map)` would give the values."""
+  sharding = NamedSharding(par.mesh, spec)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype if isinstance(x, np.ndarray)
+                                                     else x.dtype, sharding=sharding), tree)
+
+
+def compile_case(spec: StepSpec, shape: Shape, batch: dict, *, parallel: str = "shard_map", num_devices: int = 0,
+                 abstract: bool = False, teacher_params: Any = None, state: Any = None) -> JaxCase:
+  """Places (or only describes, `abstract=True`) the inputs and compiles the train step.
+
+  `compile_s` is the wall time of `lower(...).compile()` (tracing included).
+  Abstract compilation needs parallel='shard_map' (it lowers with ShapeDtypeStructs).
+  """
+  par = parallel_lib.DataParallel(parallel, num_devices)
+  if abstract and parallel != "shard_map":
+    raise ValueError("abstract (compile-only) cases need parallel='shard_map'")
+  if state is None:
+    state, teacher_params = init_state(spec, shape, jax.random.PRNGKey(0), abstract=abstract)
+  step_fn = par.compile_train(make_train_step(spec))
+  if abstract:
+    args = (_abstract(par, state, P()), _abstract(par, teacher_params, P()), _abstract(par, batch, P(AXIS)))
+  else:
+    args = (par.replicate(state), par.replicate(teacher_params) if teacher_params is not None else None,
+            par.shard_batch(batch))
+  t0 = time.perf_counter()
+  compiled = step_fn.lower(*args).compile()
+  compile_s = time.perf_counter() - t0
+  return JaxCase(spec=spec, par=par, state=args[0], teacher_params=args[1], batch=args[2], compiled=compiled,
+                 compile_s=compile_s)
+
+
+def time_case(case: JaxCase, *, warmup: int, windows: int, steps_per_window: int) -> Timing:
+  holder = {"state": case.state}
+
+  def step():
+    holder["state"], metrics = case.compiled(holder["state"], case.teacher_params, case.batch)
+    return metrics["loss"]
+
+  timing = time_windows(step, warmup=warmup, windows=windows, steps_per_window=steps_per_window)
+  case.state = holder["state"]
+  return timing
+
+
+# ----------------------------------------------------------------------------
+# Rows.
+
+
+def _row(**kw) -> dict:
+  """One benchmark.json object (the documented keys first, extras after)."""
+  row = {k: kw.pop(k, None) for k in ("method", "impl", "teacher_cache", "shape", "compile_s", "step_ms_median",
+                                      "step_ms_iqr", "examples_per_s", "flops_per_step", "flop_utilization",
+                                      "peak_bytes")}
+  row.update(kw)
+  return row
+
+
+def _step_row(*, method, impl, shape: Shape, timing: Timing | None, compile_s=None, flops=None, peak=None,
+              peak_flops=None, teacher_cache=False, **extra) -> dict:
+  ms = timing.step_ms_median if timing else None
+  return _row(method=method, impl=impl, teacher_cache=teacher_cache, shape=shape.name, compile_s=compile_s,
+              step_ms_median=ms, step_ms_iqr=timing.step_ms_iqr if timing else None,
+              examples_per_s=(shape.batch_size * 1e3 / ms) if ms else None, flops_per_step=flops,
+              flop_utilization=(flops / (ms * 1e-3) / peak_flops) if (flops and ms and peak_flops) else None,
+              peak_bytes=peak, kind="step", batch_size=shape.batch_size, length=shape.length,
+              teacher_layers=shape.teacher.num_hidden_layers, student_layers=shape.student.num_hidden_layers,
+              windows_ms=timing.windows_ms if timing else None, **extra)
+
+
+@dataclasses.dataclass
+class Options:
+  methods: Sequence[str] = METHODS
+  peers: Sequence[str] = ("pytorch", "textbrewer")
+  cache_methods: Sequence[str] = ("kd", "rail_l")
+  warmup: int = 1
+  windows: int = 3
+  steps_per_window: int = 2
+  dtype: str = "float32"
+  scan_layers: bool = False
+  remat: bool = False
+  parallel: str = "shard_map"
+  num_devices: int = 0
+
+
+def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
+  """Every method (JAX), the teacher-cache variants, and the peers on one shape."""
+  rows = []
+  batch = make_batch(shape)
+  dtype = jnp.bfloat16 if opts.dtype == "bfloat16" else jnp.float32
+  common = dict(dtype=opts.dtype, scan_layers=opts.scan_layers, remat=opts.remat)
+  timing_kw = dict(warmup=opts.warmup, windows=opts.windows, steps_per_window=opts.steps_per_window)
+  for method in opts.methods:
+    spec = build_spec(shape, method, dtype=dtype, scan_layers=opts.scan_layers, remat=opts.remat)
+    state, teacher_params = init_state(spec, shape, jax.random.PRNGKey(0))
+    case = compile_case(spec, shape, batch, parallel=opts.parallel, num_devices=opts.num_devices, state=state,
+                        teacher_params=teacher_params)
+    timing = time_case(case, **timing_kw)
+    rows.append(_step_row(method=method, impl="jax", shape=shape, timing=timing, compile_s=case.compile_s,
+                          flops=cost_flops(case.compiled), peak=peak_bytes(case.compiled), peak_flops=peak_flops,
+                          **common))
+    _log_row(rows[-1])
+    del case
+    if method in opts.cache_methods and spec.method.needs_teacher:
+      cspec = build_spec(shape, method, dtype=dtype, scan_layers=opts.scan_layers, remat=opts.remat,
+                         cached_teacher=True)
+      cbatch = dict(batch)
+      cbatch.update(cached_teacher_arrays(spec, teacher_params, batch))
+      cstate, _ = init_state(cspec, shape, jax.random.PRNGKey(0))
+      case = compile_case(cspec, shape, cbatch, parallel=opts.parallel, num_devices=opts.num_devices, state=cstate,
+                          teacher_params=None)
+      timing = time_case(case, **timing_kw)
+      rows.append(_step_row(method=method, impl="jax", shape=shape, timing=timing, compile_s=case.compile_s,
+                            flops=cost_flops(case.compiled), peak=peak_bytes(case.compiled),
+                            peak_flops=peak_flops, teacher_cache=True, **common))
+      _log_row(rows[-1])
+      del case
+    del state, teacher_params
+  if opts.dtype != "float32" and opts.peers:
+    logging.warning("peers run in float32 only; skipped for --dtype=%s", opts.dtype)
+    return rows
+  jax_flops = {r["method"]: r["flops_per_step"] for r in rows if not r["teacher_cache"]}
+  for impl in opts.peers:
+    peer_cls, supported = _peer(impl)
+    for method in opts.methods:
+      if method not in supported:
+        continue
+      peer = peer_cls(shape, method, distill_config(method), base_config().optim, batch)
+      timing = time_windows(peer.step, block=lambda x: None, **timing_kw)
+      # FLOPs of the same work as counted by XLA for the JAX step.
+      rows.append(_step_row(method=method, impl=impl, shape=shape, timing=timing, flops=jax_flops.get(method),
+                            peak_flops=peak_flops, dtype="float32", scan_layers=False, remat=False,
+                            threads=_torch_threads()))
+      _log_row(rows[-1])
+      del peer
+  return rows
+
+
+def _peer(impl: str):
+  if impl == "pytorch":
+    from rail_kd_jax.peers import torch_peer
+    return torch_peer.TorchPeer, METHODS
+  if impl == "textbrewer":
+    from rail_kd_jax.peers import textbrewer_peer
+    return textbrewer_peer.TextBrewerPeer, textbrewer_peer.METHODS
+  raise ValueError(f"--peers: unknown peer {impl!r}; valid: pytorch, textbrewer")
+
+
+def _torch_threads() -> int | None:
+  try:
+    import torch
+    return int(torch.get_num_threads())
+  except ImportError:
+    return None
+
+
+def _log_row(row: dict) -> None:
+  ms = row.get("step_ms_median")
+  logging.info("%-7s %-10s cache=%-5s %-16s step %s ms (IQR %s), compile %s s", row["method"], row["impl"],
+               row["teacher_cache"], row["shape"], f"{ms:.1f}" if ms else "-",
+               f"{row['step_ms_iqr']:.1f}" if row.get("step_ms_iqr") is not None else "-",
+               f"{row['compile_s']:.1f}" if row.get("compile_s") is not None else "-")
+
+
+def compile_study(base: Shape, layer_counts: Sequence[int] = (6, 12, 24), method: str = "rail_l",
+                  parallel: str = "shard_map") -> list[dict]:
+  """Compile time (lower + compile, abstract inputs) of the train step vs teacher depth, with and without scan."""
+  rows = []
+  batch = make_batch(base)
+  for scan in (False, True):
+    for n in layer_counts:
+      shape = dataclasses.replace(base, name=f"{base.name}:teacher{n}",
+                                  teacher=dataclasses.replace(base.teacher, num_hidden_layers=n))
+      spec = build_spec(shape, method, scan_layers=scan)
+      case = compile_case(spec, shape, batch, parallel=parallel, abstract=True)
+      rows.append(_row(method=method, impl="jax", teacher_cache=False, shape=shape.name, compile_s=case.compile_s,
+                       flops_per_step=cost_flops(case.compiled), peak_bytes=peak_bytes(case.compiled),
+                       kind="compile", scan_layers=scan, teacher_layers=n,
+                       student_layers=shape.student.num_hidden_layers, dtype="float32",
+                       batch_size=shape.batch_size, length=shape.length))
+      logging.info("compile %s scan=%s teacher=%d layers: %.1f s", method, scan, n, case.compile_s)
+      del case
+  return rows
+
+
+def memory_check(shape: Shape, method: str = "rail_l", dtype: str = "bfloat16", scan_layers: bool = False,
+                 remat: bool = False, parallel: str = "shard_map") -> dict:
+  """Compile-only (abstract inputs) peak memory of one train step from XLA's memory analysis."""
+  spec = build_spec(shape, method, dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32,
+                    scan_layers=scan_layers, remat=remat)
+  case = compile_case(spec, shape, make_batch(shape), parallel=parallel, num_devices=1, abstract=True)
+  row = _row(method=method, impl="jax", teacher_cache=False, shape=shape.name, compile_s=case.compile_s,
+             flops_per_step=cost_flops(case.compiled), peak_bytes=peak_bytes(case.compiled), kind="memory",
+             dtype=dtype, scan_layers=scan_layers, remat=remat, batch_size=shape.batch_size, length=shape.length,
+             teacher_layers=shape.teacher.num_hidden_layers, student_layers=shape.student.num_hidden_layers,
+             memory=_memory_fields(case.compiled))
+  logging.info("memory %s %s: %.2f GB", shape.name, dtype, (row["peak_bytes"] or 0) / 1e9)
+  return row
+
+
+def _memory_fields(compiled) -> dict | None:
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # noqa: BLE001
+    return None
+  if m is None:
+    return None
+  return {k: int(getattr(m, k)) for k in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+                                          "alias_size_in_bytes", "generated_code_size_in_bytes")
+          if hasattr(m, k)}
+
+
+# ----------------------------------------------------------------------------
+# Reports.
+
+
+def device_description() -> str:
+  d = jax.devices()[0]
+  return (f"{jax.device_count()} x {d.device_kind} ({jax.default_backend()}, platform {d.platform}); "
+          f"host {platform.node()} with {os.cpu_count()} CPU cores")
+
+
+def _find(rows, **kw):
+  for r in rows:
+    if all(r.get(k) == v for k, v in kw.items()):
+      return r
+  return None
+
+
+def targets(rows: list[dict]) -> list[dict]:
+  """The issue's performance targets, each with its measured value and whether it holds."""
+  out = []
+  steps = [r for r in rows if r.get("kind") == "step"]
+  for shape in dict.fromkeys(r["shape"] for r in steps):
+    ms = lambda m, impl="jax", cache=False: (_find(steps, shape=shape, method=m, impl=impl, teacher_cache=cache)
+                                             or {}).get("step_ms_median")
+    kd, rl, rc = ms("kd"), ms("rail_l"), ms("rail_c")
+    if kd and rl:
+      out.append(dict(shape=shape, target="rail_l step <= 1.05 x kd", value=rl / kd, limit=1.05, ok=rl / kd <= 1.05))
+    if kd and rc:
+      out.append(dict(shape=shape, target="rail_c step <= 1.05 x kd", value=rc / kd, limit=1.05, ok=rc / kd <= 1.05))
+    for other in ("alp_kd", "ckd"):
+      o = ms(other)
+      for name, r in (("rail_l", rl), ("rail_c", rc)):
+        if o and r:
+          out.append(dict(shape=shape, target=f"{name} step < {other} step", value=r / o, limit=1.0, ok=r < o))
+    for m in METHODS:
+      j, t = ms(m), ms(m, "pytorch")
+      if j and t:
+        out.append(dict(shape=shape, target=f"{m}: PyTorch / JAX step >= 1.3", value=t / j, limit=1.3,
+                        ok=t / j >= 1.3))
+      tb = ms(m, "textbrewer")
+      if j and tb:
+        out.append(dict(shape=shape, target=f"{m}: TextBrewer / JAX step >= 1.3", value=tb / j, limit=1.3,
+                        ok=tb / j >= 1.3))
+      c = ms(m, cache=True)
+      if j and c:
+        out.append(dict(shape=shape, target=f"{m}: online / cached teacher step >= 1.5", value=j / c, limit=1.5,
+                        ok=j / c >= 1.5))
+  comp = [r for r in rows if r.get("kind") == "compile"]
+  for scan in (True, False):
+    by_n = {r["teacher_layers"]: r["compile_s"] for r in comp if r["scan_layers"] == scan}
+    if by_n:
+      lo, hi = min(by_n), max(by_n)
+      ratio = by_n[hi] / by_n[lo]
+      out.append(dict(shape="compile", target=f"compile {hi} / {lo} teacher layers, scan={scan} <= 1.5",
+                      value=ratio, limit=1.5, ok=ratio <= 1.5))
+  for r in rows:
+    if r.get("kind") == "memory" and r.get("peak_bytes"):
+      gb = r["peak_bytes"] / 2**30
+      out.append(dict(shape=r["shape"], target=f"{r['method']} {r['dtype']} b{r['batch_size']} T{r['length']} "
+                      "peak memory <= 16 GiB", value=gb, limit=16.0, ok=gb <= 16.0))
+  return out
+
+
+def _fmt(x, spec=".1f", none="-"):
+  return none if x is None else format(x, spec)
+
+
+def write_markdown(path: str, rows: list[dict], meta: dict) -> None:
+  lines = ["# Training-time benchmark", "",
+           f"- device: {meta['device']}",
+           f"- peak float32 matmul (2048^3, JAX): {meta['peak_gflops']:.0f} GFLOP/s",
+           f"- load average (1 min) at start / end: {meta['load_start']:.2f} / {meta['load_end']:.2f}",
+           f"- versions: {meta['versions']}",
+           f"- timing: {meta['options']['warmup']} warm-up step(s), then {meta['options']['windows']} windows of "
+           f"{meta['options']['steps_per_window']} steps; median and IQR of the per-step time of the windows",
+           f"- wall time of the whole benchmark: {meta['wall_s']:.0f} s", ""]
+  steps = [r for r in rows if r.get("kind") == "step"]
+  for shape in dict.fromkeys(r["shape"] for r in steps):
+    srows = [r for r in steps if r["shape"] == shape]
+    r0 = srows[0]
+    lines += [f"## {meta['shape_labels'].get(shape, shape)}", "",
+              "| method | JAX step ms (IQR) | ex/s | compile s | GFLOP/step | FLOP util. | peak MB | "
+              "+ teacher cache ms | cache speed-up | PyTorch ms | PyTorch / JAX | TextBrewer ms | TextBrewer / JAX |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m in dict.fromkeys(r["method"] for r in srows):
+      j = _find(srows, method=m, impl="jax", teacher_cache=False) or {}
+      c = _find(srows, method=m, impl="jax", teacher_cache=True) or {}
+      t = _find(srows, method=m, impl="pytorch") or {}
+      tb = _find(srows, method=m, impl="textbrewer") or {}
+      jm, cm = j.get("step_ms_median"), c.get("step_ms_median")
+      ratio = lambda num, den: f"{num / den:.2f}x" if (num and den) else "-"
+      flops, util, peak = j.get("flops_per_step"), j.get("flop_utilization"), j.get("peak_bytes")
+      lines.append("| " + " | ".join([
+          m, f"{_fmt(jm)} ({_fmt(j.get('step_ms_iqr'))})", _fmt(j.get("examples_per_s")), _fmt(j.get("compile_s")),
+          _fmt(flops / 1e9 if flops else None), f"{util * 100:.0f}%" if util else "-",
+          _fmt(peak / 1e6 if peak else None, ".0f"),
+          _fmt(cm), ratio(jm, cm),
+          _fmt(t.get("step_ms_median")), ratio(t.get("step_ms_median"), jm),
+          _fmt(tb.get("step_ms_median")), ratio(tb.get("step_ms_median"), jm)]) + " |")
+    lines += ["", f"Batch {r0['batch_size']}, length {r0['length']}, dtype {r0.get('dtype')}, "
+              f"scan_layers={r0.get('scan_layers')}, remat={r0.get('remat')}; PyTorch threads: "
+              f"{next((r.get('threads') for r in srows if r.get('threads')), '-')}. "
+              "FLOP utilisation = XLA's FLOPs per step / step time / peak matmul FLOP/s (the PyTorch columns "
+              "use XLA's count for the same work). Ratios > 1 mean JAX is faster.", ""]
+  comp = [r for r in rows if r.get("kind") == "compile"]
+  if comp:
+    lines += ["## Compile time against teacher depth", "",
+              "| teacher layers | compile s, unrolled | compile s, scan_layers |", "|---|---|---|"]
+    for n in sorted({r["teacher_layers"] for r in comp}):
+      u = _find(comp, teacher_layers=n, scan_layers=False) or {}
+      s = _find(comp, teacher_layers=n, scan_layers=True) or {}
+      lines.append(f"| {n} | {_fmt(u.get('compile_s'))} | {_fmt(s.get('compile_s'))} |")
+    lines += ["", f"Train step of `{comp[0]['method']}` (student {comp[0]['student_layers']} layers, "
+              f"batch {comp[0]['batch_size']}, length {comp[0]['length']}), lowered from abstract inputs.", ""]
+  mem = [r for r in rows if r.get("kind") == "memory"]
+  if mem:
+    lines += ["## Memory (compile only, XLA memory analysis)", "",
+              "| shape | method | dtype | scan | remat | batch x length | peak GiB | arguments GiB | temporaries GiB |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in mem:
+      m = r.get("memory") or {}
+      gib = lambda x: _fmt(x / 2**30 if x is not None else None, ".2f")
+      lines.append(f"| {r['shape']} | {r['method']} | {r['dtype']} | {r['scan_layers']} | {r['remat']} | "
+                   f"{r['batch_size']} x {r['length']} | {gib(r['peak_bytes'])} | "
+                   f"{gib(m.get('argument_size_in_bytes'))} | {gib(m.get('temp_size_in_bytes'))} |")
+    lines.append("")
+  tg = meta.get("targets") or []
+  if tg:
+    lines += ["## Targets", "", "| shape | target | measured | holds |", "|---|---|---|---|"]
+    for t in tg:
+      lines.append(f"| {t['shape']} | {t['target']} | {t['value']:.2f} | {'yes' if t['ok'] else 'NO'} |")
+    lines.append("")
+  with open(path, "w") as f:
+    f.write("\n".join(lines))
+
+
+def write_chart(path: str, rows: list[dict]) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  steps = [r for r in rows if r.get("kind") == "step" and r.get("step_ms_median")]
+  shapes = list(dict.fromkeys(r["shape"] for r in steps))
+  comp = [r for r in rows if r.get("kind") == "compile"]
+  ncols = len(shapes) + (1 if comp else 0)
+  fig, axes = plt.subplots(1, max(ncols, 1), figsize=(6.5 * max(ncols, 1), 4.2), squeeze=False)
+  series = (("jax", False, "JAX"), ("jax", True, "JAX + teacher cache"), ("pytorch", False, "PyTorch"),
+            ("textbrewer", False, "TextBrewer"))
+  for ax, shape in zip(axes[0], shapes):
+    srows = [r for r in steps if r["shape"] == shape]
+    methods = list(dict.fromkeys(r["method"] for r in srows))
+    x = np.arange(len(methods))
+    width = 0.2
+    for i, (impl, cache, label) in enumerate(series):
+      vals = [(_find(srows, method=m, impl=impl, teacher_cache=cache) or {}).get("step_ms_median") for m in methods]
+      errs = [(_find(srows, method=m, impl=impl, teacher_cache=cache) or {}).get("step_ms_iqr") for m in methods]
+      if not any(vals):
+        continue
+      ax.bar(x + (i - 1.5) * width, [v or 0 for v in vals], width, yerr=[e or 0 for e in errs], label=label)
+    ax.set_xticks(x, methods)
+    ax.set_ylabel("ms per train step (median, IQR)")
+    ax.set_title(shape)
+    ax.legend(fontsize=8)
+  if comp:
+    ax = axes[0][-1]
+    for scan, label in ((False, "unrolled"), (True, "scan_layers")):
+      pts = sorted((r["teacher_layers"], r["compile_s"]) for r in comp if r["scan_layers"] == scan)
+      if pts:
+        ax.plot(*zip(*pts), marker="o", label=label)
+    ax.set_xlabel("teacher layers")
+    ax.set_ylabel("compile s")
+    ax.set_title("compile time vs depth")
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def _versions() -> str:
+  parts = [f"jax {jax.__version__}"]
+  for mod in ("flax", "torch", "transformers", "textbrewer"):
+    try:
+      parts.append(f"{mod} {__import__(mod).__version__}")
+    except Exception:  # noqa: BLE001
+      pass
+  return ", ".join(parts)
+
+
+def run(out_dir: str, shapes: Sequence[Shape], opts: Options, *, study: Shape | None = None,
+        memory: Sequence[tuple[Shape, dict]] = ()) -> list[dict]:
+  """Runs every section and writes benchmark.md, benchmark.json and benchmark.png under `out_dir`."""
+  os.makedirs(out_dir, exist_ok=True)
+  t0 = time.perf_counter()
+  load_start = os.getloadavg()[0]
+  device = device_description()
+  print(f"benchmark device: {device}", flush=True)
+  logging.info("benchmark device: %s", device)
+  peak = measure_peak_flops()
+  logging.info("peak float32 matmul: %.0f GFLOP/s", peak / 1e9)
+  rows = []
+  for shape in shapes:
+    rows += bench_shape(shape, opts, peak)
+  if study is not None:
+    rows += compile_study(study, parallel="shard_map")
+  for shape, kw in memory:
+    rows.append(memory_check(shape, **kw))
+  meta = {"device": device, "peak_gflops": peak / 1e9, "load_start": load_start, "load_end": os.getloadavg()[0],
+          "versions": _versions(), "options": dataclasses.asdict(opts), "wall_s": time.perf_counter() - t0,
+          "shape_labels": {s.name: s.label for s in list(shapes) + ([study] if study else [])
+                           + [m[0] for m in memory]}}
+  meta["targets"] = targets(rows)
+  with open(os.path.join(out_dir, "benchmark.json"), "w") as f:
+    json.dump(rows, f, indent=1)
+  with open(os.path.join(out_dir, "benchmark_meta.json"), "w") as f:
+    json.dump(meta, f, indent=1)
+  write_markdown(os.path.join(out_dir, "benchmark.md"), rows, meta)
+  write_chart(os.path.join(out_dir, "benchmark.png"), rows)
+  print(open(os.path.join(out_dir, "benchmark.md")).read(), flush=True)
+  return rows
+
+
+# ----------------------------------------------------------------------------
+# Command line.
+
+
+def main(argv):
+  del argv
+  from absl import flags
+  f = flags.FLAGS
+  names = [s.strip() for s in f.shapes.split(",") if s.strip()]
+  unknown = [n for n in names if n not in SHAPES]
+  if unknown:
+    raise SystemExit(f"--shapes: unknown shape {unknown[0]!r}; valid: {', '.join(SHAPES)}")
+  methods = [m.strip() for m in f.methods.split(",") if m.strip()]
+  bad = [m for m in methods if m not in METHODS]
+  if bad:
+    raise SystemExit(f"--methods: unknown method {bad[0]!r}; valid: {', '.join(METHODS)}")
+  peers = [p.strip() for p in f.peers.split(",") if p.strip()]
+  bad = [p for p in peers if p not in IMPLS[1:]]
+  if bad:
+    raise SystemExit(f"--peers: unknown peer {bad[0]!r}; valid: pytorch, textbrewer")
+  opts = Options(methods=methods, peers=peers,
+                 cache_methods=[m.strip() for m in f.cache_methods.split(",") if m.strip()],
+                 warmup=f.warmup, windows=f.windows, steps_per_window=f.steps_per_window, dtype=f.dtype,
+                 scan_layers=f.scan_layers, remat=f.remat, parallel=f.parallel, num_devices=f.num_devices)
+  shapes = [with_batch(SHAPES[n], f.batch_size, f.length) for n in names]
+  study = with_batch(SHAPES[f.compile_study], f.batch_size, f.length) if f.compile_study else None
+  memory = []
+  if f.memory_check:
+    memory.append((SHAPES["roberta-large-6"], dict(method="rail_l", dtype="bfloat16")))
+  run(f.out, shapes, opts, study=study, memory=memory)
+
+
+def _define_flags():
+  from absl import flags
+  flags.DEFINE_string("out", None, "Output folder for benchmark.md, benchmark.json, benchmark.png.")
+  flags.DEFINE_string("shapes", "minilm6-3", f"Comma-separated shapes: {', '.join(SHAPES)}.")
+  flags.DEFINE_string("methods", ",".join(METHODS), "Comma-separated methods.")
+  flags.DEFINE_string("peers", "pytorch,textbrewer", "Comma-separated peers ('' for none).")
+  flags.DEFINE_string("cache_methods", "kd,rail_l", "Methods also timed with the teacher cache.")
+  flags.DEFINE_integer("batch_size", 0, "Override the shapes' batch size (0 = theirs).")
+  flags.DEFINE_integer("length", 0, "Override the shapes' length (0 = theirs).")
+  flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.")
+  flags.DEFINE_integer("windows", 3, "Timed windows (median and IQR are over these).")
+  flags.DEFINE_integer("steps_per_window", 2, "Steps per timed window.")
+  flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of teacher and student.")
+  flags.DEFINE_bool("scan_layers", False, "nn.scan over layers.")
+  flags.DEFINE_bool("remat", False, "Rematerialise each layer in the backward pass.")
+  flags.DEFINE_enum("parallel", "shard_map", ["pmap", "shard_map"], "Data-parallel wrapper.")
+  flags.DEFINE_integer("num_devices", 0, "Devices to use (0 = all).")
+  flags.DEFINE_string("compile_study", "minilm6-3",
+                      "Shape whose teacher depth is varied (6, 12, 24) for compile times, '' to skip.")
+  flags.DEFINE_bool("memory_check", True, "Compile-only memory of RoBERTa-large -> 6 layers, bf16, b32, T128.")
+  flags.mark_flag_as_required("out")
+
+
+if __name__ == "__main__":
+  from absl import app
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,221 @@
+"""Plain PyTorch peer: the same teacher/student shapes and losses, trained as a user would.
+
+Teacher and student are transformers `*ForSequenceClassification` models built
+from the same `EncoderConfig`s as the JAX side (random weights; transformers'
+default attention implementation, SDPA). The loss of every method is the
+formula of `distill.methods`, written with torch ops; the optimizer is
+`torch.optim.AdamW` with the same hyper-parameters, weight-decay groups, global
+norm clipping and linear warmup/decay as `optim.make_optimizer`. The teacher
+runs in eval mode under `torch.no_grad()`; the student trains with dropout.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rail_kd_jax.distill import layer_sampling
+
+
+def hf_model(config, dtype=torch.float32) -> nn.Module:
+  """A randomly initialised transformers model for an `models.EncoderConfig`."""
+  import transformers  # imported lazily: slow, and only the peers need it
+
+  d = config.to_hf_dict()
+  hf_config = transformers.AutoConfig.for_model(**d)
+  model = transformers.AutoModelForSequenceClassification.from_config(hf_config)
+  return model.to(dtype)
+
+
+def _linear_stack(num: int, din: int, dout: int) -> nn.ModuleList:
+  return nn.ModuleList([nn.Linear(din, dout) for _ in range(num)])
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+  return x * torch.rsqrt(torch.clamp((x * x).sum(-1, keepdim=True), min=1e-12))
+
+
+def _distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
+  if kind == "sq_l2":
+    return (_normalize(a) - _normalize(b)).pow(2).sum(-1)
+  if kind == "cosine":
+    return 1.0 - (_normalize(a) * _normalize(b)).sum(-1)
+  if kind == "mse":
+    return (a - b).pow(2).mean(-1)
+  raise ValueError(f"distance={kind!r}")
+
+
+def _pool(hidden: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+  """hidden [L+1, B, T, H], mask [B, T] -> [L+1, B, H]."""
+  if kind == "cls":
+    return hidden[:, :, 0]
+  m = mask.to(hidden.dtype)[None, :, :, None]
+  return (hidden * m).sum(2) / torch.clamp(m.sum(2), min=1.0)
+
+
+class Heads(nn.Module):
+  """The trainable distillation heads of one method (same shapes as `init_heads`)."""
+
+  def __init__(self, method: str, dcfg, hs: int, ht: int, m: int, n: int):
+    super().__init__()
+    u = dcfg.proj_dim
+    if method == "pkd" and hs != ht and m > 1:
+      self.student_proj = _linear_stack(m - 1, hs, ht)
+    elif method == "alp_kd" and hs != ht:
+      self.student_proj = _linear_stack(m, hs, ht)
+    elif method == "ckd":
+      bounds = layer_sampling.block_bounds(n, m)
+      self.teacher_proj = nn.ModuleList([nn.Linear((hi - lo) * ht, hs) for lo, hi in bounds])
+    elif method == "rail_l" and dcfg.teacher_proj != "none":
+      self.student_proj, self.teacher_proj = _linear_stack(m, hs, u), _linear_stack(m, ht, u)
+    elif method == "rail_c" and dcfg.teacher_proj != "none":
+      self.student_proj, self.teacher_proj = nn.Linear(m * hs, u), nn.Linear(m * ht, u)
+    for mod in self.modules():
+      if isinstance(mod, nn.Linear):
+        nn.init.normal_(mod.weight, std=0.02)
+        nn.init.zeros_(mod.bias)
+
+
+def _masked_mean(x: torch.Tensor, example_mask: torch.Tensor) -> torch.Tensor:
+  keep = (example_mask > 0).to(x.dtype)
+  return (x * keep).sum() / torch.clamp(keep.sum(), min=1.0)
+
+
+def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapping: torch.Tensor | None):
+  """The total loss of `method` (same formulas as `distill.methods`)."""
+  labels, em = batch["labels"], batch["example_mask"]
+  zs = s_out.logits.float()
+  ce = _masked_mean(F.cross_entropy(zs, labels, reduction="none"), em)
+  if method == "none":
+    return ce
+  zt = t_out.logits.float()
+  temp = dcfg.temperature
+  log_pt = F.log_softmax(zt / temp, -1)
+  kd = _masked_mean(temp**2 * (log_pt.exp() * (log_pt - F.log_softmax(zs / temp, -1))).sum(-1), em)
+  a = dcfg.kd_alpha
+  if method == "kd":
+    return (1 - a) * ce + a * kd
+  mask = batch["attention_mask"]
+  s_hidden = torch.stack(s_out.hidden_states).float()  # [M+1, B, T, Hs]
+  t_hidden = torch.stack(t_out.hidden_states).float()  # [N+1, B, T, Ht]
+  m, n = s_hidden.shape[0] - 1, t_hidden.shape[0] - 1
+  w = lambda inter: dcfg.ce_weight * ce + dcfg.kd_weight * kd + dcfg.int_weight * inter
+  if method == "pkd":
+    from rail_kd_jax.distill.methods import pkd_teacher_layers
+    layers = pkd_teacher_layers(dcfg.pkd_mapping, n, m)
+    s, t = s_hidden[1:m, :, 0], t_hidden[layers, :, 0]
+    if hasattr(heads, "student_proj"):
+      s = torch.stack([p(x) for p, x in zip(heads.student_proj, s)])
+    pt = _masked_mean(_distance(s, t, "sq_l2").sum(0), em)
+    return (1 - a) * ce + a * kd + dcfg.pkd_beta * pt
+  if method == "alp_kd":
+    s, t = s_hidden[1:, :, 0], t_hidden[1:, :, 0]
+    if hasattr(heads, "student_proj"):
+      s = torch.stack([p(x) for p, x in zip(heads.student_proj, s)])
+    weights = torch.softmax(torch.einsum("mbh,nbh->bmn", s, t), -1)
+    context = torch.einsum("bmn,nbh->mbh", weights, t)
+    return w(_masked_mean(_distance(s, context, "mse").mean(0), em))
+  if method == "ckd":
+    s, t = _pool(s_hidden, mask, dcfg.pooling), _pool(t_hidden, mask, dcfg.pooling)
+    per_layer = []
+    for j, (lo, hi) in enumerate(layer_sampling.block_bounds(n, m)):
+      target = heads.teacher_proj[j](torch.cat([t[i] for i in range(lo, hi)], -1))
+      per_layer.append(_distance(s[j + 1], target, "mse"))
+    return w(_masked_mean(torch.stack(per_layer).mean(0), em))
+  if method in ("rail_l", "rail_c"):
+    s = _pool(s_hidden, mask, dcfg.pooling)[1:]
+    t = _pool(t_hidden, mask, dcfg.pooling)[mapping]
+    if method == "rail_l":
+      if dcfg.teacher_proj != "none":
+        s = torch.stack([p(x) for p, x in zip(heads.student_proj, s)])
+        t = torch.stack([p(x) for p, x in zip(heads.teacher_proj, t)])
+      return w(_masked_mean(_distance(s, t, dcfg.distance).mean(0), em))
+    s = s.permute(1, 0, 2).reshape(s.shape[1], -1)
+    t = t.permute(1, 0, 2).reshape(t.shape[1], -1)
+    if dcfg.teacher_proj != "none":
+      s, t = heads.student_proj(s), heads.teacher_proj(t)
+    return w(_masked_mean(_distance(s, t, dcfg.distance), em))
+  raise ValueError(f"unknown method {method!r}")
+
+
+def adamw(params_named, opt_cfg, total_steps: int):
+  """torch AdamW + LambdaLR with the groups and schedule of `optim.make_optimizer`."""
+  decay, no_decay = [], []
+  for name, p in params_named:
+    (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
+  opt = torch.optim.AdamW([{"params": decay, "weight_decay": opt_cfg.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}], lr=opt_cfg.learning_rate,
+                          betas=(opt_cfg.b1, opt_cfg.b2), eps=opt_cfg.eps)
+  warmup = int(opt_cfg.warmup_ratio * total_steps)
+
+  def factor(step):
+    if step < warmup:
+      return step / max(1, warmup)
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+  return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def to_torch_batch(batch: dict) -> dict:
+  out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+  for k in ("input_ids", "attention_mask", "token_type_ids", "labels"):
+    out[k] = out[k].long()
+  return out
+
+
+class TorchPeer:
+  """One method's train step in plain PyTorch: `step()` runs one optimizer update."""
+
+  def __init__(self, shape, method: str, dcfg, opt_cfg, batch: dict, *, seed: int = 0, total_steps: int = 10_000):
+    torch.manual_seed(seed)
+    self.method, self.dcfg = method, dcfg
+    self.needs_teacher = method != "none"
+    self.needs_hidden = method not in ("none", "kd")
+    self.student = hf_model(shape.student).train()
+    self.teacher = hf_model(shape.teacher).eval() if self.needs_teacher else None
+    if self.teacher is not None:
+      self.teacher.requires_grad_(False)
+    m, n = shape.student.num_hidden_layers, shape.teacher.num_hidden_layers
+    self.m, self.n = m, n
+    self.heads = Heads(method, dcfg, shape.student.hidden_size, shape.teacher.hidden_size, m, n)
+    named = list(self.student.named_parameters()) + [("heads." + k, v) for k, v in self.heads.named_parameters()]
+    self.params = [p for _, p in named]
+    self.opt, self.sched = adamw(named, opt_cfg, total_steps)
+    self.clip = opt_cfg.clip_norm
+    self.batch = to_torch_batch(batch)
+    self.inputs = {k: self.batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    self.gen = torch.Generator().manual_seed(seed)
+
+  def _mapping(self) -> torch.Tensor | None:
+    if self.method not in ("rail_l", "rail_c"):
+      return None
+    return torch.sort(torch.randperm(self.n, generator=self.gen)[:self.m]).values + 1
+
+  def step(self) -> torch.Tensor:
+    t_out = None
+    if self.needs_teacher:
+      with torch.no_grad():
+        t_out = self.teacher(**self.inputs, output_hidden_states=self.needs_hidden)
+    s_out = self.student(**self.inputs, output_hidden_states=self.needs_hidden)
+    loss = method_loss(self.method, self.dcfg, self.heads, s_out, t_out, self.batch, self._mapping())
+    self.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if self.clip and self.clip > 0:
+      torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+    self.opt.step()
+    self.sched.step()
+    return loss.detach()
+
+
+def num_threads() -> int:
+  return torch.get_num_threads()
+
+
+def describe() -> dict[str, Any]:
+  return {"torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+__all__ = ["TorchPeer", "method_loss", "hf_model", "adamw", "describe", "num_threads"]

@@ -1,0 +1,130 @@
+"""The training-time benchmark: the tiny configuration end to end, and the peers' losses == ours."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rail_kd_jax import benchmark as B
+from rail_kd_jax import models
+from rail_kd_jax import step as step_lib
+
+torch = pytest.importorskip("torch")
+
+DOCUMENTED_KEYS = ("method", "impl", "teacher_cache", "shape", "compile_s", "step_ms_median", "step_ms_iqr",
+                   "examples_per_s", "flops_per_step", "flop_utilization", "peak_bytes")
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_writes_table_json_and_chart(tmp_path, capsys):
+  pytest.importorskip("textbrewer")
+  # pkd: the one method that all three implementations (and the teacher cache) run.
+  opts = B.Options(methods=("pkd",), peers=("pytorch", "textbrewer"), cache_methods=("pkd",),
+                   warmup=1, windows=2, steps_per_window=1, num_devices=1)
+  rows = B.run(str(tmp_path), [B.SHAPES["tiny"]], opts)
+  assert "benchmark device:" in capsys.readouterr().out
+  for name in ("benchmark.md", "benchmark.json", "benchmark.png"):
+    assert os.path.getsize(tmp_path / name) > 0
+  with open(tmp_path / "benchmark.json") as f:
+    loaded = json.load(f)
+  assert loaded == json.loads(json.dumps(rows))
+  steps = [r for r in loaded if r["kind"] == "step"]
+  assert {(r["method"], r["impl"], r["teacher_cache"]) for r in steps} == {
+      ("pkd", "jax", False), ("pkd", "jax", True), ("pkd", "pytorch", False), ("pkd", "textbrewer", False)}
+  for r in steps:
+    assert list(r)[:len(DOCUMENTED_KEYS)] == list(DOCUMENTED_KEYS)
+    assert r["step_ms_median"] > 0 and r["step_ms_iqr"] >= 0 and r["examples_per_s"] > 0
+    assert r["flops_per_step"] > 0 and 0 < r["flop_utilization"]
+    if r["impl"] == "jax":
+      assert r["compile_s"] > 0 and r["peak_bytes"] > 0
+  # The cached step has no teacher forward: fewer FLOPs than the online one.
+  online = B._find(steps, method="pkd", impl="jax", teacher_cache=False)
+  cached = B._find(steps, method="pkd", impl="jax", teacher_cache=True)
+  assert cached["flops_per_step"] < online["flops_per_step"]
+  table = (tmp_path / "benchmark.md").read_text()
+  assert "| pkd |" in table and "PyTorch / JAX" in table and "## Targets" in table
+
+
+def _to_torch_heads(method, heads_jax, heads_torch):
+  """Copies the JAX head params into the torch peer's Heads (kernel [in, out] -> weight [out, in])."""
+
+  def put(linear, p):
+    linear.weight.data = torch.from_numpy(np.asarray(p["kernel"]).T.copy())
+    linear.bias.data = torch.from_numpy(np.asarray(p["bias"]).copy())
+
+  for name, value in heads_jax.items():
+    target = getattr(heads_torch, name)
+    if method == "ckd":
+      for j, lin in enumerate(target):
+        put(lin, value[f"group_{j + 1}"])
+    elif isinstance(target, torch.nn.ModuleList):
+      for j, lin in enumerate(target):
+        put(lin, jax.tree.map(lambda x: x[j], value))
+    else:
+      put(target, value)
+
+
+@pytest.mark.parametrize("shape_name", ["tiny"])
+def test_pytorch_peer_computes_the_same_losses(tmp_path, shape_name):
+  """Same weights (saved with save_pretrained, loaded by transformers), same batch, same mapping."""
+  import transformers
+  from rail_kd_jax.peers import torch_peer
+
+  base = B.SHAPES[shape_name]
+  # A narrower student exercises the width-changing heads (pkd, alp_kd projections).
+  shape = B.Shape("parity", base.teacher,
+                  B._bert(2, 16, 2, 32, vocab_size=128, max_position_embeddings=64), 4, 12)
+  batch = B.make_batch(shape, seed=1)
+  jbatch = {k: jnp.asarray(v) for k, v in batch.items()}
+  tbatch = torch_peer.to_torch_batch(batch)
+  inputs = {k: tbatch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+  kt, ks, kh = jax.random.split(jax.random.PRNGKey(2), 3)
+  kh = np.asarray(kh)
+  spec0 = B.build_spec(shape, "none")
+  student_params, teacher_params = models.init_params(spec0.student, ks), models.init_params(spec0.teacher, kt)
+  models.save_pretrained(spec0.student, student_params, str(tmp_path / "s"))
+  models.save_pretrained(spec0.teacher, teacher_params, str(tmp_path / "t"))
+  load = lambda d: transformers.AutoModelForSequenceClassification.from_pretrained(str(d)).eval()
+  s_model, t_model = load(tmp_path / "s"), load(tmp_path / "t")
+  with torch.no_grad():
+    s_out = s_model(**inputs, output_hidden_states=True)
+    t_out = t_model(**inputs, output_hidden_states=True)
+  # Encoders run once (their parity with transformers is tested in test_models_parity.py);
+  # each method's loss then runs on the same states as in step._loss_fn.
+  from rail_kd_jax.distill import methods as methods_lib, pooling
+  forward = lambda model, p: jax.jit(model.apply)({"params": p}, jbatch["input_ids"], jbatch["attention_mask"])
+  s_jax, t_jax = forward(spec0.student, student_params), forward(spec0.teacher, teacher_params)
+  for method in B.METHODS:
+    spec = B.build_spec(shape, method)
+    heads_jax = spec.method.init_heads(kh, spec.dcfg, shape.student.hidden_size, shape.teacher.hidden_size,
+                                       spec.num_student_layers, spec.num_teacher_layers)
+    mapping = np.asarray(jax.jit(lambda s: step_lib.current_mapping(spec, s))(jnp.int32(3)))
+
+    @jax.jit
+    def loss(heads, s_out, t_out, b, mapping):
+      inputs = methods_lib.MethodInputs(
+          student_logits=s_out.logits, labels=b["labels"], example_mask=b["example_mask"],
+          student_pooled=pooling.pool(s_out.hidden_states, b["attention_mask"], spec.dcfg.pooling),
+          student_cls=pooling.pool(s_out.hidden_states, b["attention_mask"], "cls"), teacher_logits=t_out.logits,
+          teacher_pooled=pooling.pool(t_out.hidden_states, b["attention_mask"], spec.dcfg.pooling),
+          teacher_cls=pooling.pool(t_out.hidden_states, b["attention_mask"], "cls"), token_mask=b["attention_mask"],
+          mapping=mapping)
+      return spec.method.loss(heads, inputs, spec.dcfg)[0]
+
+    want = loss(heads_jax, s_jax, t_jax, jbatch, mapping)
+    heads = torch_peer.Heads(method, spec.dcfg, shape.student.hidden_size, shape.teacher.hidden_size,
+                             spec.num_student_layers, spec.num_teacher_layers)
+    _to_torch_heads(method, heads_jax, heads)
+    with torch.no_grad():
+      got = torch_peer.method_loss(method, spec.dcfg, heads, s_out, t_out, tbatch,
+                                   torch.tensor(np.asarray(mapping), dtype=torch.long))
+    np.testing.assert_allclose(float(got), float(want), rtol=2e-5, atol=2e-6, err_msg=method)
+
+
+def test_time_windows_reports_median_and_iqr():
+  ticks = iter(range(100))
+  timing = B.time_windows(lambda: next(ticks), warmup=2, windows=5, steps_per_window=3, block=lambda x: x)
+  assert len(timing.windows_ms) == 5 and timing.step_ms_median >= 0 and timing.step_ms_iqr >= 0
+  assert next(ticks) == 2 + 5 * 3
