@@ -107,7 +107,11 @@ class DataParallel:
     """(state, teacher_params, batch) -> (state, metrics); the state is donated."""
     if self.kind == "pmap":
       return jax.pmap(step_fn, axis_name=AXIS, devices=self.devices, donate_argnums=(0,))
-    mapped = jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(), P(AXIS)), out_specs=(P(), P()))
+    # check_vma=False: with JAX's varying-axes typing, the gradient of the replicated params
+    # would already be psum-ed over AXIS by autodiff, and the step's pmean would then leave
+    # the SUM of the per-device gradients (N times the mean; masked by clipping and Adam).
+    mapped = jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(), P(AXIS)), out_specs=(P(), P()),
+                           check_vma=False)
     return jax.jit(mapped, donate_argnums=(0,))
 
   def compile_eval(self, eval_fn: Callable) -> Callable:

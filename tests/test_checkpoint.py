@@ -189,16 +189,18 @@ def test_resume_8_to_1_equals_continuing_on_8(stopped_on_8):
 
 
 @pytest.mark.slow
-def test_resume_1_to_4_equals_8(stopped_on_8, tmp_path):
-  """1 device -> checkpoint at K -> 4 devices: the same numbers as 8 devices throughout."""
+def test_resume_1_to_4_shard_map_equals_8(stopped_on_8, tmp_path):
+  """1 device (pmap) -> checkpoint at K -> 4 devices (shard_map): the numbers of 8 devices throughout."""
   wd = str(tmp_path)
   first = train.Trainer(distill_config(num_devices=1), wd)
   with pytest.raises(train.Preempted):
     first.fit(stop_at=K)
-  trainer = train.Trainer(distill_config(num_devices=4), wd)
+  trainer = train.Trainer(distill_config(num_devices=4, parallel="shard_map"), wd)
   assert trainer.step == K and trainer.resumed_meta["num_devices"] == 1
   trainer.fit()
   _assert_trees_close(_params(trainer), stopped_on_8["ref_params"], 1e-5)
+  ref, got = _train_records(stopped_on_8["ref_wd"]), _train_records(wd)
+  np.testing.assert_allclose([r["grad_norm"] for r in got], [r["grad_norm"] for r in ref], rtol=1e-5)
 
 
 def test_restore_onto_shard_map_is_exact(stopped_on_8, tmp_path):
