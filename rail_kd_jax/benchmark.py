@@ -298,16 +298,24 @@ def compile_case(spec: StepSpec, shape: Shape, batch: dict, *, parallel: str = "
                  compile_s=compile_s)
 
 
-def time_case(case: JaxCase, *, warmup: int, windows: int, steps_per_window: int) -> Timing:
-  holder = {"state": case.state}
+def unrolled_flops(shape: Shape, method: str, batch: dict, *, dtype=jnp.float32, cached_teacher: bool = False,
+                   parallel: str = "shard_map") -> float | None:
+  """FLOPs of the step with unrolled layers, from the lowered (unoptimised) HLO; no compile.
 
-  def step():
-    holder["state"], metrics = case.compiled(holder["state"], case.teacher_params, case.batch)
-    return metrics["loss"]
-
-  timing = time_windows(step, warmup=warmup, windows=windows, steps_per_window=steps_per_window)
-  case.state = holder["state"]
-  return timing
+  XLA's cost analysis counts a while loop's body once, so a `scan_layers` step reports
+  about one layer's FLOPs per stack; this gives the real count for those rows.
+  """
+  spec = build_spec(shape, method, dtype=dtype, cached_teacher=cached_teacher)
+  par = parallel_lib.DataParallel(parallel, 0)
+  state, teacher_params = init_state(spec, shape, jax.random.PRNGKey(0), abstract=True)
+  args = (_abstract(par, state, P()), _abstract(par, teacher_params, P()), _abstract(par, batch, P(AXIS)))
+  try:
+    cost = par.compile_train(make_train_step(spec)).lower(*args).cost_analysis()
+  except Exception:  # noqa: BLE001
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost["flops"]) if cost and "flops" in cost else None
 
 
 # ----------------------------------------------------------------------------
@@ -351,56 +359,95 @@ class Options:
 
 
 def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
-  """Every method (JAX), the teacher-cache variants, and the peers on one shape."""
+  """Every method with JAX (online and cached teacher) and the peers on one shape.
+
+  For each method, every implementation is compiled/built and warmed up first, then
+  their timed windows are interleaved (JAX, JAX + cache, PyTorch, TextBrewer, JAX,
+  ...), so a change of machine load between windows hits all of them alike.
+  """
   rows = []
   batch = make_batch(shape)
   dtype = jnp.bfloat16 if opts.dtype == "bfloat16" else jnp.float32
   common = dict(dtype=opts.dtype, scan_layers=opts.scan_layers, remat=opts.remat)
-  timing_kw = dict(warmup=opts.warmup, windows=opts.windows, steps_per_window=opts.steps_per_window)
+  peers = list(opts.peers)
+  if opts.dtype != "float32" and peers:
+    logging.warning("peers run in float32 only; skipped for --dtype=%s", opts.dtype)
+    peers = []
   for method in opts.methods:
+    runners, info = {}, {}
     spec = build_spec(shape, method, dtype=dtype, scan_layers=opts.scan_layers, remat=opts.remat)
     state, teacher_params = init_state(spec, shape, jax.random.PRNGKey(0))
     case = compile_case(spec, shape, batch, parallel=opts.parallel, num_devices=opts.num_devices, state=state,
                         teacher_params=teacher_params)
-    timing = time_case(case, **timing_kw)
-    rows.append(_step_row(method=method, impl="jax", shape=shape, timing=timing, compile_s=case.compile_s,
-                          flops=cost_flops(case.compiled), peak=peak_bytes(case.compiled), peak_flops=peak_flops,
-                          **common))
-    _log_row(rows[-1])
-    del case
+    flops = (unrolled_flops(shape, method, batch, dtype=dtype, parallel=opts.parallel) if opts.scan_layers
+             else cost_flops(case.compiled))
+    runners[("jax", False)] = _jax_runner(case)
+    info[("jax", False)] = dict(compile_s=case.compile_s, flops=flops, peak=peak_bytes(case.compiled), **common)
     if method in opts.cache_methods and spec.method.needs_teacher:
       cspec = build_spec(shape, method, dtype=dtype, scan_layers=opts.scan_layers, remat=opts.remat,
                          cached_teacher=True)
       cbatch = dict(batch)
       cbatch.update(cached_teacher_arrays(spec, teacher_params, batch))
       cstate, _ = init_state(cspec, shape, jax.random.PRNGKey(0))
-      case = compile_case(cspec, shape, cbatch, parallel=opts.parallel, num_devices=opts.num_devices, state=cstate,
-                          teacher_params=None)
-      timing = time_case(case, **timing_kw)
-      rows.append(_step_row(method=method, impl="jax", shape=shape, timing=timing, compile_s=case.compile_s,
-                            flops=cost_flops(case.compiled), peak=peak_bytes(case.compiled),
-                            peak_flops=peak_flops, teacher_cache=True, **common))
-      _log_row(rows[-1])
-      del case
+      ccase = compile_case(cspec, shape, cbatch, parallel=opts.parallel, num_devices=opts.num_devices,
+                           state=cstate, teacher_params=None)
+      cflops = (unrolled_flops(shape, method, cbatch, dtype=dtype, cached_teacher=True, parallel=opts.parallel)
+                if opts.scan_layers else cost_flops(ccase.compiled))
+      runners[("jax", True)] = _jax_runner(ccase)
+      info[("jax", True)] = dict(compile_s=ccase.compile_s, flops=cflops, peak=peak_bytes(ccase.compiled),
+                                 **common)
     del state, teacher_params
-  if opts.dtype != "float32" and opts.peers:
-    logging.warning("peers run in float32 only; skipped for --dtype=%s", opts.dtype)
-    return rows
-  jax_flops = {r["method"]: r["flops_per_step"] for r in rows if not r["teacher_cache"]}
-  for impl in opts.peers:
-    peer_cls, supported = _peer(impl)
-    for method in opts.methods:
-      if method not in supported:
-        continue
-      peer = peer_cls(shape, method, distill_config(method), base_config().optim, batch)
-      timing = time_windows(peer.step, block=lambda x: None, **timing_kw)
-      # FLOPs of the same work as counted by XLA for the JAX step.
-      rows.append(_step_row(method=method, impl=impl, shape=shape, timing=timing, flops=jax_flops.get(method),
-                            peak_flops=peak_flops, dtype="float32", scan_layers=False, remat=False,
-                            threads=_torch_threads()))
+    for impl in peers:
+      peer_cls, supported = _peer(impl)
+      if method in supported:
+        peer = peer_cls(shape, method, distill_config(method), base_config().optim, batch)
+        runners[(impl, False)] = (peer.step, lambda x: None)
+        # FLOPs of the same work as counted by XLA for the JAX step.
+        info[(impl, False)] = dict(flops=flops, dtype="float32", scan_layers=False, remat=False,
+                                   threads=_torch_threads())
+    timings = time_interleaved(runners, warmup=opts.warmup, windows=opts.windows,
+                               steps_per_window=opts.steps_per_window)
+    for (impl, cached), timing in timings.items():
+      kw = dict(info[(impl, cached)])
+      rows.append(_step_row(method=method, impl=impl, shape=shape, timing=timing, compile_s=kw.pop("compile_s", None),
+                            flops=kw.pop("flops"), peak=kw.pop("peak", None), peak_flops=peak_flops,
+                            teacher_cache=cached, **kw))
       _log_row(rows[-1])
-      del peer
+    del runners, case
   return rows
+
+
+def _jax_runner(case: JaxCase):
+  holder = {"state": case.state}
+
+  def step():
+    holder["state"], metrics = case.compiled(holder["state"], case.teacher_params, case.batch)
+    return metrics["loss"]
+
+  return step, jax.block_until_ready
+
+
+def time_interleaved(runners: dict, *, warmup: int, windows: int, steps_per_window: int) -> dict:
+  """`time_windows` for several `(step, block)` runners, their windows interleaved."""
+  for step, block in runners.values():
+    out = None
+    for _ in range(warmup):
+      out = step()
+    block(out)
+  per_step = {k: [] for k in runners}
+  for _ in range(windows):
+    for key, (step, block) in runners.items():
+      t0 = time.perf_counter()
+      out = None
+      for _ in range(steps_per_window):
+        out = step()
+      block(out)
+      per_step[key].append((time.perf_counter() - t0) * 1e3 / steps_per_window)
+  result = {}
+  for key, values in per_step.items():
+    q = np.percentile(values, [25, 75])
+    result[key] = Timing(float(statistics.median(values)), float(q[1] - q[0]), values)
+  return result
 
 
 def _peer(impl: str):
@@ -441,8 +488,9 @@ def compile_study(base: Shape, layer_counts: Sequence[int] = (6, 12, 24), method
       spec = build_spec(shape, method, scan_layers=scan)
       case = compile_case(spec, shape, batch, parallel=parallel, abstract=True)
       rows.append(_row(method=method, impl="jax", teacher_cache=False, shape=shape.name, compile_s=case.compile_s,
-                       flops_per_step=cost_flops(case.compiled), peak_bytes=peak_bytes(case.compiled),
-                       kind="compile", scan_layers=scan, teacher_layers=n,
+                       # (a scanned step's cost analysis counts the loop body once: no FLOPs for it)
+                       flops_per_step=None if scan else cost_flops(case.compiled),
+                       peak_bytes=peak_bytes(case.compiled), kind="compile", scan_layers=scan, teacher_layers=n,
                        student_layers=shape.student.num_hidden_layers, dtype="float32",
                        batch_size=shape.batch_size, length=shape.length))
       logging.info("compile %s scan=%s teacher=%d layers: %.1f s", method, scan, n, case.compile_s)
