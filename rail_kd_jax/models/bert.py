@@ -31,6 +31,8 @@ from flax import struct
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from rail_kd_jax.models.config import EncoderConfig
+# Hash-based dropout masks: ~35x cheaper than threefry on XLA CPU (models/dropout.py).
+from rail_kd_jax.models.dropout import Dropout
 
 Dtype = Any
 
@@ -141,7 +143,7 @@ class Embeddings(nn.Module):
             x = x + tok(token_type_ids).astype(jnp.float32)
         x = x + pos(position_ids_for(cfg, input_ids)).astype(jnp.float32)
         x = LayerNorm(cfg.layer_norm_eps, self.dtype, self.param_dtype, name="LayerNorm")(x)
-        return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
+        return Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
 
 
 def _dense(cfg: EncoderConfig, features: int, dtype, param_dtype, name: str) -> nn.Dense:
@@ -175,7 +177,7 @@ class SelfAttention(nn.Module):
                             preferred_element_type=jnp.float32)  # [B, h, T, T]
         scores = scores * (1.0 / math.sqrt(d)) + mask_bias
         probs = jax.nn.softmax(scores, axis=-1)
-        probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=self.deterministic)
+        probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=self.deterministic)
         ctx = jnp.matmul(probs.astype(self.dtype), v)  # [B, h, T, D]
         return ctx.transpose(0, 2, 1, 3).reshape(b, t, h * d)
 
@@ -192,7 +194,7 @@ class DenseLayerNorm(nn.Module):
     def __call__(self, x, residual):
         cfg = self.config
         y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(x)
-        y = nn.Dropout(cfg.hidden_dropout_prob)(y, deterministic=self.deterministic)
+        y = Dropout(cfg.hidden_dropout_prob)(y, deterministic=self.deterministic)
         return LayerNorm(cfg.layer_norm_eps, self.dtype, self.param_dtype, name="LayerNorm")(
             y + residual)
 
@@ -311,9 +313,9 @@ class RobertaClassificationHead(nn.Module):
     def __call__(self, x):
         cfg = self.config
         rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
-        y = nn.Dropout(rate)(x[:, 0], deterministic=self.deterministic)
+        y = Dropout(rate)(x[:, 0], deterministic=self.deterministic)
         y = jnp.tanh(_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(y))
-        y = nn.Dropout(rate)(y, deterministic=self.deterministic)
+        y = Dropout(rate)(y, deterministic=self.deterministic)
         return _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "out_proj")(y)
 
 
@@ -376,7 +378,7 @@ class Encoder(nn.Module):
             if cfg.num_labels > 0:
                 rate = (cfg.classifier_dropout if cfg.classifier_dropout is not None
                         else cfg.hidden_dropout_prob)
-                pooled = nn.Dropout(rate)(pooled, deterministic=deterministic)
+                pooled = Dropout(rate)(pooled, deterministic=deterministic)
                 logits = _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(pooled)
         elif cfg.num_labels > 0 and cfg.model_type == "roberta":
             logits = RobertaClassificationHead(**kw, deterministic=deterministic,
@@ -384,7 +386,7 @@ class Encoder(nn.Module):
         elif cfg.num_labels > 0:  # distilbert
             rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else 0.2
             y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "pre_classifier")(last[:, 0])
-            y = nn.Dropout(rate)(jax.nn.relu(y), deterministic=deterministic)
+            y = Dropout(rate)(jax.nn.relu(y), deterministic=deterministic)
             logits = _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(y)
         if logits is not None:
             logits = logits.astype(jnp.float32)
