@@ -96,7 +96,7 @@ def test_pytorch_peer_computes_the_same_losses(tmp_path, shape_name):
   from rail_kd_jax.distill import methods as methods_lib, pooling
   forward = lambda model, p: jax.jit(model.apply)({"params": p}, jbatch["input_ids"], jbatch["attention_mask"])
   s_jax, t_jax = forward(spec0.student, student_params), forward(spec0.teacher, teacher_params)
-  for method in B.METHODS:
+  for method in B.ALL_METHODS:
     spec = B.build_spec(shape, method)
     heads_jax = spec.method.init_heads(kh, spec.dcfg, shape.student.hidden_size, shape.teacher.hidden_size,
                                        spec.num_student_layers, spec.num_teacher_layers)
@@ -110,15 +110,15 @@ def test_pytorch_peer_computes_the_same_losses(tmp_path, shape_name):
           student_cls=pooling.pool(s_out.hidden_states, b["attention_mask"], "cls"), teacher_logits=t_out.logits,
           teacher_pooled=pooling.pool(t_out.hidden_states, b["attention_mask"], spec.dcfg.pooling),
           teacher_cls=pooling.pool(t_out.hidden_states, b["attention_mask"], "cls"), token_mask=b["attention_mask"],
-          mapping=mapping)
+          student_hidden=s_out.hidden_states, teacher_hidden=t_out.hidden_states, mapping=mapping)
       return spec.method.loss(heads, inputs, spec.dcfg)[0]
 
     want = loss(heads_jax, s_jax, t_jax, jbatch, mapping)
-    heads = torch_peer.Heads(method, spec.dcfg, shape.student.hidden_size, shape.teacher.hidden_size,
+    heads = torch_peer.Heads(spec.dcfg.method, spec.dcfg, shape.student.hidden_size, shape.teacher.hidden_size,
                              spec.num_student_layers, spec.num_teacher_layers)
-    _to_torch_heads(method, heads_jax, heads)
+    _to_torch_heads(spec.dcfg.method, heads_jax, heads)
     with torch.no_grad():
-      got = torch_peer.method_loss(method, spec.dcfg, heads, s_out, t_out, tbatch,
+      got = torch_peer.method_loss(spec.dcfg.method, spec.dcfg, heads, s_out, t_out, tbatch,
                                    torch.tensor(np.asarray(mapping), dtype=torch.long))
     np.testing.assert_allclose(float(got), float(want), rtol=2e-5, atol=2e-6, err_msg=method)
 

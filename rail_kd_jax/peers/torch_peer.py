@@ -119,12 +119,17 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
     context = torch.einsum("bmn,nbh->mbh", weights, t)
     return w(_masked_mean(_distance(s, context, "mse").mean(0), em))
   if method == "ckd":
-    s, t = _pool(s_hidden, mask, dcfg.pooling), _pool(t_hidden, mask, dcfg.pooling)
+    token = dcfg.ckd_granularity == "token"
+    s, t = (s_hidden, t_hidden) if token else (_pool(s_hidden, mask, dcfg.pooling), _pool(t_hidden, mask, dcfg.pooling))
     per_layer = []
     for j, (lo, hi) in enumerate(layer_sampling.block_bounds(n, m)):
       target = heads.teacher_proj[j](torch.cat([t[i] for i in range(lo, hi)], -1))
-      per_layer.append(_distance(s[j + 1], target, "mse"))
-    return w(_masked_mean(torch.stack(per_layer).mean(0), em))
+      per_layer.append(_distance(s[j + 1], target, "mse"))  # [B] or [B, T]
+    d = torch.stack(per_layer).mean(0)
+    if token:
+      tm = (mask > 0).to(d.dtype)
+      d = (d * tm).sum(-1) / torch.clamp(tm.sum(-1), min=1.0)
+    return w(_masked_mean(d, em))
   if method in ("rail_l", "rail_c"):
     s = _pool(s_hidden, mask, dcfg.pooling)[1:]
     t = _pool(t_hidden, mask, dcfg.pooling)[mapping]
