@@ -74,7 +74,7 @@ def parse_arg(arg: str) -> dict:
       raise ValueError(f"configs/glue.py: token {tok!r} is not a mode ({', '.join(MODES)}), a method "
                        f"({', '.join(METHODS)}), a family ({', '.join(FAMILIES)}) or 'runlocal'")
     if out[kind] is not None:
-      raise ValueError(f"configs/glue.py: two {kind}s given ({out[kind]!r} and {tok!r}); give one")
+      raise ValueError(f"configs/glue.py: two {kind} tokens given ({out[kind]!r} and {tok!r}); give one")
     out[kind] = tok
   if out["mode"] == "finetune" and out["method"] is not None:
     raise ValueError(f"configs/glue.py: method {out['method']!r} needs mode distill, not finetune")

@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from typing import Any
 
 import ml_collections
@@ -173,10 +174,12 @@ def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = 
       "train_seconds": float(final["train_seconds"]),
       "stage_seconds": wall,
       "steps": int(trainer.step),
+      "layers": int(trainer.run.student.config.num_hidden_layers),
       "params": int(sum(x.size for x in _leaves(trainer.host_params()["student"]))),
       "export_dir": export_dir,
       "workdir": stage_dir,
       "fingerprint": fingerprint,
+      "run_id": uuid.uuid4().hex,  # later stages depend on this very run, not only on its settings
   }
   _write_json(os.path.join(stage_dir, RESULT_FILE), result)
   result["reused"] = False
@@ -240,7 +243,7 @@ def run_demo(config, workdir: str) -> dict:
   rows = []
   t_cfg = teacher_config(config, files, teacher_src)
   teacher = run_stage("teacher", "finetune", t_cfg, workdir, reuse, depends_on=data_key)
-  teacher["label"] = "teacher (MiniLM-L6, fine-tuned)"
+  teacher["label"] = f"teacher ({teacher.get('layers', '?')}-layer, fine-tuned)"
   rows.append(teacher)
 
   layers = tuple(int(x) for x in d.student_layers)
@@ -252,7 +255,7 @@ def run_demo(config, workdir: str) -> dict:
   for method in d.methods:
     s_cfg = student_config(config, files, teacher_dir, init, method)
     row = run_stage(f"student_{method}", method, s_cfg, workdir, reuse,
-                    depends_on=_fingerprint(teacher["fingerprint"], list(layers)))
+                    depends_on=_fingerprint(teacher["run_id"], list(layers)))
     row["label"] = f"{len(layers)}-layer student, {ROW_NAMES.get(method, method)}"
     rows.append(row)
 
