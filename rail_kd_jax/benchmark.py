@@ -606,7 +606,7 @@ def _fmt(x, spec=".1f", none="-"):
 def write_markdown(path: str, rows: list[dict], meta: dict) -> None:
   lines = ["# Training-time benchmark", "",
            f"- device: {meta['device']}",
-           f"- peak float32 matmul (2048^3, JAX): {meta['peak_gflops']:.0f} GFLOP/s",
+           f"- peak float32 matmul (2048^3, JAX, best of start and end): {meta['peak_gflops']:.0f} GFLOP/s",
            f"- load average (1 min) at start / end: {meta['load_start']:.2f} / {meta['load_end']:.2f}",
            f"- versions: {meta['versions']}",
            f"- timing: {meta['options']['warmup']} warm-up step(s), then {meta['options']['windows']} windows of "
@@ -742,6 +742,14 @@ def run(out_dir: str, shapes: Sequence[Shape], opts: Options, *, study: Shape | 
     rows += compile_study(study, parallel="shard_map")
   for shape, kw in memory:
     rows.append(memory_check(shape, **kw))
+  # The peak is measured again at the end and the larger kept: on a shared machine a
+  # single measurement under load would inflate every utilisation figure.
+  peak_end = measure_peak_flops()
+  if peak_end > peak:
+    for r in rows:
+      if r.get("flop_utilization"):
+        r["flop_utilization"] *= peak / peak_end
+    peak = peak_end
   meta = {"device": device, "peak_gflops": peak / 1e9, "load_start": load_start, "load_end": os.getloadavg()[0],
           "versions": _versions(), "options": dataclasses.asdict(opts), "wall_s": time.perf_counter() - t0,
           "shape_labels": {s.name: s.label for s in list(shapes) + ([study] if study else [])
