@@ -16,8 +16,8 @@ except `learning_rate`, and `distill` (applies to the distillation stages: e.g.
 `--config.distill.teacher_proj=frozen_random`). Per-stage lengths and learning
 rates live in `demo`.
 
-arg: '' (the real demo) or 'runlocal' (a few steps on a 256-example subset, for
-tests; still the real MiniLM teacher).
+arg: '' (the real demo) or 'runlocal' (4 steps per stage on a 128-example subset,
+for tests; still the real MiniLM teacher).
 """
 import ml_collections
 
@@ -37,7 +37,7 @@ def get_config(arg: str = ""):
   c.data.label_names = ("rotten", "fresh")
   c.train.batch_size = 32
   c.train.eval_batch_size = 128
-  c.train.log_every = 20
+  c.train.log_every = 10
   c.train.eval_every = 0
   c.optim.warmup_ratio = 0.1
   c.optim.weight_decay = 0.01

@@ -77,7 +77,7 @@ def plot_loss_terms(records: list[dict], path: str, title: str = "") -> str | No
     ax.plot(steps, values, label=term, linewidth=2.2 if term == "loss" else 1.4,
             color="black" if term == "loss" else None)
   ax.set_xlabel("step")
-  ax.set_ylabel("value (weighted into loss)")
+  ax.set_ylabel("term value (unweighted); loss = weighted sum")
   ax.set_title(title or "training loss terms")
   ax.grid(alpha=0.3)
   ax.legend()
