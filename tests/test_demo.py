@@ -94,11 +94,11 @@ def test_demo_runlocal_exports_match_pytorch(minilm_path, tmp_path):
   """A short demo on a subset: results files, stage reuse, and the exported RAIL-KD student
   predicts the same labels in PyTorch as in Flax on the whole test split."""
   config = demo_config("runlocal")
-  config.demo.methods = ("none", "rail_l")
+  config.demo.methods = ("rail_l",)  # one student stage keeps the test short
   config.train.plots = False
   wd = str(tmp_path / "demo")
   rows = demo.run_demo(config, wd)
-  assert list(rows) == ["teacher", "student_none", "student_rail_l"]
+  assert list(rows) == ["teacher", "student_rail_l"]
   with open(os.path.join(wd, "results.json")) as f:
     saved = json.load(f)
   assert [r["name"] for r in saved] == list(rows)
@@ -107,9 +107,9 @@ def test_demo_runlocal_exports_match_pytorch(minilm_path, tmp_path):
     assert 0.0 <= r["accuracy"] <= 1.0 and r["train_seconds"] > 0
     assert os.path.isfile(os.path.join(r["export_dir"], "model.safetensors"))
     assert os.path.isfile(os.path.join(r["export_dir"], "tokenizer.json"))
-  assert saved[0]["method"] == "finetune" and saved[2]["method"] == "rail_l"
+  assert saved[0]["method"] == "finetune" and saved[1]["method"] == "rail_l"
   md = open(os.path.join(wd, "results.md")).read()
-  assert "RAIL-KD" in md and "without KD" in md
+  assert "RAIL-KD" in md and "| teacher" in md
   # The students start from the same weights: layers (1, 3, 5) of the pre-trained checkpoint.
   with open(os.path.join(wd, "student_init", "config.json")) as f:
     assert json.load(f)["num_hidden_layers"] == 3
