@@ -74,8 +74,8 @@ def _stage_base(config, data_files: dict) -> ml_collections.ConfigDict:
   """base_config() with the demo's shared sections and the task files."""
   c = defaults.base_config()
   for key in _SHARED:
-    c[key] = config[key].copy_and_resolve_references() if hasattr(config[key], "copy_and_resolve_references") \
-        else config[key]
+    value = config[key]
+    c[key] = value.copy_and_resolve_references() if isinstance(value, ml_collections.ConfigDict) else value
   c.data = config.data.copy_and_resolve_references()
   c.data.task = "local"
   c.data.data_dir = ""
@@ -83,7 +83,6 @@ def _stage_base(config, data_files: dict) -> ml_collections.ConfigDict:
   c.data.eval_files = {"dev": data_files["dev"], "test": data_files["test"]}
   c.data.test_file = ""
   c.data.label_names = tuple(config.data.label_names) or ("rotten", "fresh")
-  c.train.num_steps = 0
   return c
 
 
@@ -149,6 +148,7 @@ def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = 
               depends_on: str = "") -> dict:
   """Trains one stage in workdir/<name> (or reuses it); returns its result row."""
   from rail_kd_jax import train  # pylint: disable=g-import-not-at-top
+  from rail_kd_jax.train_state import param_count  # pylint: disable=g-import-not-at-top
   stage_dir = os.path.join(workdir, name)
   fingerprint = _fingerprint(_config_fingerprint(stage_config), depends_on)
   if reuse:
@@ -175,7 +175,7 @@ def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = 
       "stage_seconds": wall,
       "steps": int(trainer.step),
       "layers": int(trainer.run.student.config.num_hidden_layers),
-      "params": int(sum(x.size for x in _leaves(trainer.host_params()["student"]))),
+      "params": int(param_count(trainer.run.student_params)),
       "export_dir": export_dir,
       "workdir": stage_dir,
       "fingerprint": fingerprint,
@@ -184,11 +184,6 @@ def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = 
   _write_json(os.path.join(stage_dir, RESULT_FILE), result)
   result["reused"] = False
   return result
-
-
-def _leaves(tree):
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.tree.leaves(tree)
 
 
 def format_table(rows: list[dict]) -> str:
