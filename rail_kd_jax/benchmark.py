@@ -160,18 +160,72 @@ def time_windows(step: Callable[[], Any], *, warmup: int, windows: int, steps_pe
   return Timing(float(statistics.median(per_step)), float(q[1] - q[0]), per_step)
 
 
-def measure_peak_flops(n: int = 2048, repeats: int = 8) -> float:
-  """FLOP/s of a large float32 matmul on the default device (best of `repeats`)."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
-  f = jax.jit(lambda x, y: x @ y)
-  jax.block_until_ready(f(a, b))
+def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+  fn()
   best = float("inf")
   for _ in range(repeats):
     t0 = time.perf_counter()
-    jax.block_until_ready(f(a, b))
+    fn()
     best = min(best, time.perf_counter() - t0)
-  return 2.0 * n**3 / best
+  return best
+
+
+def measure_peak_flops(n: int = 2048, repeats: int = 8) -> float:
+  """FLOP/s of a large float32 matmul with JAX on the default device (best of `repeats`)."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+  f = jax.jit(lambda x, y: x @ y)
+  return 2.0 * n**3 / _best_seconds(lambda: jax.block_until_ready(f(a, b)), repeats)
+
+
+def measure_torch_peak_flops(n: int = 2048, repeats: int = 8) -> float | None:
+  """The same matmul with PyTorch on the CPU (None without torch or off CPU)."""
+  if jax.default_backend() != "cpu":
+    return None
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  a, b = torch.randn(n, n), torch.randn(n, n)
+  return 2.0 * n**3 / _best_seconds(lambda: torch.matmul(a, b), repeats)
+
+
+def gemm_study(shape: Shape, repeats: int = 10) -> list[dict]:
+  """float32 matmuls of the shape's layers, JAX (XLA) vs PyTorch, one op each.
+
+  The dense layers ([B*T, H] x [H, H], [B*T, H] x [H, I], [B*T, I] x [H, I]^T) and the
+  attention scores ([B*heads, T, D] x [D, T]): where the train step is slower than the
+  PyTorch peer, this shows how much of it is the matmul library itself.
+  """
+  s = shape.student
+  bt, h, i = shape.batch_size * shape.length, s.hidden_size, s.intermediate_size
+  cases = [("dense H->H", (bt, h), (h, h)), ("dense H->I", (bt, h), (h, i)), ("dense I->H", (bt, i), (i, h)),
+           ("attention scores", (shape.batch_size * s.num_attention_heads, shape.length, s.head_dim),
+            (shape.batch_size * s.num_attention_heads, s.head_dim, shape.length))]
+  if jax.default_backend() == "cpu":
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      torch = None
+  else:
+    torch = None
+  rows, rng = [], np.random.default_rng(0)
+  f = jax.jit(jnp.matmul)
+  for name, sa, sb in cases:
+    a, b = rng.standard_normal(sa, np.float32), rng.standard_normal(sb, np.float32)
+    flops = 2.0 * np.prod(sa) * sb[-1]
+    ja, jb = jnp.asarray(a), jnp.asarray(b)
+    tj = _best_seconds(lambda: jax.block_until_ready(f(ja, jb)), repeats)  # pylint: disable=cell-var-from-loop
+    tt = None
+    if torch is not None:
+      ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+      tt = _best_seconds(lambda: torch.matmul(ta, tb), repeats)  # pylint: disable=cell-var-from-loop
+    rows.append(_row(kind="gemm", shape=shape.name, op=name, a=list(sa), b=list(sb), flops=flops,
+                     jax_ms=tj * 1e3, pytorch_ms=tt * 1e3 if tt else None, jax_gflops=flops / tj / 1e9,
+                     pytorch_gflops=flops / tt / 1e9 if tt else None))
+    logging.info("gemm %-16s %s x %s: JAX %.2f ms, PyTorch %s ms", name, sa, sb, tj * 1e3,
+                 f"{tt * 1e3:.2f}" if tt else "-")
+  return rows
 
 
 def cost_flops(compiled) -> float | None:
@@ -358,13 +412,14 @@ class Options:
   peers: Sequence[str] = ("pytorch", "textbrewer")
   cache_methods: Sequence[str] = ("kd", "rail_l")
   warmup: int = 1
-  windows: int = 3
+  windows: int = 5
   steps_per_window: int = 2
   dtype: str = "float32"
   scan_layers: bool = False
   remat: bool = False
   parallel: str = "shard_map"
   num_devices: int = 0
+  gemm: bool = True
 
 
 def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
@@ -554,35 +609,36 @@ def _find(rows, **kw):
 
 
 def targets(rows: list[dict]) -> list[dict]:
-  """The issue's performance targets, each with its measured value and whether it holds."""
+  """The issue's performance targets, each with its measured value and whether it holds.
+
+  Step-time ratios also carry `noise`: the two rows' relative IQRs added, the ratio's
+  own spread; a ratio closer than that to its limit is marked `within_noise`.
+  """
   out = []
   steps = [r for r in rows if r.get("kind") == "step"]
   for shape in dict.fromkeys(r["shape"] for r in steps):
-    ms = lambda m, impl="jax", cache=False: (_find(steps, shape=shape, method=m, impl=impl, teacher_cache=cache)
-                                             or {}).get("step_ms_median")
-    kd, rl, rc = ms("kd"), ms("rail_l"), ms("rail_c")
-    if kd and rl:
-      out.append(dict(shape=shape, target="rail_l step <= 1.05 x kd", value=rl / kd, limit=1.05, ok=rl / kd <= 1.05))
-    if kd and rc:
-      out.append(dict(shape=shape, target="rail_c step <= 1.05 x kd", value=rc / kd, limit=1.05, ok=rc / kd <= 1.05))
+    def row(m, impl="jax", cache=False):
+      return _find(steps, shape=shape, method=m, impl=impl, teacher_cache=cache) or {}
+
+    def ratio(target, a, b, limit, ok):
+      """a / b of two rows' median step times (None when either is missing)."""
+      if not (a.get("step_ms_median") and b.get("step_ms_median")):
+        return
+      value = a["step_ms_median"] / b["step_ms_median"]
+      noise = sum((r.get("step_ms_iqr") or 0.0) / r["step_ms_median"] for r in (a, b)) * value
+      out.append(dict(shape=shape, target=target, value=value, limit=limit, ok=ok(value), noise=noise,
+                      within_noise=abs(value - limit) <= noise))
+
+    kd = row("kd")
+    for name in ("rail_l", "rail_c"):
+      ratio(f"{name} step <= 1.05 x kd", row(name), kd, 1.05, lambda v: v <= 1.05)
     for other in ("alp_kd", "ckd", "ckd_token"):
-      o = ms(other)
-      for name, r in (("rail_l", rl), ("rail_c", rc)):
-        if o and r:
-          out.append(dict(shape=shape, target=f"{name} step < {other} step", value=r / o, limit=1.0, ok=r < o))
+      for name in ("rail_l", "rail_c"):
+        ratio(f"{name} step < {other} step", row(name), row(other), 1.0, lambda v: v < 1.0)
     for m in ALL_METHODS:
-      j, t = ms(m), ms(m, "pytorch")
-      if j and t:
-        out.append(dict(shape=shape, target=f"{m}: PyTorch / JAX step >= 1.3", value=t / j, limit=1.3,
-                        ok=t / j >= 1.3))
-      tb = ms(m, "textbrewer")
-      if j and tb:
-        out.append(dict(shape=shape, target=f"{m}: TextBrewer / JAX step >= 1.3", value=tb / j, limit=1.3,
-                        ok=tb / j >= 1.3))
-      c = ms(m, cache=True)
-      if j and c:
-        out.append(dict(shape=shape, target=f"{m}: online / cached teacher step >= 1.5", value=j / c, limit=1.5,
-                        ok=j / c >= 1.5))
+      ratio(f"{m}: PyTorch / JAX step >= 1.3", row(m, "pytorch"), row(m), 1.3, lambda v: v >= 1.3)
+      ratio(f"{m}: TextBrewer / JAX step >= 1.3", row(m, "textbrewer"), row(m), 1.3, lambda v: v >= 1.3)
+      ratio(f"{m}: online / cached teacher step >= 1.5", row(m), row(m, cache=True), 1.5, lambda v: v >= 1.5)
   comp = [r for r in rows if r.get("kind") == "compile"]
   for scan in (True, False):
     by_n = {r["teacher_layers"]: r["compile_s"] for r in comp if r["scan_layers"] == scan}
@@ -606,7 +662,9 @@ def _fmt(x, spec=".1f", none="-"):
 def write_markdown(path: str, rows: list[dict], meta: dict) -> None:
   lines = ["# Training-time benchmark", "",
            f"- device: {meta['device']}",
-           f"- peak float32 matmul (2048^3, JAX, best of start and end): {meta['peak_gflops']:.0f} GFLOP/s",
+           f"- peak float32 matmul (2048^3, best of start and end): JAX {meta['peak_gflops_jax']:.0f} GFLOP/s, "
+           f"PyTorch {_fmt(meta.get('peak_gflops_pytorch'), '.0f')} GFLOP/s; FLOP utilisation is against the "
+           f"larger, {meta['peak_gflops']:.0f} GFLOP/s",
            f"- load average (1 min) at start / end: {meta['load_start']:.2f} / {meta['load_end']:.2f}",
            f"- versions: {meta['versions']}",
            f"- timing: {meta['options']['warmup']} warm-up step(s), then {meta['options']['windows']} windows of "
@@ -640,6 +698,18 @@ def write_markdown(path: str, rows: list[dict], meta: dict) -> None:
               f"{next((r.get('threads') for r in srows if r.get('threads')), '-')}. "
               "FLOP utilisation = XLA's FLOPs per step / step time / peak matmul FLOP/s (the PyTorch columns "
               "use XLA's count for the same work). Ratios > 1 mean JAX is faster.", ""]
+  gemm = [r for r in rows if r.get("kind") == "gemm"]
+  if gemm:
+    lines += ["## Single matmuls (float32, best of 10)", "",
+              "| shape | op | A x B | JAX ms | JAX GFLOP/s | PyTorch ms | PyTorch GFLOP/s | PyTorch / JAX |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in gemm:
+      dims = "x".join(map(str, r["a"])) + " @ " + "x".join(map(str, r["b"]))
+      lines.append(f"| {r['shape']} | {r['op']} | {dims} | {_fmt(r['jax_ms'], '.2f')} | {_fmt(r['jax_gflops'], '.0f')} | "
+                   f"{_fmt(r['pytorch_ms'], '.2f')} | {_fmt(r['pytorch_gflops'], '.0f')} | "
+                   f"{_fmt(r['pytorch_ms'] / r['jax_ms'] if r['pytorch_ms'] else None, '.2f')}x |")
+    lines += ["", "One op each, outside the train step: how fast each library's matmul is at the "
+              "model's own sizes (ratios > 1 mean JAX is faster).", ""]
   comp = [r for r in rows if r.get("kind") == "compile"]
   if comp:
     lines += ["## Compile time against teacher depth", "",
@@ -666,8 +736,11 @@ def write_markdown(path: str, rows: list[dict], meta: dict) -> None:
   if tg:
     lines += ["## Targets", "", "| shape | target | measured | holds |", "|---|---|---|---|"]
     for t in tg:
-      lines.append(f"| {t['shape']} | {t['target']} | {t['value']:.2f} | {'yes' if t['ok'] else 'NO'} |")
-    lines.append("")
+      spread = f" ± {t['noise']:.2f}" if t.get("noise") is not None else ""
+      holds = ("yes" if t["ok"] else "NO") + (" (within noise)" if t.get("within_noise") else "")
+      lines.append(f"| {t['shape']} | {t['target']} | {t['value']:.2f}{spread} | {holds} |")
+    lines += ["", "± on a step-time ratio: the two rows' relative IQRs added (times the ratio); "
+              "'within noise' marks a ratio closer than that to its limit, which another run may flip.", ""]
   with open(path, "w") as f:
     f.write("\n".join(lines))
 
@@ -733,24 +806,32 @@ def run(out_dir: str, shapes: Sequence[Shape], opts: Options, *, study: Shape | 
   device = device_description()
   print(f"benchmark device: {device}", flush=True)
   logging.info("benchmark device: %s", device)
-  peak = measure_peak_flops()
-  logging.info("peak float32 matmul: %.0f GFLOP/s", peak / 1e9)
+  peak_jax, peak_torch = measure_peak_flops(), measure_torch_peak_flops()
+  # Utilisation is against the faster library's matmul: the machine's peak, not XLA's.
+  peak = max(peak_jax, peak_torch or 0.0)
+  logging.info("peak float32 matmul: JAX %.0f GFLOP/s, PyTorch %s GFLOP/s", peak_jax / 1e9,
+               f"{peak_torch / 1e9:.0f}" if peak_torch else "-")
   rows = []
   for shape in shapes:
     rows += bench_shape(shape, opts, peak)
+    if opts.gemm:
+      rows += gemm_study(shape)
   if study is not None:
     rows += compile_study(study, parallel="shard_map")
   for shape, kw in memory:
     rows.append(memory_check(shape, **kw))
   # The peak is measured again at the end and the larger kept: on a shared machine a
   # single measurement under load would inflate every utilisation figure.
-  peak_end = measure_peak_flops()
+  peak_jax_end, peak_torch_end = measure_peak_flops(), measure_torch_peak_flops()
+  peak_jax, peak_torch = max(peak_jax, peak_jax_end), max(peak_torch or 0.0, peak_torch_end or 0.0) or None
+  peak_end = max(peak_jax_end, peak_torch_end or 0.0)
   if peak_end > peak:
     for r in rows:
       if r.get("flop_utilization"):
         r["flop_utilization"] *= peak / peak_end
     peak = peak_end
-  meta = {"device": device, "peak_gflops": peak / 1e9, "load_start": load_start, "load_end": os.getloadavg()[0],
+  meta = {"device": device, "peak_gflops": peak / 1e9, "peak_gflops_jax": peak_jax / 1e9,
+          "peak_gflops_pytorch": peak_torch / 1e9 if peak_torch else None, "load_start": load_start, "load_end": os.getloadavg()[0],
           "versions": _versions(), "options": dataclasses.asdict(opts), "wall_s": time.perf_counter() - t0,
           "shape_labels": {s.name: s.label for s in list(shapes) + ([study] if study else [])
                            + [m[0] for m in memory]}}
@@ -788,7 +869,8 @@ def main(argv):
   opts = Options(methods=methods, peers=peers,
                  cache_methods=[m.strip() for m in f.cache_methods.split(",") if m.strip()],
                  warmup=f.warmup, windows=f.windows, steps_per_window=f.steps_per_window, dtype=f.dtype,
-                 scan_layers=f.scan_layers, remat=f.remat, parallel=f.parallel, num_devices=f.num_devices)
+                 scan_layers=f.scan_layers, remat=f.remat, parallel=f.parallel, num_devices=f.num_devices,
+                 gemm=f.gemm)
   shapes = [with_batch(SHAPES[n], f.batch_size, f.length) for n in names]
   study = with_batch(SHAPES[f.compile_study], f.batch_size, f.length) if f.compile_study else None
   memory = []
@@ -808,12 +890,13 @@ def _define_flags():
   flags.DEFINE_integer("batch_size", 0, "Override the shapes' batch size (0 = theirs).")
   flags.DEFINE_integer("length", 0, "Override the shapes' length (0 = theirs).")
   flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.")
-  flags.DEFINE_integer("windows", 3, "Timed windows (median and IQR are over these).")
+  flags.DEFINE_integer("windows", 5, "Timed windows (median and IQR are over these).")
   flags.DEFINE_integer("steps_per_window", 2, "Steps per timed window.")
   flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of teacher and student.")
   flags.DEFINE_bool("scan_layers", False, "nn.scan over layers.")
   flags.DEFINE_bool("remat", False, "Rematerialise each layer in the backward pass.")
   flags.DEFINE_enum("parallel", "shard_map", ["pmap", "shard_map"], "Data-parallel wrapper.")
+  flags.DEFINE_bool("gemm", True, "Also time the shapes' single matmuls with JAX and PyTorch (the library's share).")
   flags.DEFINE_integer("num_devices", 0, "Devices to use (0 = all).")
   flags.DEFINE_string("compile_study", "minilm6-3",
                       "Shape whose teacher depth is varied (6, 12, 24) for compile times, '' to skip.")

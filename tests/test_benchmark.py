@@ -43,8 +43,15 @@ def test_tiny_benchmark_writes_table_json_and_chart(tmp_path, capsys):
   online = B._find(steps, method="pkd", impl="jax", teacher_cache=False)
   cached = B._find(steps, method="pkd", impl="jax", teacher_cache=True)
   assert cached["flops_per_step"] < online["flops_per_step"]
+  # The single-matmul section: the shape's four matmuls, timed with both libraries.
+  gemm = [r for r in loaded if r["kind"] == "gemm"]
+  assert [r["op"] for r in gemm] == ["dense H->H", "dense H->I", "dense I->H", "attention scores"]
+  assert all(r["jax_ms"] > 0 and r["pytorch_ms"] > 0 and r["flops"] > 0 for r in gemm)
+  meta = json.loads((tmp_path / "benchmark_meta.json").read_text())
+  assert meta["peak_gflops"] == max(meta["peak_gflops_jax"], meta["peak_gflops_pytorch"])
   table = (tmp_path / "benchmark.md").read_text()
   assert "| pkd |" in table and "PyTorch / JAX" in table and "## Targets" in table
+  assert "## Single matmuls" in table and "| tiny | dense H->I |" in table
 
 
 def _to_torch_heads(method, heads_jax, heads_torch):
@@ -128,3 +135,24 @@ def test_time_windows_reports_median_and_iqr():
   timing = B.time_windows(lambda: next(ticks), warmup=2, windows=5, steps_per_window=3, block=lambda x: x)
   assert len(timing.windows_ms) == 5 and timing.step_ms_median >= 0 and timing.step_ms_iqr >= 0
   assert next(ticks) == 2 + 5 * 3
+
+
+def test_targets_ratios_and_noise():
+  def step(method, impl, ms, iqr, cache=False):
+    return dict(kind="step", shape="s", method=method, impl=impl, teacher_cache=cache, step_ms_median=ms,
+                step_ms_iqr=iqr)
+
+  rows = [step("kd", "jax", 100.0, 2.0), step("rail_l", "jax", 104.0, 2.0), step("alp_kd", "jax", 110.0, 1.0),
+          step("ckd", "jax", 103.0, 5.0), step("kd", "pytorch", 140.0, 0.0), step("kd", "jax", 60.0, 0.0, cache=True)]
+  got = {t["target"]: t for t in B.targets(rows)}
+  t = got["rail_l step <= 1.05 x kd"]
+  assert t["value"] == pytest.approx(1.04) and t["ok"]
+  assert t["noise"] == pytest.approx((2 / 104 + 2 / 100) * 1.04) and t["within_noise"]  # |1.04 - 1.05| < 0.04
+  t = got["rail_l step < alp_kd step"]
+  assert t["ok"] and not t["within_noise"]
+  t = got["rail_l step < ckd step"]
+  assert not t["ok"] and t["within_noise"]
+  t = got["kd: PyTorch / JAX step >= 1.3"]
+  assert t["value"] == pytest.approx(1.4) and t["ok"] and t["noise"] == pytest.approx(0.02 * 1.4)
+  assert got["kd: online / cached teacher step >= 1.5"]["value"] == pytest.approx(100 / 60)
+  assert "rail_c step <= 1.05 x kd" not in got and "pkd: PyTorch / JAX step >= 1.3" not in got
