@@ -40,7 +40,7 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from rail_kd_jax import models, optim
+from rail_kd_jax import models, optim, profiling
 from rail_kd_jax import parallel as parallel_lib
 from rail_kd_jax.defaults import base_config
 from rail_kd_jax.distill import methods as methods_lib
@@ -420,6 +420,7 @@ class Options:
   parallel: str = "shard_map"
   num_devices: int = 0
   gemm: bool = True
+  profile_dir: str = ""
 
 
 def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
@@ -446,6 +447,7 @@ def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
     flops = (unrolled_flops(shape, method, batch, dtype=dtype, parallel=opts.parallel) if opts.scan_layers
              else cost_flops(case.compiled))
     runners[("jax", False)] = _jax_runner(case)
+    compiled = {("jax", False): case.compiled}
     info[("jax", False)] = dict(compile_s=case.compile_s, flops=flops, peak=peak_bytes(case.compiled), **common)
     cacheable = spec.method.needs_teacher and not (spec.dcfg.method == "ckd" and spec.dcfg.ckd_granularity == "token")
     if method in opts.cache_methods and cacheable:
@@ -459,6 +461,7 @@ def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
       cflops = (unrolled_flops(shape, method, cbatch, dtype=dtype, cached_teacher=True, parallel=opts.parallel)
                 if opts.scan_layers else cost_flops(ccase.compiled))
       runners[("jax", True)] = _jax_runner(ccase)
+      compiled[("jax", True)] = ccase.compiled
       info[("jax", True)] = dict(compile_s=ccase.compile_s, flops=cflops, peak=peak_bytes(ccase.compiled),
                                  **common)
     del state, teacher_params
@@ -473,6 +476,14 @@ def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
                                    threads=_torch_threads())
     timings = time_interleaved(runners, warmup=opts.warmup, windows=opts.windows,
                                steps_per_window=opts.steps_per_window)
+    if opts.profile_dir:
+      for key, program in compiled.items():
+        name = f"{shape.name}-{method}" + ("-cache" if key[1] else "")
+        summary = profiling.profile_step(*runners[key], program, os.path.join(opts.profile_dir, name),
+                                         title=f"{name}: JAX train step")
+        info[key]["profile"] = dict(dir=os.path.join(opts.profile_dir, name), by_kind=summary["by_kind"],
+                                    by_pass=summary["by_pass"], wall_ms=summary["wall_ms_per_step"])
+        logging.info("profile %s: %s", name, {k: round(v) for k, v in summary["by_kind"].items()})
     for (impl, cached), timing in timings.items():
       kw = dict(info[(impl, cached)])
       rows.append(_step_row(method=method, impl=impl, shape=shape, timing=timing, compile_s=kw.pop("compile_s", None),
@@ -698,6 +709,21 @@ def write_markdown(path: str, rows: list[dict], meta: dict) -> None:
               f"{next((r.get('threads') for r in srows if r.get('threads')), '-')}. "
               "FLOP utilisation = XLA's FLOPs per step / step time / peak matmul FLOP/s (the PyTorch columns "
               "use XLA's count for the same work). Ratios > 1 mean JAX is faster.", ""]
+  prof = [r for r in rows if r.get("kind") == "step" and r.get("profile")]
+  if prof:
+    kinds = ["matmul", "elementwise/other", "copy/transpose", "collective"]
+    passes = ["forward (no gradient: teacher)", "forward (differentiated)", "backward",
+              "rest (loss, optimizer, all-reduce)"]
+    lines += ["## Profiles (op time per step, summed over threads)", "",
+              "| shape | method | cache | wall ms | " + " | ".join(kinds) + " | teacher fwd | student fwd | "
+              "backward | rest | ops |", "|" + "---|" * (4 + len(kinds) + 5)]
+    for r in prof:
+      p = r["profile"]
+      cells = [_fmt(p["by_kind"].get(k, 0.0)) for k in kinds] + [_fmt(p["by_pass"].get(k, 0.0)) for k in passes]
+      lines.append(f"| {r['shape']} | {r['method']} | {r['teacher_cache']} | {_fmt(p['wall_ms'])} | "
+                   + " | ".join(cells) + f" | `{os.path.join(p['dir'], 'ops.md')}` |")
+    lines += ["", "From `--profile`: `jax.profiler` traces (TensorBoard / Perfetto) and per-op tables "
+              "(`rail_kd_jax/profiling.py`). Ops running at once on different threads both count.", ""]
   gemm = [r for r in rows if r.get("kind") == "gemm"]
   if gemm:
     lines += ["## Single matmuls (float32, best of 10)", "",
@@ -870,7 +896,7 @@ def main(argv):
                  cache_methods=[m.strip() for m in f.cache_methods.split(",") if m.strip()],
                  warmup=f.warmup, windows=f.windows, steps_per_window=f.steps_per_window, dtype=f.dtype,
                  scan_layers=f.scan_layers, remat=f.remat, parallel=f.parallel, num_devices=f.num_devices,
-                 gemm=f.gemm)
+                 gemm=f.gemm, profile_dir=f.profile)
   shapes = [with_batch(SHAPES[n], f.batch_size, f.length) for n in names]
   study = with_batch(SHAPES[f.compile_study], f.batch_size, f.length) if f.compile_study else None
   memory = []
@@ -896,6 +922,9 @@ def _define_flags():
   flags.DEFINE_bool("scan_layers", False, "nn.scan over layers.")
   flags.DEFINE_bool("remat", False, "Rematerialise each layer in the backward pass.")
   flags.DEFINE_enum("parallel", "shard_map", ["pmap", "shard_map"], "Data-parallel wrapper.")
+  flags.DEFINE_string("profile", "", "If set, a jax.profiler trace of 2 steps of every JAX row under this "
+                      "folder, with ops.md / ops.json: time by op, by kind (matmul, copies, elementwise) and by "
+                      "pass (teacher forward, student forward, backward, rest).")
   flags.DEFINE_bool("gemm", True, "Also time the shapes' single matmuls with JAX and PyTorch (the library's share).")
   flags.DEFINE_integer("num_devices", 0, "Devices to use (0 = all).")
   flags.DEFINE_string("compile_study", "minilm6-3",

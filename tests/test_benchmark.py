@@ -22,7 +22,7 @@ def test_tiny_benchmark_writes_table_json_and_chart(tmp_path, capsys):
   pytest.importorskip("textbrewer")
   # pkd: the one method that all three implementations (and the teacher cache) run.
   opts = B.Options(methods=("pkd",), peers=("pytorch", "textbrewer"), cache_methods=("pkd",),
-                   warmup=1, windows=2, steps_per_window=1, num_devices=1)
+                   warmup=1, windows=2, steps_per_window=1, num_devices=1, profile_dir=str(tmp_path / "prof"))
   rows = B.run(str(tmp_path), [B.SHAPES["tiny"]], opts)
   assert "benchmark device:" in capsys.readouterr().out
   for name in ("benchmark.md", "benchmark.json", "benchmark.png"):
@@ -52,6 +52,13 @@ def test_tiny_benchmark_writes_table_json_and_chart(tmp_path, capsys):
   table = (tmp_path / "benchmark.md").read_text()
   assert "| pkd |" in table and "PyTorch / JAX" in table and "## Targets" in table
   assert "## Single matmuls" in table and "| tiny | dense H->I |" in table
+  # --profile: a trace and an op table per JAX row; the online step has a teacher forward, the cached one not.
+  assert "## Profiles" in table
+  for cached in (False, True):
+    p = B._find(steps, method="pkd", impl="jax", teacher_cache=cached)["profile"]
+    assert os.path.isfile(os.path.join(p["dir"], "ops.md")) and p["by_kind"]["matmul"] > 0
+    assert p["by_pass"]["backward"] > 0 and p["by_pass"]["forward (differentiated)"] > 0
+    assert (p["by_pass"].get("forward (no gradient: teacher)", 0.0) > 0) == (not cached), p["by_pass"]
 
 
 def _to_torch_heads(method, heads_jax, heads_torch):
