@@ -797,7 +797,9 @@ def write_chart(path: str, rows: list[dict]) -> None:
     ax.set_xticks(x, methods)
     ax.set_ylabel("ms per train step (median, IQR)")
     ax.set_title(shape)
-    ax.legend(fontsize=8)
+    top = max((r["step_ms_median"] or 0) + (r.get("step_ms_iqr") or 0) for r in srows)
+    ax.set_ylim(0, 1.3 * top)  # room for the legend above the bars
+    ax.legend(fontsize=8, ncol=2, loc="upper left")
   if comp:
     ax = axes[0][-1]
     for scan, label in ((False, "unrolled"), (True, "scan_layers")):
@@ -805,6 +807,8 @@ def write_chart(path: str, rows: list[dict]) -> None:
       if pts:
         ax.plot(*zip(*pts), marker="o", label=label)
     ax.set_xlabel("teacher layers")
+    ax.set_xticks(sorted({r["teacher_layers"] for r in comp}))
+    ax.set_ylim(bottom=0)
     ax.set_ylabel("compile s")
     ax.set_title("compile time vs depth")
     ax.legend(fontsize=8)
