@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 
 import jax
 import numpy as np
@@ -15,27 +14,16 @@ from rail_kd_jax import metrics as metrics_lib
 from rail_kd_jax import train
 from rail_kd_jax.validation import ConfigError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import helpers
+
 K, TOTAL = 10, 20  # stop (checkpoint) at K, train to TOTAL
 
 
+_TINY = {"data.bucket": False, "train.export": False, "train.plots": False}
+
+
 def tiny_config(**overrides):
-  sys.path.insert(0, os.path.join(REPO, "configs"))
-  try:
-    import tiny  # configs/tiny.py
-  finally:
-    sys.path.pop(0)
-  config = tiny.get_config()
-  config.data.bucket = False
-  config.train.export = False
-  config.train.plots = False
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return helpers.tiny_config(**{**_TINY, **overrides})
 
 
 def distill_config(**kw):

@@ -13,6 +13,8 @@ from rail_kd_jax.distill import config as distill_config
 from rail_kd_jax.distill import layer_sampling
 from rail_kd_jax.distill import methods as methods_lib
 
+import helpers
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -104,12 +106,7 @@ def test_demo_rail_counts_use_every_teacher_layer():
 def test_rail_run_writes_counts_and_heat_map(tmp_path):
   """A tiny RAIL-KD run end to end: mapping_counts.json uses every teacher layer, and the heat map
   is drawn from it."""
-  sys.path.insert(0, os.path.join(REPO, "configs"))
-  try:
-    import tiny
-  finally:
-    sys.path.pop(0)
-  config = tiny.get_config()
+  config = helpers.tiny_config()
   config.mode = "distill"
   config.distill.method = "rail_l"
   config.distill.resample_every = "step"

@@ -1,7 +1,6 @@
 """Teacher cache: float32 cache == online teacher bit for bit; reuse; refusal; bfloat16 close."""
 import dataclasses
 import os
-import sys
 
 import jax
 import numpy as np
@@ -11,29 +10,15 @@ from rail_kd_jax import train
 from rail_kd_jax.step import teacher_outputs
 from rail_kd_jax.validation import ConfigError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import helpers
+
+# data.bucket=False: the online teacher then sees the cache's padded length.
+_TINY = {"mode": "distill", "data.bucket": False, "train.export": False, "train.plots": False,
+         "checkpoint.enabled": False, "num_devices": 1}
 
 
 def tiny_config(**overrides):
-  sys.path.insert(0, os.path.join(REPO, "configs"))
-  try:
-    import tiny  # configs/tiny.py
-  finally:
-    sys.path.pop(0)
-  config = tiny.get_config()
-  config.mode = "distill"
-  config.data.bucket = False  # the online teacher then sees the cache's padded length
-  config.train.export = False
-  config.train.plots = False
-  config.checkpoint.enabled = False
-  config.num_devices = 1
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return helpers.tiny_config(**{**_TINY, **overrides})
 
 
 def _train(config, workdir, steps=6):

@@ -10,25 +10,16 @@ import pytest
 from rail_kd_jax import train
 from rail_kd_jax.validation import ConfigError
 
+import helpers
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+_TINY = {"data.bucket": False, "train.export": False}  # data.bucket=False: fixed shapes, one program
+
+
 def tiny_config(**overrides):
-  sys.path.insert(0, os.path.join(REPO, "configs"))
-  try:
-    import tiny  # configs/tiny.py
-  finally:
-    sys.path.pop(0)
-  config = tiny.get_config()
-  config.data.bucket = False  # fixed shapes: one program
-  config.train.export = False
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return helpers.tiny_config(**{**_TINY, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from rail_kd_jax import train
 from rail_kd_jax.data import synthetic
 from rail_kd_jax.validation import ConfigError
 
+import helpers
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, "docs", "ERRORS.md")
 
@@ -75,24 +77,11 @@ CLI_CASES = [
 ]
 
 
+_TINY = {"mode": "distill", "data.bucket": False, "train.export": False, "train.plots": False}
+
+
 def tiny_config(**overrides):
-  sys.path.insert(0, os.path.join(REPO, "configs"))
-  try:
-    import tiny  # configs/tiny.py
-  finally:
-    sys.path.pop(0)
-  config = tiny.get_config()
-  config.mode = "distill"
-  config.data.bucket = False
-  config.train.export = False
-  config.train.plots = False
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return helpers.tiny_config(**{**_TINY, **overrides})
 
 
 def _make_inputs(tmp):
