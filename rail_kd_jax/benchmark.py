@@ -178,13 +178,21 @@ def measure_peak_flops(n: int = 2048, repeats: int = 8) -> float:
   return 2.0 * n**3 / _best_seconds(lambda: jax.block_until_ready(f(a, b)), repeats)
 
 
-def measure_torch_peak_flops(n: int = 2048, repeats: int = 8) -> float | None:
-  """The same matmul with PyTorch on the CPU (None without torch or off CPU)."""
+def _cpu_torch():
+  """The torch module when JAX runs on the CPU and torch is installed (the peers' setting), else None."""
   if jax.default_backend() != "cpu":
     return None
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
+    return None
+  return torch
+
+
+def measure_torch_peak_flops(n: int = 2048, repeats: int = 8) -> float | None:
+  """The same matmul with PyTorch on the CPU (None without torch or off CPU)."""
+  torch = _cpu_torch()
+  if torch is None:
     return None
   a, b = torch.randn(n, n), torch.randn(n, n)
   return 2.0 * n**3 / _best_seconds(lambda: torch.matmul(a, b), repeats)
@@ -202,13 +210,7 @@ def gemm_study(shape: Shape, repeats: int = 10) -> list[dict]:
   cases = [("dense H->H", (bt, h), (h, h)), ("dense H->I", (bt, h), (h, i)), ("dense I->H", (bt, i), (i, h)),
            ("attention scores", (shape.batch_size * s.num_attention_heads, shape.length, s.head_dim),
             (shape.batch_size * s.num_attention_heads, s.head_dim, shape.length))]
-  if jax.default_backend() == "cpu":
-    try:
-      import torch  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      torch = None
-  else:
-    torch = None
+  torch = _cpu_torch()
   rows, rng = [], np.random.default_rng(0)
   f = jax.jit(jnp.matmul)
   for name, sa, sb in cases:
@@ -243,15 +245,11 @@ def cost_flops(compiled) -> float | None:
 
 def peak_bytes(compiled) -> int | None:
   """Peak device memory of a compiled program: arguments + outputs + temporaries - aliased."""
-  try:
-    m = compiled.memory_analysis()
-  except Exception:  # noqa: BLE001
+  m = _memory_fields(compiled)
+  keys = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes")
+  if not m or not all(k in m for k in keys):
     return None
-  if m is None:
-    return None
-  total = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-           - m.alias_size_in_bytes)
-  return int(total)
+  return m["argument_size_in_bytes"] + m["output_size_in_bytes"] + m["temp_size_in_bytes"] - m["alias_size_in_bytes"]
 
 
 # ----------------------------------------------------------------------------
@@ -852,14 +850,14 @@ def run(out_dir: str, shapes: Sequence[Shape], opts: Options, *, study: Shape | 
     rows.append(memory_check(shape, **kw))
   # The peak is measured again at the end and the larger kept: on a shared machine a
   # single measurement under load would inflate every utilisation figure.
-  peak_jax_end, peak_torch_end = measure_peak_flops(), measure_torch_peak_flops()
-  peak_jax, peak_torch = max(peak_jax, peak_jax_end), max(peak_torch or 0.0, peak_torch_end or 0.0) or None
-  peak_end = max(peak_jax_end, peak_torch_end or 0.0)
-  if peak_end > peak:
+  peak_jax = max(peak_jax, measure_peak_flops())
+  peak_torch = max(peak_torch or 0.0, measure_torch_peak_flops() or 0.0) or None
+  best = max(peak_jax, peak_torch or 0.0)
+  if best > peak:
     for r in rows:
       if r.get("flop_utilization"):
-        r["flop_utilization"] *= peak / peak_end
-    peak = peak_end
+        r["flop_utilization"] *= peak / best
+    peak = best
   meta = {"device": device, "peak_gflops": peak / 1e9, "peak_gflops_jax": peak_jax / 1e9,
           "peak_gflops_pytorch": peak_torch / 1e9 if peak_torch else None, "load_start": load_start, "load_end": os.getloadavg()[0],
           "versions": _versions(), "options": dataclasses.asdict(opts), "wall_s": time.perf_counter() - t0,
