@@ -169,15 +169,22 @@ def make_train_step(spec: StepSpec) -> Callable:
     grads = lax.pmean(grads, AXIS)
     terms = lax.pmean(terms, AXIS)
     finite = jnp.logical_and(_all_finite(grads), _all_finite(terms))
-    updates, new_opt_state = spec.tx.update(grads, state.opt_state, state.params)
-    new_params = optax.apply_updates(state.params, updates)
+
     # A non-finite loss or gradient skips the update entirely (params and optimizer
-    # moments unchanged) and is counted.
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    # moments unchanged) and is counted. A cond rather than a select over both trees:
+    # the select reads old and new params and moments once more every step.
+    def update(operands):
+      grads, opt_state, params = operands
+      updates, new_opt_state = spec.tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), new_opt_state
+
+    new_params, new_opt_state = lax.cond(
+        finite, update, lambda operands: (operands[2], operands[1]),
+        (grads, state.opt_state, state.params))
     new_state = state.replace(
         step=step + 1,
-        params=keep(new_params, state.params),
-        opt_state=keep(new_opt_state, state.opt_state),
+        params=new_params,
+        opt_state=new_opt_state,
         skipped=state.skipped + jnp.where(finite, 0, 1).astype(jnp.int32),
     )
     metrics = dict(terms)
