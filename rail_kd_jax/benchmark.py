@@ -411,7 +411,7 @@ class Options:
   cache_methods: Sequence[str] = ("kd", "rail_l")
   warmup: int = 1
   windows: int = 5
-  steps_per_window: int = 2
+  steps_per_window: int = 1
   dtype: str = "float32"
   scan_layers: bool = False
   remat: bool = False
@@ -919,7 +919,7 @@ def _define_flags():
   flags.DEFINE_integer("length", 0, "Override the shapes' length (0 = theirs).")
   flags.DEFINE_integer("warmup", 1, "Untimed steps after compilation.")
   flags.DEFINE_integer("windows", 5, "Timed windows (median and IQR are over these).")
-  flags.DEFINE_integer("steps_per_window", 2, "Steps per timed window.")
+  flags.DEFINE_integer("steps_per_window", 1, "Steps per timed window (1: every window is one step, blocked on).")
   flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of teacher and student.")
   flags.DEFINE_bool("scan_layers", False, "nn.scan over layers.")
   flags.DEFINE_bool("remat", False, "Rematerialise each layer in the backward pass.")
