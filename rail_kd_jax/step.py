@@ -171,16 +171,18 @@ def make_train_step(spec: StepSpec) -> Callable:
     finite = jnp.logical_and(_all_finite(grads), _all_finite(terms))
 
     # A non-finite loss or gradient skips the update entirely (params and optimizer
-    # moments unchanged) and is counted. A cond rather than a select over both trees:
-    # the select reads old and new params and moments once more every step.
-    def update(operands):
-      grads, opt_state, params = operands
+    # moments unchanged) and is counted. A cond rather than a select over old and new
+    # trees: the select kept one more copy of the params alive (XLA memory analysis,
+    # docs/BENCHMARK.md).
+    def update(grads, opt_state, params):
       updates, new_opt_state = spec.tx.update(grads, opt_state, params)
       return optax.apply_updates(params, updates), new_opt_state
 
-    new_params, new_opt_state = lax.cond(
-        finite, update, lambda operands: (operands[2], operands[1]),
-        (grads, state.opt_state, state.params))
+    def keep(grads, opt_state, params):
+      del grads
+      return params, opt_state
+
+    new_params, new_opt_state = lax.cond(finite, update, keep, grads, state.opt_state, state.params)
     new_state = state.replace(
         step=step + 1,
         params=new_params,
