@@ -13,7 +13,7 @@ whose export and result exist (for the same settings) is reused. See docs/DEMO.m
 Fields shared by every stage: `seed`, `parallel`, `num_devices`, `data` (the task
 files are filled in by the demo), `train` except `num_epochs`/`num_steps`, `optim`
 except `learning_rate`, and `distill` (applies to the distillation stages: e.g.
-`--config.distill.teacher_proj=frozen_random`). Per-stage lengths and learning
+`--config.distill.center=True`). Per-stage lengths and learning
 rates live in `demo`.
 
 arg: '' (the real demo) or 'runlocal' (4 steps per stage on a 128-example subset,
@@ -44,12 +44,9 @@ def get_config(arg: str = ""):
   # Every stage trains less than one epoch, so RAIL-KD draws a new layer mapping every
   # step (with 'epoch' it would keep one random mapping for the whole run).
   c.distill.resample_every = "step"
-  # RAIL-KD compares the student's and the teacher's mean-pooled layers directly
-  # (L2-normalised, no projections): the students are made of the pre-trained
-  # teacher's own layers, so both live in the same 384-wide space. With trainable
-  # projections (the library default) the two maps converged to a nearly
-  # example-independent direction and the student lost accuracy; docs/DEMO.md.
-  c.distill.teacher_proj = "none"
+  # RAIL-KD uses the library default, distill.projection='student_to_teacher' (the
+  # student's pooled layer mapped to the teacher's width, compared with the raw teacher
+  # layer). The old default ('both' maps trainable) collapsed here; docs/DEMO.md.
   # The exports are what the demo keeps; a stage that did not finish is trained again.
   c.checkpoint.enabled = False
 

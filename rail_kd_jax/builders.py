@@ -150,8 +150,26 @@ def total_steps_for(config, steps_per_epoch: int) -> int:
   return max(1, int(round(config.train.num_epochs * steps_per_epoch)))
 
 
+def resolve_presets(config):
+  """A copy of `config` with `distill.preset` applied (`methods.apply_preset`): what runs."""
+  if config.mode != "distill" or config.distill.get("preset", "uniform") == "uniform":
+    return config
+  try:
+    dcfg = methods_lib.apply_preset(config.distill)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.distill = dcfg
+  return config
+
+
 def build_run(config, workdir: str, num_devices: int) -> Run:
-  """Loads data and models and builds the step spec; raises ConfigError on bad input."""
+  """Loads data and models and builds the step spec; raises ConfigError on bad input.
+
+  `config` should already hold its presets' values (`resolve_presets`; idempotent).
+  """
+  config = resolve_presets(config)
   data_cfg = _resolve_data(config, workdir)
   try:
     task = tasks.load_task(data_cfg)
@@ -190,7 +208,8 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
   t_dim = teacher.config.hidden_size if teacher is not None else scfg.hidden_size
   if config.mode == "distill":
     try:
-      methods_lib.validate(config.distill, n_student, n_teacher, scfg.hidden_size, t_dim)
+      for line in methods_lib.validate(config.distill, n_student, n_teacher, scfg.hidden_size, t_dim):
+        logging.warning("%s", line)
     except ValueError as e:
       raise ConfigError(str(e)) from None
     if config.distill.get("cache_teacher", False):
@@ -221,6 +240,9 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
     raise ConfigError(f"the train split has {n_train} examples, fewer than train.batch_size={global_bs}")
   steps_per_epoch = loader.steps_per_epoch(n_train, global_bs, drop_remainder=True)
   total_steps = total_steps_for(config, steps_per_epoch)
+  if config.mode == "distill":
+    for line in methods_lib.resampling_warnings(config.distill, n_student, n_teacher, total_steps, steps_per_epoch):
+      logging.warning("%s", line)
   tx, schedule = optim.make_optimizer(config.optim, total_steps)
   head_params = method.init_heads(k_heads, config.distill, scfg.hidden_size, t_dim, n_student, n_teacher)
   step_spec = StepSpec(

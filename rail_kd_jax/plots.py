@@ -3,7 +3,9 @@
 `write_run_plots(workdir)` reads `metrics.jsonl` (and `mapping_counts.json` when the
 method samples a layer mapping) and writes, in the workdir:
 
-  loss_terms.png     every training loss term (loss, ce, kd, int) over steps
+  loss_terms.png     every training loss term (loss, ce, kd, int) over steps, and a
+                     second panel with the collapse diagnostics (dir_var_student,
+                     dir_var_teacher, own_other) when the method logs them
   eval_metrics.png   every eval split's task metrics over steps
   layer_pairing.png  heat map: how often teacher layer t was paired with student layer j
 
@@ -20,6 +22,8 @@ import numpy as np
 from absl import logging
 
 LOSS_TERMS = ("loss", "ce", "kd", "int")
+DIAGNOSTICS = ("dir_var_student", "dir_var_teacher", "own_other")  # distill.diagnostics.NAMES
+RANKS = ("rank_student", "rank_teacher")  # distill.diagnostics.RANK_NAMES
 LOSS_FILE = "loss_terms.png"
 EVAL_FILE = "eval_metrics.png"
 PAIRING_FILE = "layer_pairing.png"
@@ -70,8 +74,10 @@ def plot_loss_terms(records: list[dict], path: str, title: str = "") -> str | No
   terms = [t for t in LOSS_TERMS if any(_number(r.get(t)) is not None for r in train)]
   if not terms:
     return None
+  diags = [t for t in DIAGNOSTICS if any(_number(r.get(t)) is not None for r in train)]
   plt = _pyplot()
-  fig, ax = plt.subplots(figsize=(7, 4.2))
+  fig, axes = plt.subplots(1, 2 if diags else 1, figsize=(12.5 if diags else 7, 4.2), squeeze=False)
+  ax = axes[0][0]
   for term in terms:
     steps, values = _series(train, term)
     ax.plot(steps, values, label=term, linewidth=2.2 if term == "loss" else 1.4,
@@ -81,6 +87,26 @@ def plot_loss_terms(records: list[dict], path: str, title: str = "") -> str | No
   ax.set_title(title or "training loss terms")
   ax.grid(alpha=0.3)
   ax.legend()
+  if diags:
+    ax = axes[0][1]
+    for term in diags:
+      steps, values = _series(train, term)
+      ax.plot(steps, values, label=term, linewidth=1.6)
+    ax.set_ylim(0, max(1.05, max(float(np.max(_series(train, t)[1], initial=0)) for t in diags) * 1.05))
+    ax.set_xlabel("step")
+    ax.set_ylabel("dir_var: 0 = one direction; own_other: 1 = no example information")
+    ax.set_title("collapse diagnostics of the intermediate term")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    ranks = [t for t in RANKS if any(_number(r.get(t)) is not None for r in train)]
+    if ranks:
+      twin = ax.twinx()
+      for term in ranks:
+        steps, values = _series(train, term)
+        twin.plot(steps, values, label=term, linestyle="--", linewidth=1.2)
+      twin.set_ylim(bottom=0)
+      twin.set_ylabel("rank (participation ratio): 1 = one axis")
+      twin.legend(loc="upper right")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

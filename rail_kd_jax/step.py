@@ -49,6 +49,10 @@ class StepSpec:
 
 
 def mapping_counter(spec: StepSpec, step: jax.Array) -> jax.Array:
+  """The counter of `mapping_key`: step // k (resample_every_steps=k > 0), the step, or the epoch."""
+  every = int(spec.dcfg.get("resample_every_steps", 0))
+  if every > 0:
+    return step // every
   if spec.dcfg.resample_every == "step":
     return step
   return step // max(1, spec.steps_per_epoch)
@@ -120,6 +124,7 @@ def _loss_fn(spec: StepSpec, params: Any, teacher: dict | None, batch: dict, map
       token_mask=mask,
       mapping=mapping,
       is_regression=spec.is_regression,
+      axis_name=AXIS,
   )
   loss, terms = spec.method.loss(params["heads"], inputs, spec.dcfg)
   return loss, terms

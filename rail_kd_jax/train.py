@@ -29,7 +29,7 @@ from rail_kd_jax import builders, metrics as metrics_lib, parallel as parallel_l
 from rail_kd_jax import checkpoint as checkpoint_lib
 from rail_kd_jax import evaluate as evaluate_lib
 from rail_kd_jax.data import loader
-from rail_kd_jax.distill import layer_sampling
+from rail_kd_jax.distill import diagnostics, layer_sampling
 from rail_kd_jax.step import current_mapping, make_eval_step, make_train_step, mapping_counter
 from rail_kd_jax.train_state import TrainState, param_count
 from rail_kd_jax.validation import ConfigError, prepare_workdir, validate_config
@@ -62,6 +62,7 @@ class Trainer:
     self.workdir = workdir
     self.par = parallel_lib.DataParallel(config.parallel, config.num_devices)
     validate_config(config, num_devices=self.par.num_devices)
+    config = builders.resolve_presets(config)  # config.json shows the values that run
     self.is_main = jax.process_index() == 0
     if self.is_main:
       with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -91,6 +92,10 @@ class Trainer:
     self.train_step = self.par.compile_train(make_train_step(self.spec))
     self.eval_step = self.par.compile_eval(make_eval_step(self.spec))
     self.writer = metrics_lib.MetricsWriter(workdir, enabled=self.is_main)
+    dcfg = self.spec.dcfg
+    self.collapse_watch = diagnostics.CollapseWatch(dcfg.method, dcfg.get("projection", ""),
+                                                    dcfg.get("collapse_threshold", 0.05),
+                                                    dcfg.get("collapse_patience", 3))
     self._nan_steps = frozenset(int(s) for s in config.train.get("debug_nan_steps", ()))
 
   # ---- checkpoints ----------------------------------------------------------------
@@ -276,6 +281,8 @@ class Trainer:
             values = self.par.unreplicate(metrics)
             values["epoch"] = epoch
             self.writer.write(step, "train", values)
+            for line in self.collapse_watch.update(step, values):
+              logging.warning("%s", line)
             progress.update(step, float(values["loss"]))  # the record holds "nan" as a string
           results = None
           if step % eval_every == 0 and step < total:

@@ -229,19 +229,30 @@ def prepare_workdir_like(name: str, path: str) -> None:
 
 def _distill(dcfg) -> None:
   from rail_kd_jax.distill import layer_sampling, methods, pooling  # pylint: disable=g-import-not-at-top
+  for old, new in methods.RENAMED.items():
+    if old in dcfg:
+      raise ConfigError(f"distill.{old} was replaced by distill.{new} (one of {', '.join(methods.PROJECTIONS)}; "
+                        f"the old 'trainable' is 'both'); set distill.{new} instead")
   _choice("distill.method", dcfg.method, tuple(methods.METHODS))
   _choice("distill.sampling", dcfg.sampling, layer_sampling.SAMPLINGS)
   _choice("distill.resample_every", dcfg.resample_every, methods.RESAMPLE_EVERY)
   _choice("distill.pooling", dcfg.pooling, pooling.POOLINGS)
   _choice("distill.distance", dcfg.distance, methods.DISTANCES)
-  _choice("distill.teacher_proj", dcfg.teacher_proj, methods.TEACHER_PROJS)
+  _choice("distill.projection", dcfg.projection, methods.PROJECTIONS)
+  _choice("distill.proj_index", dcfg.proj_index, methods.PROJ_INDEXES)
   _choice("distill.pkd_mapping", dcfg.pkd_mapping, methods.PKD_MAPPINGS)
   _choice("distill.ckd_granularity", dcfg.ckd_granularity, methods.CKD_GRANULARITIES)
+  _choice("distill.preset", dcfg.preset, methods.PRESETS)
   _positive("distill.temperature", dcfg.temperature)
+  _positive("distill.infonce_tau", dcfg.infonce_tau)
   for field in ("ce_weight", "kd_weight", "int_weight", "pkd_beta"):
     _positive(f"distill.{field}", dcfg[field], allow_zero=True)
   _in_range("distill.kd_alpha", dcfg.kd_alpha, 0, 1)
+  _in_range("distill.collapse_threshold", dcfg.collapse_threshold, 0, 1)
+  _bool("distill.center", dcfg.center)
   _int("distill.proj_dim", dcfg.proj_dim, minimum=1)
+  _int("distill.resample_every_steps", dcfg.resample_every_steps, minimum=0)
+  _int("distill.collapse_patience", dcfg.collapse_patience, minimum=0)
 
 
 def validate_config(config, num_devices: int | None = None) -> None:

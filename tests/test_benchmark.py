@@ -66,7 +66,8 @@ def _to_torch_heads(method, heads_jax, heads_torch):
 
   def put(linear, p):
     linear.weight.data = torch.from_numpy(np.asarray(p["kernel"]).T.copy())
-    linear.bias.data = torch.from_numpy(np.asarray(p["bias"]).copy())
+    if "bias" in p:
+      linear.bias.data = torch.from_numpy(np.asarray(p["bias"]).copy())
 
   for name, value in heads_jax.items():
     target = getattr(heads_torch, name)

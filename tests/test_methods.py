@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rail_kd_jax.distill import config
+from rail_kd_jax.distill import diagnostics
 from rail_kd_jax.distill import methods
 from rail_kd_jax.distill.methods import MethodInputs
 
@@ -90,7 +91,7 @@ def ref_dist(a, b, kind):
 
 
 def lin(p, v):
-  return v @ p["kernel"] + p["bias"]
+  return v @ p["kernel"] + p.get("bias", 0.0)
 
 
 def dcfg_for(name, **kw):
@@ -109,7 +110,9 @@ def check(name, dcfg, x, params, want_total, want_terms):
   total, metrics = methods.get_method(name).loss(params, x, dcfg)
   assert total.dtype == jnp.float32 and total.shape == ()
   np.testing.assert_allclose(float(total), want_total, **TOL)
-  assert set(metrics) == set(want_terms) | {"loss"}
+  if "int" in want_terms:
+    assert set(diagnostics.NAMES) <= set(metrics)
+  assert set(metrics) - set(diagnostics.NAMES + diagnostics.RANK_NAMES) == set(want_terms) | {"loss"}
   for k, v in want_terms.items():
     assert metrics[k].dtype == jnp.float32 and metrics[k].shape == ()
     np.testing.assert_allclose(float(metrics[k]), v, **TOL)
@@ -144,7 +147,8 @@ def test_pkd(pkd_mapping, teacher_layers, hs, ht, regression):
     s = np.asarray(x.student_cls[j], np.float64)
     if hs != ht:
       s = lin({k: v[j - 1] for k, v in pn["student_proj"].items()}, s)
-    per += ((unit(s) - unit(np.asarray(x.teacher_cls[t], np.float64))) ** 2).sum(-1)
+    # The PKD code's F.mse_loss of the unit vectors: a mean over pairs and features.
+    per += ((unit(s) - unit(np.asarray(x.teacher_cls[t], np.float64))) ** 2).mean(-1) / (M - 1)
   pt = wmean(per, x.example_mask)
   ce, kd = ref_ce(x), ref_kd(x, 2.0)
   check("pkd", d, x, p, 0.6 * ce + 0.4 * kd + 1.5 * pt, {"ce": ce, "kd": kd, "int": pt})
@@ -175,68 +179,144 @@ def test_alp_kd(hs, ht, regression):
 @pytest.mark.parametrize("granularity", ["pooled", "token"])
 @pytest.mark.parametrize("pool", ["mean", "cls"])
 def test_ckd(granularity, pool):
+  """The authors' form: student layer j projected up to group j's concatenated width, both
+  sides unit-normalised, squared L2 summed over groups; token: mean over real tokens."""
   hs, ht = 8, 12
   x = make_inputs(hs, ht)
   d = dcfg_for("ckd", ckd_granularity=granularity, pooling=pool)
   p = heads("ckd", d, hs, ht)
   pn = np_tree(p)
   groups = [[1, 2, 3], [4, 5], [6, 7]]  # N=7 into M=3, larger groups first
-  assert [pn["teacher_proj"][f"group_{j}"]["kernel"].shape[0] for j in (1, 2, 3)] == [36, 24, 24]
-  tok = np.asarray(x.token_mask, np.float64)
-  per = np.zeros(B)
+  assert [pn["student_proj"][f"group_{j}"]["kernel"].shape for j in (1, 2, 3)] == [(8, 36), (8, 24), (8, 24)]
+  tok = np.asarray(x.token_mask, np.float64) * np.asarray(x.example_mask, np.float64)[:, None]
+  per = 0.0
   for j, g in enumerate(groups, start=1):
     if granularity == "token":
       s = np.asarray(x.student_hidden[j], np.float64)
       cat = np.concatenate([np.asarray(x.teacher_hidden[i], np.float64) for i in g], -1)
-      err = ((s - lin(pn["teacher_proj"][f"group_{j}"], cat)) ** 2).mean(-1)  # [B, T]
-      per += (err * tok).sum(-1) / tok.sum(-1) / M
     else:
       src_s = x.student_pooled if pool == "mean" else x.student_cls
       src_t = x.teacher_pooled if pool == "mean" else x.teacher_cls
       cat = np.concatenate([np.asarray(src_t[i], np.float64) for i in g], -1)
       s = np.asarray(src_s[j], np.float64)
-      per += ((s - lin(pn["teacher_proj"][f"group_{j}"], cat)) ** 2).mean(-1) / M
-  inter = wmean(per, x.example_mask)
+    per = per + ((unit(lin(pn["student_proj"][f"group_{j}"], s)) - unit(cat)) ** 2).sum(-1)  # [B] or [B, T]
+  if granularity == "token":
+    inter = float((per * tok).sum() / tok.sum())
+  else:
+    inter = wmean(per, x.example_mask)
   ce, kd = ref_ce(x), ref_kd(x, 2.0)
   check("ckd", d, x, p, 0.2 * ce + 0.3 * kd + 0.5 * inter, {"ce": ce, "kd": kd, "int": inter})
 
 
+def np_center(v, w):
+  """v [B, D] minus its mean over the examples with w > 0."""
+  keep = np.asarray(w) > 0
+  return v - v[keep].mean(0, keepdims=True)
+
+
+def np_infonce(a, b, w, tau):
+  """[B]: -log softmax_j(cos(a_i, b_j) / tau)[i], j over real examples (and i itself)."""
+  logits = unit(a) @ unit(b).T / tau
+  allowed = (np.asarray(w) > 0)[None, :] | np.eye(len(a), dtype=bool)
+  logits = np.where(allowed, logits, -np.inf)
+  mx = logits.max(-1, keepdims=True)
+  lse = mx[:, 0] + np.log(np.exp(logits - mx).sum(-1))
+  return lse - np.diag(logits)
+
+
+def ref_rail_dist(a, b, dcfg, w):
+  if dcfg.distance == "infonce":
+    return np_infonce(a, b, w, dcfg.infonce_tau)
+  return ref_dist(a, b, dcfg.distance)
+
+
 def ref_rail(name, x, pn, dcfg):
+  """NumPy RAIL-KD: pairs, optional centring, the maps of `dcfg.projection`, distance."""
   s_all = np.asarray(x.student_pooled if dcfg.pooling == "mean" else x.student_cls, np.float64)
   t_all = np.asarray(x.teacher_pooled if dcfg.pooling == "mean" else x.teacher_cls, np.float64)
   s = [s_all[j] for j in range(1, M + 1)]
   t = [t_all[int(i)] for i in np.asarray(x.mapping)]
-  tkey = "frozen_teacher_proj" if dcfg.teacher_proj == "frozen_random" else "teacher_proj"
-  if name == "rail_l":
-    per = np.zeros(B)
-    for j in range(M):
-      a, b = s[j], t[j]
-      if dcfg.teacher_proj != "none":
-        a = lin({k: v[j] for k, v in pn["student_proj"].items()}, a)
-        b = lin({k: v[j] for k, v in pn[tkey].items()}, b)
-      per += ref_dist(a, b, dcfg.distance) / M
+  w = x.example_mask
+  tkey = "frozen_teacher_proj" if dcfg.projection == "frozen_random" else "teacher_proj"
+  if name == "rail_c":
+    s, t, index = [np.concatenate(s, -1)], [np.concatenate(t, -1)], [0]
+  elif dcfg.proj_index == "teacher_layer":
+    index = [int(i) - 1 for i in np.asarray(x.mapping)]
   else:
-    a, b = np.concatenate(s, -1), np.concatenate(t, -1)
-    if dcfg.teacher_proj != "none":
-      a, b = lin(pn["student_proj"], a), lin(pn[tkey], b)
-    per = ref_dist(a, b, dcfg.distance)
-  return wmean(per, x.example_mask)
+    index = list(range(M))
+  per = np.zeros(B)
+  for k, (a, b) in zip(index, zip(s, t)):
+    if dcfg.center:
+      a, b = np_center(a, w), np_center(b, w)
+    if dcfg.projection != "none":
+      a = lin({n: v[k] for n, v in pn["student_proj"].items()}, a)
+      if dcfg.projection != "student_to_teacher":
+        b = lin({n: v[k] for n, v in pn[tkey].items()}, b)
+    per += ref_rail_dist(a, b, dcfg, w) / len(s)
+  return wmean(per, w)
+
+
+RAIL_OPTIONS = [
+    dict(projection="student_to_teacher"), dict(projection="both"), dict(projection="frozen_random"),
+    dict(projection="none", hs=8), dict(projection="student_to_teacher", center=True),
+    dict(projection="both", center=True), dict(projection="both", distance="infonce"),
+    dict(projection="student_to_teacher", distance="infonce", infonce_tau=0.5),
+    dict(projection="student_to_teacher", proj_index="teacher_layer"),
+    dict(projection="both", proj_index="teacher_layer", center=True),
+]
 
 
 @pytest.mark.parametrize("name", ["rail_l", "rail_c"])
 @pytest.mark.parametrize("distance", ["sq_l2", "cosine", "mse"])
-@pytest.mark.parametrize("teacher_proj,hs,ht", [
-    ("trainable", 8, 12), ("frozen_random", 8, 12), ("none", 8, 8)])
-def test_rail(name, distance, teacher_proj, hs, ht):
+@pytest.mark.parametrize("projection,hs,ht", [
+    ("student_to_teacher", 8, 12), ("frozen_random", 8, 12), ("none", 8, 8)])
+def test_rail(name, distance, projection, hs, ht):
   x = make_inputs(hs, ht)
-  d = dcfg_for(name, distance=distance, teacher_proj=teacher_proj, proj_dim=16)
+  d = dcfg_for(name, distance=distance, projection=projection, proj_dim=16)
   methods.validate(d, M, N, hs, ht)
   p = heads(name, d, hs, ht)
-  if teacher_proj == "none":
+  if projection == "none":
     assert p == {}
   inter = ref_rail(name, x, np_tree(p), d)
   ce, kd = ref_ce(x), ref_kd(x, 2.0)
   check(name, d, x, p, 0.2 * ce + 0.3 * kd + 0.5 * inter, {"ce": ce, "kd": kd, "int": inter})
+
+
+@pytest.mark.parametrize("name", ["rail_l", "rail_c"])
+@pytest.mark.parametrize("options", RAIL_OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_rail_projection_options(name, options):
+  """Every projection option, centring, InfoNCE and teacher-layer maps against NumPy."""
+  options = dict(options)
+  hs = options.pop("hs", 8)
+  ht = 8 if options["projection"] == "none" else 12
+  x = make_inputs(hs, ht)
+  d = dcfg_for(name, proj_dim=16, **options)
+  methods.validate(d, M, N, hs, ht)
+  p = heads(name, d, hs, ht)
+  if d.center:
+    assert not any("bias" in str(path) for path, _ in jax.tree_util.tree_leaves_with_path(p))
+  count = 1 if name == "rail_c" else (N if d.proj_index == "teacher_layer" else M)
+  for leaf in jax.tree.leaves(p):
+    assert leaf.shape[0] == count
+  inter = ref_rail(name, x, np_tree(p), d)
+  ce, kd = ref_ce(x), ref_kd(x, 2.0)
+  check(name, d, x, p, 0.2 * ce + 0.3 * kd + 0.5 * inter, {"ce": ce, "kd": kd, "int": inter})
+
+
+def test_rail_diagnostics_read_the_compared_vectors():
+  x = make_inputs(8, 12)
+  d = dcfg_for("rail_l", projection="student_to_teacher")
+  p = heads("rail_l", d, 8, 12)
+  pn = np_tree(p)
+  s_all, t_all = np.asarray(x.student_pooled, np.float64), np.asarray(x.teacher_pooled, np.float64)
+  s = np.stack([lin({n: v[j] for n, v in pn["student_proj"].items()}, s_all[j + 1]) for j in range(M)])
+  t = np.stack([t_all[int(i)] for i in x.mapping])
+  want = diagnostics.collapse_stats([(jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32))],
+                                    x.example_mask)
+  _, got = methods.rail_l_loss(p, x, d)
+  assert set(want) == set(diagnostics.NAMES + diagnostics.RANK_NAMES)
+  for k in want:
+    np.testing.assert_allclose(float(got[k]), float(want[k]), **TOL)
 
 
 @pytest.mark.parametrize("name", ["rail_l", "rail_c"])
@@ -251,16 +331,19 @@ def test_rail_regression_cls_pooling(name):
 
 def test_default_config_head_shapes_and_weights():
   d = config.default_distill_config()
-  assert d.method == "rail_l" and d.proj_dim == 128 and d.temperature == 1.0
+  assert d.method == "rail_l" and d.projection == "student_to_teacher" and d.temperature == 1.0
   assert d.ce_weight == d.kd_weight == d.int_weight == pytest.approx(1 / 3)
   methods.validate(d, M, N, 8, 12)
+  p = methods.METHODS["rail_l"].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N)
+  assert set(p) == {"student_proj"} and p["student_proj"]["kernel"].shape == (M, 8, 12)
+  d.projection = "both"
   p = methods.METHODS["rail_l"].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N)
   assert p["student_proj"]["kernel"].shape == (M, 8, 128)
   assert p["teacher_proj"]["kernel"].shape == (M, 12, 128)
   d.method = "rail_c"
   p = methods.METHODS["rail_c"].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N)
-  assert p["student_proj"]["kernel"].shape == (M * 8, 128)
-  assert p["teacher_proj"]["kernel"].shape == (M * 12, 128)
+  assert p["student_proj"]["kernel"].shape == (1, M * 8, 128)
+  assert p["teacher_proj"]["kernel"].shape == (1, M * 12, 128)
   for name in ("none", "kd"):
     assert methods.METHODS[name].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N) == {}
   flags = {k: (m.needs_teacher, m.uses_mapping) for k, m in methods.METHODS.items()}
@@ -314,8 +397,10 @@ def test_get_method_unknown():
 
 
 @pytest.mark.parametrize("name,kw", [
-    ("kd", {}), ("pkd", {}), ("alp_kd", {}), ("ckd", {}), ("ckd", {"ckd_granularity": "token"}),
-    ("rail_l", {}), ("rail_c", {}), ("rail_l", {"distance": "mse"})])
+    ("kd", {}), ("pkd", {}), ("alp_kd", {}), ("ckd", {}), ("ckd", {"ckd_granularity": "pooled"}),
+    ("rail_l", {}), ("rail_c", {}), ("rail_l", {"distance": "mse"}), ("rail_l", {"projection": "both"}),
+    ("rail_l", {"projection": "both", "distance": "infonce"}), ("rail_c", {"center": True}),
+    ("rail_l", {"proj_index": "teacher_layer"})])
 def test_gradients_reach_student_and_heads(name, kw):
   x = jax.tree.map(jnp.asarray, make_inputs(8, 12))
   d = dcfg_for(name, proj_dim=16, **kw)
@@ -333,7 +418,7 @@ def test_gradients_reach_student_and_heads(name, kw):
     assert float(jnp.abs(leaf).max()) > 0
   assert float(jnp.abs(gs["student_logits"]).max()) > 0
   used = {"pkd": "student_cls", "alp_kd": "student_cls", "kd": None}.get(name, "student_pooled")
-  if kw.get("ckd_granularity") == "token":
+  if name == "ckd" and kw.get("ckd_granularity", "token") == "token":
     used = "student_hidden"
   if used:
     assert float(jnp.abs(gs[used]).max()) > 0
@@ -344,7 +429,7 @@ def test_gradients_reach_student_and_heads(name, kw):
 @pytest.mark.parametrize("name", ["rail_l", "rail_c"])
 def test_frozen_random_teacher_projection_gets_zero_gradient(name):
   x = jax.tree.map(jnp.asarray, make_inputs(8, 12))
-  d = dcfg_for(name, teacher_proj="frozen_random", proj_dim=16)
+  d = dcfg_for(name, projection="frozen_random", proj_dim=16)
   p = heads(name, d, 8, 12)
   assert set(p) == {"student_proj", "frozen_teacher_proj"}
   g = jax.grad(lambda p: methods.METHODS[name].loss(p, x, d)[0])(p)
@@ -372,12 +457,20 @@ def test_frozen_random_teacher_projection_gets_zero_gradient(name):
     ({"sampling": "random"}, 3, 7, None, "distill.sampling='random'.*uniform"),
     ({"pooling": "max"}, 3, 7, None, "distill.pooling='max'.*mean"),
     ({"distance": "l1"}, 3, 7, None, "distill.distance='l1'.*sq_l2"),
-    ({"teacher_proj": "shared"}, 3, 7, None, "distill.teacher_proj='shared'.*trainable"),
+    ({"projection": "shared"}, 3, 7, None, "distill.projection='shared'.*student_to_teacher"),
+    ({"teacher_proj": "none"}, 3, 7, None, "distill.teacher_proj was replaced by distill.projection"),
+    ({"projection": "both", "distance": "mse"}, 3, 7, None, "distance='mse' with distill.projection='both'"),
+    ({"projection": "both", "distance": "mse", "center": True}, 3, 7, None, "exact zero"),
+    ({"proj_index": "pair"}, 3, 7, None, "distill.proj_index='pair'"),
+    ({"infonce_tau": 0.0}, 3, 7, None, "distill.infonce_tau=0.0"),
+    ({"resample_every_steps": -1}, 3, 7, None, "distill.resample_every_steps=-1"),
+    ({"preset": "tuned"}, 3, 7, None, "distill.preset='tuned'"),
+    ({"preset": "paper", "temperature": 3.0}, 3, 7, None, "distill.temperature=3.0 conflicts with"),
     ({"resample_every": "batch"}, 3, 7, None, "distill.resample_every='batch'.*epoch"),
     ({"pkd_mapping": "middle"}, 3, 7, None, "distill.pkd_mapping='middle'.*skip"),
     ({"ckd_granularity": "layer"}, 3, 7, None, "distill.ckd_granularity='layer'"),
-    ({"teacher_proj": "none"}, 3, 7, (8, 12), "distill.teacher_proj='none'.*equal widths"),
-    ({"method": "rail_c", "teacher_proj": "none"}, 3, 7, (8, 12), "distill.teacher_proj='none'"),
+    ({"projection": "none"}, 3, 7, (8, 12), "distill.projection='none'.*equal widths"),
+    ({"method": "rail_c", "projection": "none"}, 3, 7, (8, 12), "distill.projection='none'"),
     ({"proj_dim": 0}, 3, 7, None, "distill.proj_dim=0"),
     ({"proj_dim": -4}, 3, 7, None, "distill.proj_dim=-4"),
     ({"temperature": 0.0}, 3, 7, None, "distill.temperature=0.0"),
@@ -402,7 +495,49 @@ def test_validate_accepts_good_configs():
   methods.validate(d, 6, 6)
   d.sampling, d.fixed_layers = "fixed", (2, 4, 6)
   methods.validate(d, 3, 6)
-  d.teacher_proj = "none"
+  d.projection = "none"
   methods.validate(d, 3, 6, 384, 384)
+  d.projection, d.distance = "both", "infonce"
+  assert methods.validate(d, 3, 6, 384, 768) == []
+  d.distance = "sq_l2"
+  (line,) = methods.validate(d, 3, 6, 384, 768)
+  assert "trivial minimiser" in line and "center=True" in line
+  d.center = True
+  assert methods.validate(d, 3, 6, 384, 768) == []
   d.method = "kd"
   methods.validate(d, 8, 6, 384, 768)  # kd pairs no layers: M > N is fine
+
+
+def test_resampling_warning_counts_the_mappings():
+  d = config.default_distill_config()
+  (line,) = methods.resampling_warnings(d, 6, 12, total_steps=300, steps_per_epoch=200)
+  assert "at most 2 distinct layer mapping(s) of the 924 possible" in line
+  assert methods.resampling_warnings(d, 6, 12, total_steps=400, steps_per_epoch=200) == []
+  d.resample_every_steps = 10
+  assert methods.resampling_warnings(d, 6, 12, total_steps=300, steps_per_epoch=200) == []
+  d.resample_every_steps, d.method = 0, "kd"
+  assert methods.resampling_warnings(d, 6, 12, total_steps=300, steps_per_epoch=200) == []
+
+
+def test_resample_every_steps_counter():
+  from rail_kd_jax import step as step_lib
+  d = config.default_distill_config()
+  d.resample_every_steps = 5
+  spec = type("Spec", (), {"dcfg": d, "steps_per_epoch": 100})()
+  assert [int(step_lib.mapping_counter(spec, s)) for s in (0, 4, 5, 14, 15)] == [0, 0, 1, 2, 3]
+  d.resample_every_steps = 0
+  assert int(step_lib.mapping_counter(spec, 250)) == 2
+
+
+@pytest.mark.parametrize("name", list(methods.PAPER_PRESETS))
+def test_paper_preset_sets_the_published_values(name):
+  d = config.default_distill_config()
+  d.method, d.preset = name, "paper"
+  out = methods.apply_preset(d)
+  for field, value in methods.PAPER_PRESETS[name].items():
+    assert out[field] == pytest.approx(value)
+  assert out.proj_dim == d.proj_dim and out.projection == d.projection
+  again = methods.apply_preset(out)  # idempotent
+  assert again.to_dict() == out.to_dict()
+  d.preset = "uniform"
+  assert methods.apply_preset(d).to_dict() == d.to_dict()

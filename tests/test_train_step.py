@@ -108,7 +108,7 @@ def test_grad_accumulation_matches_full_batch(teacher_dir, tmp_path):
 
 
 def test_teacher_params_never_change_and_frozen_heads_stay(teacher_dir, tmp_path):
-  config = _distill_config(teacher_dir, "rail_l", num_devices=1, **{"distill.teacher_proj": "frozen_random",
+  config = _distill_config(teacher_dir, "rail_l", num_devices=1, **{"distill.projection": "frozen_random",
                                                                      "optim.weight_decay": 0.1})
   trainer = train.Trainer(config, str(tmp_path))
   teacher_before = jax.tree.map(np.asarray, trainer.run.teacher_params)

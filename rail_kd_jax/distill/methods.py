@@ -7,7 +7,8 @@ uses_mapping)`:
   loss(head_params, inputs: MethodInputs, dcfg) -> (scalar, {name: scalar})
 
 The metrics dict holds every term by name ('ce', 'kd', 'int' where the method
-has it) and the total as 'loss', all float32 scalars. Per-example terms are
+has it), the collapse diagnostics of the intermediate term (`diagnostics.NAMES`)
+and the total as 'loss', all float32 scalars. Per-example terms are
 averaged over real examples (`example_mask`), so padded examples of a last
 partial batch never count. Teacher inputs are wrapped in `stop_gradient`.
 
@@ -15,6 +16,7 @@ Layer indexing: `*_pooled`, `*_cls` and `*_hidden` have the embedding output at
 index 0 and layer j at index j; student layers are 1..M, teacher layers 1..N.
 """
 
+import math
 from typing import Any, Callable, NamedTuple
 
 import flax.struct
@@ -22,6 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rail_kd_jax.distill import compare
+from rail_kd_jax.distill.config import RENAMED
+from rail_kd_jax.distill import diagnostics
 from rail_kd_jax.distill import layer_sampling
 from rail_kd_jax.distill import pooling as pooling_lib
 from rail_kd_jax.distill import projections
@@ -29,12 +34,14 @@ from rail_kd_jax.distill import projections
 Array = Any
 
 RESAMPLE_EVERY = ("step", "epoch")
-DISTANCES = ("sq_l2", "cosine", "mse")
-TEACHER_PROJS = ("trainable", "frozen_random", "none")
+DISTANCES = compare.DISTANCES
+PROJECTIONS = ("student_to_teacher", "both", "frozen_random", "none")
+PROJ_INDEXES = ("slot", "teacher_layer")
 PKD_MAPPINGS = ("skip", "last")
-CKD_GRANULARITIES = ("pooled", "token")
+CKD_GRANULARITIES = ("token", "pooled")
+PRESETS = ("uniform", "paper")
 FROZEN_PREFIX = "frozen_"
-_EPS = 1e-12  # floor on the squared norm when normalising: zero vectors stay zero
+RAIL = ("rail_l", "rail_c")
 
 
 @flax.struct.dataclass
@@ -55,6 +62,9 @@ class MethodInputs:
     token_mask: `[B, T]` attention mask or None.
     mapping: int32 `[M]` from `layer_sampling.make_mapping` (rail_*), may be traced.
     is_regression: static; True for a one-output regression task (STS-B).
+    axis_name: static; the device axis the batch is split over (the step passes
+      `step.AXIS`), or None when this call sees the whole batch. Centring,
+      InfoNCE and the collapse diagnostics reduce over it.
   If a pooled/cls field is None but the hidden states and token_mask are
   given, the method pools them itself.
   """
@@ -71,6 +81,7 @@ class MethodInputs:
   token_mask: Array = None
   mapping: Array = None
   is_regression: bool = flax.struct.field(pytree_node=False, default=False)
+  axis_name: Any = flax.struct.field(pytree_node=False, default=None)
 
 
 class Method(NamedTuple):
@@ -126,20 +137,8 @@ def kd_per_example(inputs: MethodInputs, temperature: float):
   return temperature**2 * kl
 
 
-def l2_normalize(x):
-  x = x.astype(jnp.float32)
-  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), _EPS))
-
-
-def distance(a, b, kind: str):
-  """Per-vector distance over the last axis: `[..., D] x [..., D] -> [...]`."""
-  if kind == "sq_l2":
-    return jnp.sum(jnp.square(l2_normalize(a) - l2_normalize(b)), axis=-1)
-  if kind == "cosine":
-    return 1.0 - jnp.sum(l2_normalize(a) * l2_normalize(b), axis=-1)
-  if kind == "mse":
-    return jnp.mean(jnp.square(a.astype(jnp.float32) - b.astype(jnp.float32)), axis=-1)
-  raise ValueError(f"distill.distance={kind!r} is not valid; choose one of {DISTANCES}.")
+l2_normalize = compare.l2_normalize
+distance = compare.distance
 
 
 def _states(inputs: MethodInputs, side: str, kind: str):
@@ -166,9 +165,9 @@ def _ce_kd_metrics(inputs, dcfg, with_kd=True):
   return ce, kd
 
 
-def _weighted_total(dcfg, ce, kd, inter):
+def _weighted_total(dcfg, ce, kd, inter, diag):
   total = dcfg.ce_weight * ce + dcfg.kd_weight * kd + dcfg.int_weight * inter
-  return total, {"ce": ce, "kd": kd, "int": inter, "loss": total}
+  return total, {"ce": ce, "kd": kd, "int": inter, **diag, "loss": total}
 
 
 def _no_heads(key, dcfg, student_dim, teacher_dim, M, N):
@@ -223,7 +222,9 @@ def pkd_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
 
 
 def pkd_loss(head_params, inputs: MethodInputs, dcfg):
-  """(1 - a) CE + a KD + beta * sum_{j<M} ||s_j/|s_j| - t_j/|t_j|||^2 (first tokens)."""
+  """(1 - a) CE + a KD + beta * L_PT, L_PT = mean over the M-1 pairs and the H features of
+  (s_j/|s_j| - t_j/|t_j|)^2 on first-token vectors: the PKD authors' `F.mse_loss` of the
+  normalised vectors (src/KD_loss.py), so `beta` reads on their grid {10, 100, 500, 1000}."""
   ce, kd = _ce_kd_metrics(inputs, dcfg)
   s = _states(inputs, "student", "cls")
   t = _states(inputs, "teacher", "cls")
@@ -234,12 +235,14 @@ def pkd_loss(head_params, inputs: MethodInputs, dcfg):
     if "student_proj" in head_params:
       s = projections.linear_stack(head_params["student_proj"], s)
     t = t[np.asarray(layers)]
-    pt = masked_mean(jnp.sum(distance(s, t, "sq_l2"), axis=0), inputs.example_mask)
+    per_example = jnp.mean(distance(s, t, "sq_l2"), axis=0) / s.shape[-1]
+    pt = masked_mean(per_example, inputs.example_mask)
+    diag = diagnostics.collapse_stats([(s, t)], inputs.example_mask, inputs.axis_name)
   else:
-    pt = jnp.zeros((), jnp.float32)
+    pt, diag = jnp.zeros((), jnp.float32), {}
   a = dcfg.kd_alpha
   total = (1.0 - a) * ce + a * kd + dcfg.pkd_beta * pt
-  return total, {"ce": ce, "kd": kd, "int": pt, "loss": total}
+  return total, {"ce": ce, "kd": kd, "int": pt, **diag, "loss": total}
 
 
 # ----------------------------------------------------------------------------
@@ -266,7 +269,8 @@ def alp_kd_loss(head_params, inputs: MethodInputs, dcfg):
   context = jnp.einsum("bmn,nbh->mbh", weights, t)
   per_example = jnp.mean(distance(s, context, "mse"), axis=0)  # mean over M
   inter = masked_mean(per_example, inputs.example_mask)
-  return _weighted_total(dcfg, ce, kd, inter)
+  diag = diagnostics.collapse_stats([(s, context)], inputs.example_mask, inputs.axis_name)
+  return _weighted_total(dcfg, ce, kd, inter, diag)
 
 
 # ----------------------------------------------------------------------------
@@ -274,17 +278,25 @@ def alp_kd_loss(head_params, inputs: MethodInputs, dcfg):
 
 
 def ckd_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
-  """Per group j (1..M) a linear map from the concatenated group to the student width."""
+  """Per group j (1..M) a linear map of student layer j up to the group's concatenated
+  width (k_j * Ht), as the authors' `Linear(H, k*H)`."""
   del dcfg
   bounds = layer_sampling.block_bounds(N, M)
   keys = jax.random.split(key, M)
-  return {"teacher_proj": {
-      f"group_{j + 1}": projections.init_linear(keys[j], (hi - lo) * teacher_dim, student_dim)
+  return {"student_proj": {
+      f"group_{j + 1}": projections.init_linear(keys[j], student_dim, (hi - lo) * teacher_dim)
       for j, (lo, hi) in enumerate(bounds)}}
 
 
 def ckd_loss(head_params, inputs: MethodInputs, dcfg):
-  """Teacher groups concatenated, projected to Hs, MSE to the student layer."""
+  """Student layer j projected up to the concatenated teacher group j; both sides
+  L2-normalised; squared L2 distance summed over the M groups, as the authors' code
+  (CKD_pytorch utils/loss.py: MSELoss(reduction='none') summed over layers and features).
+
+  token (the authors'): per real token, averaged over the batch's real tokens (their
+  `normalization: tokens`); pooled: one vector per example (`dcfg.pooling`), averaged
+  over the real examples.
+  """
   ce, kd = _ce_kd_metrics(inputs, dcfg)
   token = dcfg.ckd_granularity == "token"
   if token:
@@ -292,59 +304,77 @@ def ckd_loss(head_params, inputs: MethodInputs, dcfg):
       raise ValueError("distill.ckd_granularity='token' needs student_hidden and teacher_hidden.")
     s = jnp.asarray(inputs.student_hidden, jnp.float32)  # [M+1, B, T, Hs]
     t = _sg(inputs.teacher_hidden)  # [N+1, B, T, Ht]
+    mask = inputs.token_mask
+    mask = jnp.ones(s.shape[1:3], jnp.float32) if mask is None else (jnp.asarray(mask) > 0)
+    mask = mask.astype(jnp.float32)  # [B, T]
   else:
     s = _states(inputs, "student", dcfg.pooling)  # [M+1, B, Hs]
     t = _states(inputs, "teacher", dcfg.pooling)  # [N+1, B, Ht]
   m, n = s.shape[0] - 1, t.shape[0] - 1
-  per_layer = []
+  per_group, pairs = [], []
   for j, (lo, hi) in enumerate(layer_sampling.block_bounds(n, m)):
-    group = jnp.concatenate([t[i] for i in range(lo, hi)], axis=-1)
-    target = projections.linear(head_params["teacher_proj"][f"group_{j + 1}"], group)
-    per_layer.append(distance(s[j + 1], target, "mse"))  # [B] or [B, T]
-  d = jnp.mean(jnp.stack(per_layer), axis=0)
+    target = jnp.concatenate([t[i] for i in range(lo, hi)], axis=-1)  # [B(, T), k*Ht]
+    pred = projections.linear(head_params["student_proj"][f"group_{j + 1}"], s[j + 1])
+    per_group.append(distance(pred, target, "sq_l2"))  # [B] or [B, T]
+    if token:
+      flat = lambda x: x.reshape(1, -1, x.shape[-1])
+      pairs.append((flat(pred), flat(target)))
+    else:
+      pairs.append((pred, target))
+  d = jnp.sum(jnp.stack(per_group), axis=0)  # [B] or [B, T]
   if token:
-    mask = inputs.token_mask
-    mask = jnp.ones(d.shape, jnp.float32) if mask is None else (jnp.asarray(mask) > 0)
-    mask = mask.astype(jnp.float32)
-    d = jnp.sum(d * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
-  inter = masked_mean(d, inputs.example_mask)
-  return _weighted_total(dcfg, ce, kd, inter)
+    em = jnp.ones(mask.shape[:1]) if inputs.example_mask is None else inputs.example_mask
+    weights = (mask * (jnp.asarray(em)[:, None] > 0)).reshape(-1)  # real tokens of real examples
+    inter = masked_mean(d.reshape(-1), weights)
+  else:
+    weights = inputs.example_mask
+    inter = masked_mean(d, weights)
+  diag = diagnostics.collapse_stats(pairs, weights, inputs.axis_name, rank=not token)
+  return _weighted_total(dcfg, ce, kd, inter, diag)
 
 
 # ----------------------------------------------------------------------------
 # RAIL-KD (Haidar et al. 2022).
+#
+# The projection options (docs/METHODS.md, "RAIL-KD"):
+#   student_to_teacher  the student vector mapped to the teacher's width and compared
+#                       with the raw teacher vector: a fixed target (the default);
+#   both                one trainable map per side to proj_dim (the paper's literal
+#                       form; collapses without center or infonce);
+#   frozen_random       as both, the teacher's map drawn once and never trained;
+#   none                raw vectors on both sides (equal widths).
+# center=True subtracts each side's stop-gradient global-batch mean first and drops
+# the biases; proj_index='teacher_layer' (rail_l) indexes the maps by the paired
+# teacher layer instead of by the student slot.
 
 
 def _teacher_proj_key(dcfg):
-  return FROZEN_PREFIX + "teacher_proj" if dcfg.teacher_proj == "frozen_random" else "teacher_proj"
+  return FROZEN_PREFIX + "teacher_proj" if dcfg.projection == "frozen_random" else "teacher_proj"
 
 
-def _teacher_proj_params(head_params, dcfg):
-  if dcfg.teacher_proj == "frozen_random":
-    return jax.lax.stop_gradient(head_params[FROZEN_PREFIX + "teacher_proj"])
-  return head_params["teacher_proj"]
+def _rail_heads(key, dcfg, din_s, din_t, count):
+  """`count` maps per side (stacked); shapes by `dcfg.projection`."""
+  if dcfg.projection == "none":
+    return {}
+  ks, kt = jax.random.split(key)
+  bias = not dcfg.center
+  if dcfg.projection == "student_to_teacher":
+    return {"student_proj": projections.init_linear_stack(ks, count, din_s, din_t, bias=bias)}
+  u = dcfg.proj_dim
+  return {"student_proj": projections.init_linear_stack(ks, count, din_s, u, bias=bias),
+          _teacher_proj_key(dcfg): projections.init_linear_stack(kt, count, din_t, u, bias=bias)}
 
 
 def rail_l_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
-  """Per pair j: student Hs->u and teacher Ht->u linear maps (none: no params)."""
-  del N
-  if dcfg.teacher_proj == "none":
-    return {}
-  ks, kt = jax.random.split(key)
-  u = dcfg.proj_dim
-  return {"student_proj": projections.init_linear_stack(ks, M, student_dim, u),
-          _teacher_proj_key(dcfg): projections.init_linear_stack(kt, M, teacher_dim, u)}
+  """Per student slot (or per teacher layer, `proj_index`) the maps of `dcfg.projection`."""
+  count = N if dcfg.proj_index == "teacher_layer" else M
+  return _rail_heads(key, dcfg, student_dim, teacher_dim, count)
 
 
 def rail_c_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
-  """One student M*Hs->u and one teacher M*Ht->u linear map (none: no params)."""
+  """One map per side of the concatenated M layers (a stack of 1)."""
   del N
-  if dcfg.teacher_proj == "none":
-    return {}
-  ks, kt = jax.random.split(key)
-  u = dcfg.proj_dim
-  return {"student_proj": projections.init_linear(ks, M * student_dim, u),
-          _teacher_proj_key(dcfg): projections.init_linear(kt, M * teacher_dim, u)}
+  return _rail_heads(key, dcfg, M * student_dim, M * teacher_dim, 1)
 
 
 def _rail_pairs(inputs: MethodInputs, dcfg):
@@ -355,34 +385,54 @@ def _rail_pairs(inputs: MethodInputs, dcfg):
   return s, t
 
 
+def _rail_project(head_params, dcfg, s, t, index=None):
+  """Projects `s, t [K, B, D]` with the maps of `dcfg.projection`; `index [K]` picks maps
+  of a larger stack (traced indices are fine)."""
+  if dcfg.projection == "none":
+    return s, t
+  pick = (lambda p: p) if index is None else (lambda p: projections.take(p, index))
+  s = projections.linear_stack(pick(head_params["student_proj"]), s)
+  if dcfg.projection == "student_to_teacher":
+    return s, t
+  tp = head_params[_teacher_proj_key(dcfg)]
+  if dcfg.projection == "frozen_random":
+    tp = jax.lax.stop_gradient(tp)
+  return s, projections.linear_stack(pick(tp), t)
+
+
+def _rail_compare(head_params, inputs: MethodInputs, dcfg, s, t, index=None):
+  w, axis = inputs.example_mask, inputs.axis_name
+  if dcfg.center:
+    s, t = compare.center(s, w, axis), compare.center(t, w, axis)
+  s, t = _rail_project(head_params, dcfg, s, t, index)
+  d = compare.distance(s, t, dcfg.distance, w, axis, dcfg.infonce_tau)  # [K, B]
+  inter = masked_mean(jnp.mean(d, axis=0), w)
+  return inter, diagnostics.collapse_stats([(s, t)], w, axis)
+
+
 def rail_l_loss(head_params, inputs: MethodInputs, dcfg):
-  """Mean over pairs j of d(P_s^j s_j, P_t^j t_{mapping[j]})."""
+  """Mean over pairs j of d(P_s^j s_j, P_t^j t_{mapping[j]}) (maps by `dcfg.projection`)."""
   ce, kd = _ce_kd_metrics(inputs, dcfg)
   s, t = _rail_pairs(inputs, dcfg)
-  if dcfg.teacher_proj != "none":
-    s = projections.linear_stack(head_params["student_proj"], s)
-    t = projections.linear_stack(_teacher_proj_params(head_params, dcfg), t)
-  per_example = jnp.mean(distance(s, t, dcfg.distance), axis=0)
-  inter = masked_mean(per_example, inputs.example_mask)
-  return _weighted_total(dcfg, ce, kd, inter)
+  index = None
+  if dcfg.proj_index == "teacher_layer":
+    index = jnp.asarray(inputs.mapping, jnp.int32) - 1
+  inter, diag = _rail_compare(head_params, inputs, dcfg, s, t, index)
+  return _weighted_total(dcfg, ce, kd, inter, diag)
 
 
 def _concat_layers(x):
-  """`[M, B, H] -> [B, M*H]`, layer 1's features first."""
+  """`[M, B, H] -> [1, B, M*H]`, layer 1's features first."""
   m, b, h = x.shape
-  return jnp.transpose(x, (1, 0, 2)).reshape(b, m * h)
+  return jnp.transpose(x, (1, 0, 2)).reshape(1, b, m * h)
 
 
 def rail_c_loss(head_params, inputs: MethodInputs, dcfg):
   """d(P_s [s_1;..;s_M], P_t [t_1;..;t_M]) on the concatenated vectors."""
   ce, kd = _ce_kd_metrics(inputs, dcfg)
   s, t = _rail_pairs(inputs, dcfg)
-  s, t = _concat_layers(s), _concat_layers(t)
-  if dcfg.teacher_proj != "none":
-    s = projections.linear(head_params["student_proj"], s)
-    t = projections.linear(_teacher_proj_params(head_params, dcfg), t)
-  inter = masked_mean(distance(s, t, dcfg.distance), inputs.example_mask)
-  return _weighted_total(dcfg, ce, kd, inter)
+  inter, diag = _rail_compare(head_params, inputs, dcfg, _concat_layers(s), _concat_layers(t))
+  return _weighted_total(dcfg, ce, kd, inter, diag)
 
 
 # ----------------------------------------------------------------------------
@@ -430,6 +480,61 @@ def trainable_mask(head_params):
 
 
 # ----------------------------------------------------------------------------
+# Presets (docs/METHODS.md, "Presets", has the source of every number).
+
+# distill.preset='paper': the published (or, where the authors published none, the
+# named reimplementation's) loss weights and temperature of each method. Only these
+# fields; everything else keeps its configured value.
+PAPER_PRESETS = {
+    "none": {},
+    # Hinton KD on BERT as the PKD authors ran it (their kd.cls preset, minus the patient term).
+    "kd": {"temperature": 10.0, "kd_alpha": 0.7},
+    # PKD code, src/argument_parser.py 'kd.cls': T=10, alpha=0.7, beta=500 (normalised CLS).
+    "pkd": {"temperature": 10.0, "kd_alpha": 0.7, "pkd_beta": 500.0},
+    # No code from the authors; aitsc/GLMKD's ALP-KD run: soft 0.7, hard 0.1, T=20, lambda 0.2.
+    "alp_kd": {"temperature": 20.0, "ce_weight": 0.1, "kd_weight": 0.7, "int_weight": 0.2},
+    # CKD_pytorch README: alpha (soft) 0.2, beta (intermediate) 0.7, hard 1 - alpha - beta; T=1.
+    "ckd": {"temperature": 1.0, "ce_weight": 0.1, "kd_weight": 0.2, "int_weight": 0.7},
+    # aitsc/GLMKD's RAIL-KD run: soft = hard = intermediate = 1/3, T=10.
+    "rail_l": {"temperature": 10.0, "ce_weight": 1 / 3, "kd_weight": 1 / 3, "int_weight": 1 / 3},
+    "rail_c": {"temperature": 10.0, "ce_weight": 1 / 3, "kd_weight": 1 / 3, "int_weight": 1 / 3},
+}
+
+
+def preset_values(dcfg) -> dict:
+  """{field: value} that `dcfg.preset` sets for `dcfg.method` ({} for 'uniform')."""
+  if dcfg.get("preset", "uniform") == "uniform":
+    return {}
+  return dict(PAPER_PRESETS[dcfg.method])
+
+
+def _check_preset(dcfg):
+  """A field the user moved off its default that the preset would overwrite is an error."""
+  if dcfg.get("preset", "uniform") == "uniform":
+    return
+  from rail_kd_jax.distill.config import default_distill_config  # pylint: disable=g-import-not-at-top
+  defaults = default_distill_config()
+  for field, value in preset_values(dcfg).items():
+    given = dcfg[field]
+    if not (np.isclose(given, defaults[field]) or np.isclose(given, value)):
+      raise ValueError(
+          f"distill.{field}={given!r} conflicts with distill.preset='paper', which sets it to {value:g} for "
+          f"{dcfg.method}; drop the override or use preset='uniform'.")
+
+
+def apply_preset(dcfg):
+  """A copy of `dcfg` with its preset's values written in (raises ValueError on a conflict)."""
+  get_method(dcfg.method)
+  _check_choice(dcfg, "preset", PRESETS)
+  _check_preset(dcfg)
+  out = dcfg.copy_and_resolve_references()
+  with out.unlocked():
+    for field, value in preset_values(dcfg).items():
+      out[field] = float(value)
+  return out
+
+
+# ----------------------------------------------------------------------------
 # Validation (before any compile).
 
 
@@ -440,32 +545,50 @@ def _check_choice(dcfg, field, choices):
         f"distill.{field}={value!r} is not valid; choose one of {', '.join(choices)}.")
 
 
-def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = None):
+def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = None) -> list[str]:
   """Raises ValueError (one sentence naming field, value and valid choices) on a bad config.
 
   Args:
     dcfg: distillation config.
     M, N: student and teacher layer counts.
     student_dim, teacher_dim: hidden widths; width checks are skipped when None.
+
+  Returns:
+    Warning lines (one sentence each) for accepted but doubtful combinations.
   """
+  for old, new in RENAMED.items():
+    if old in dcfg:
+      raise ValueError(f"distill.{old} was replaced by distill.{new} (one of {', '.join(PROJECTIONS)}; the old "
+                       f"'trainable' is 'both'); set distill.{new} instead.")
   get_method(dcfg.method)
   _check_choice(dcfg, "sampling", layer_sampling.SAMPLINGS)
   _check_choice(dcfg, "resample_every", RESAMPLE_EVERY)
   _check_choice(dcfg, "pooling", pooling_lib.POOLINGS)
   _check_choice(dcfg, "distance", DISTANCES)
-  _check_choice(dcfg, "teacher_proj", TEACHER_PROJS)
+  _check_choice(dcfg, "projection", PROJECTIONS)
+  _check_choice(dcfg, "proj_index", PROJ_INDEXES)
   _check_choice(dcfg, "pkd_mapping", PKD_MAPPINGS)
   _check_choice(dcfg, "ckd_granularity", CKD_GRANULARITIES)
+  _check_choice(dcfg, "preset", PRESETS)
   if not dcfg.temperature > 0:
     raise ValueError(f"distill.temperature={dcfg.temperature!r} must be > 0.")
+  if not dcfg.infonce_tau > 0:
+    raise ValueError(f"distill.infonce_tau={dcfg.infonce_tau!r} must be > 0.")
   for field in ("ce_weight", "kd_weight", "int_weight", "pkd_beta"):
     if not dcfg[field] >= 0:
       raise ValueError(f"distill.{field}={dcfg[field]!r} must be >= 0.")
   if not 0 <= dcfg.kd_alpha <= 1:
     raise ValueError(f"distill.kd_alpha={dcfg.kd_alpha!r} must be in [0, 1].")
-  proj_dim = dcfg.proj_dim
-  if isinstance(proj_dim, bool) or not isinstance(proj_dim, (int, np.integer)) or proj_dim <= 0:
-    raise ValueError(f"distill.proj_dim={proj_dim!r} must be a positive int.")
+  if not isinstance(dcfg.center, bool):
+    raise ValueError(f"distill.center={dcfg.center!r} must be True or False.")
+  if not 0 <= dcfg.collapse_threshold <= 1:
+    raise ValueError(f"distill.collapse_threshold={dcfg.collapse_threshold!r} must be in [0, 1].")
+  for field in ("proj_dim", "resample_every_steps", "collapse_patience"):
+    value = dcfg[field]
+    low = 1 if field == "proj_dim" else 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+      kind = "a positive int" if low else "an int >= 0"
+      raise ValueError(f"distill.{field}={value!r} must be {kind}.")
   if M < 1 or N < 1:
     raise ValueError(f"student layers M={M} and teacher layers N={N} must both be >= 1.")
   method = dcfg.method
@@ -475,13 +598,45 @@ def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = N
         f"but the student has more layers (M={M}) than the teacher (N={N}).")
   if METHODS[method].uses_mapping and dcfg.sampling == "fixed":
     _validate_fixed(dcfg.fixed_layers, M, N)
-  if (method in ("rail_l", "rail_c") and dcfg.teacher_proj == "none"
-      and student_dim is not None and teacher_dim is not None
+  _check_preset(dcfg)
+  return _validate_rail(dcfg, student_dim, teacher_dim) if method in RAIL else []
+
+
+def _validate_rail(dcfg, student_dim, teacher_dim) -> list[str]:
+  """The projection rules of rail_*: refusals with an exact trivial minimiser, warnings."""
+  proj, dist = dcfg.projection, dcfg.distance
+  if (proj == "none" and student_dim is not None and teacher_dim is not None
       and student_dim != teacher_dim):
     raise ValueError(
-        f"distill.teacher_proj='none' compares raw vectors, which needs equal widths, "
+        f"distill.projection='none' compares raw vectors, which needs equal widths, "
         f"but the student is {student_dim} wide and the teacher {teacher_dim}; "
-        f"use 'trainable' or 'frozen_random'.")
+        f"use 'student_to_teacher'.")
+  if proj == "both" and dist == "mse":
+    raise ValueError(
+        "distill.distance='mse' with distill.projection='both' has an exact zero whatever the "
+        "inputs (both maps -> 0), so it trains nothing; use projection='student_to_teacher' "
+        "(a fixed target) or distance='infonce'.")
+  if proj == "both" and dist in ("sq_l2", "cosine") and not dcfg.center:
+    return [f"distill.projection='both' with distance={dist!r} and center=False has a trivial "
+            f"minimiser (both maps send every example to one direction, loss 0) and collapses in "
+            f"practice; watch dir_var_teacher, or use projection='student_to_teacher', center=True "
+            f"or distance='infonce'."]
+  return []
+
+
+def resampling_warnings(dcfg, M: int, N: int, total_steps: int, steps_per_epoch: int) -> list[str]:
+  """A warning line when resample_every='epoch' leaves a run with few distinct mappings."""
+  if (not get_method(dcfg.method).uses_mapping or dcfg.sampling == "fixed" or dcfg.resample_every_steps
+      or dcfg.resample_every != "epoch"):
+    return []
+  if total_steps >= 2 * steps_per_epoch:
+    return []
+  seen = -(-int(total_steps) // int(steps_per_epoch))
+  possible = math.comb(N, M) if dcfg.sampling == "uniform" else None
+  of = f" of the {possible} possible" if possible else ""
+  return [f"distill.resample_every='epoch' on a run of {total_steps} steps ({total_steps / steps_per_epoch:.2f} "
+          f"epochs) samples at most {seen} distinct layer mapping(s){of}; use resample_every='step' or "
+          f"resample_every_steps=k to see more."]
 
 
 def _validate_fixed(fixed, M, N):

@@ -14,21 +14,31 @@ import jax.numpy as jnp
 INIT_STDDEV = 0.02
 
 
-def init_linear(key, din: int, dout: int, stddev: float = INIT_STDDEV):
-  """{"kernel": float32 [din, dout] ~ N(0, stddev^2), "bias": zeros [dout]}."""
+def init_linear(key, din: int, dout: int, stddev: float = INIT_STDDEV, bias: bool = True):
+  """{"kernel": float32 [din, dout] ~ N(0, stddev^2), "bias": zeros [dout]} (no "bias" when
+  `bias=False`)."""
   kernel = stddev * jax.random.normal(key, (din, dout), jnp.float32)
+  if not bias:
+    return {"kernel": kernel}
   return {"kernel": kernel, "bias": jnp.zeros((dout,), jnp.float32)}
 
 
-def init_linear_stack(key, num: int, din: int, dout: int, stddev: float = INIT_STDDEV):
+def init_linear_stack(key, num: int, din: int, dout: int, stddev: float = INIT_STDDEV,
+                      bias: bool = True):
   """`num` independent linear layers stacked: kernel [num, din, dout], bias [num, dout]."""
   keys = jax.random.split(key, num)
-  return jax.vmap(lambda k: init_linear(k, din, dout, stddev))(keys)
+  return jax.vmap(lambda k: init_linear(k, din, dout, stddev, bias))(keys)
 
 
 def linear(p, x):
-  """`x @ kernel + bias`; x `[..., din]` -> float32 `[..., dout]`."""
-  return jnp.dot(x.astype(jnp.float32), p["kernel"]) + p["bias"]
+  """`x @ kernel (+ bias)`; x `[..., din]` -> float32 `[..., dout]`."""
+  y = jnp.dot(x.astype(jnp.float32), p["kernel"])
+  return y + p["bias"] if "bias" in p else y
+
+
+def take(p, index):
+  """Layers `index [K]` of a stack (traced indices are fine): a stack of K layers."""
+  return jax.tree.map(lambda leaf: jnp.take(leaf, index, axis=0), p)
 
 
 def linear_stack(p, x):

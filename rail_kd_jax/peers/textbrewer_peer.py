@@ -49,7 +49,9 @@ class TextBrewerPeer:
     matches = []
     if method == "pkd":
       for j, t in zip(range(1, m), pkd_teacher_layers(dcfg.pkd_mapping, n, m)):
-        match = {"layer_T": int(t), "layer_S": j, "feature": "hidden", "loss": "pkd", "weight": dcfg.pkd_beta}
+        match = {"layer_T": int(t), "layer_S": j, "feature": "hidden", "loss": "pkd",
+                 # TextBrewer's pkd loss sums over the features and pairs; ours averages over both.
+                 "weight": dcfg.pkd_beta / ((m - 1) * ht)}
         if hs != ht:
           match["proj"] = ["linear", hs, ht]
         matches.append(match)

@@ -30,8 +30,8 @@ def hf_model(config, dtype=torch.float32) -> nn.Module:
   return model.to(dtype)
 
 
-def _linear_stack(num: int, din: int, dout: int) -> nn.ModuleList:
-  return nn.ModuleList([nn.Linear(din, dout) for _ in range(num)])
+def _linear_stack(num: int, din: int, dout: int, bias: bool = True) -> nn.ModuleList:
+  return nn.ModuleList([nn.Linear(din, dout, bias=bias) for _ in range(num)])
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,14 @@ def _distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
     return 1.0 - (_normalize(a) * _normalize(b)).sum(-1)
   if kind == "mse":
     return (a - b).pow(2).mean(-1)
-  raise ValueError(f"distance={kind!r}")
+  raise ValueError(f"distance={kind!r} (the PyTorch peer runs on one device: no infonce)")
+
+
+def _center(x: torch.Tensor, example_mask: torch.Tensor) -> torch.Tensor:
+  """x [K, B, D] minus its (detached) mean over the real examples."""
+  keep = (example_mask > 0).to(x.dtype)[None, :, None]
+  mean = (x * keep).sum(1, keepdim=True) / torch.clamp(keep.sum(1, keepdim=True), min=1.0)
+  return x - mean.detach()
 
 
 def _pool(hidden: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
@@ -68,15 +75,23 @@ class Heads(nn.Module):
       self.student_proj = _linear_stack(m, hs, ht)
     elif method == "ckd":
       bounds = layer_sampling.block_bounds(n, m)
-      self.teacher_proj = nn.ModuleList([nn.Linear((hi - lo) * ht, hs) for lo, hi in bounds])
-    elif method == "rail_l" and dcfg.teacher_proj != "none":
-      self.student_proj, self.teacher_proj = _linear_stack(m, hs, u), _linear_stack(m, ht, u)
-    elif method == "rail_c" and dcfg.teacher_proj != "none":
-      self.student_proj, self.teacher_proj = nn.Linear(m * hs, u), nn.Linear(m * ht, u)
+      self.student_proj = nn.ModuleList([nn.Linear(hs, (hi - lo) * ht) for lo, hi in bounds])
+    elif method in ("rail_l", "rail_c") and dcfg.projection != "none":
+      count = 1 if method == "rail_c" else (n if dcfg.proj_index == "teacher_layer" else m)
+      din_s, din_t = (m * hs, m * ht) if method == "rail_c" else (hs, ht)
+      bias = not dcfg.center
+      if dcfg.projection == "student_to_teacher":
+        self.student_proj = _linear_stack(count, din_s, din_t, bias)
+      else:
+        self.student_proj = _linear_stack(count, din_s, u, bias)
+        self.teacher_proj = _linear_stack(count, din_t, u, bias)
+        if dcfg.projection == "frozen_random":
+          self.teacher_proj.requires_grad_(False)
     for mod in self.modules():
       if isinstance(mod, nn.Linear):
         nn.init.normal_(mod.weight, std=0.02)
-        nn.init.zeros_(mod.bias)
+        if mod.bias is not None:
+          nn.init.zeros_(mod.bias)
 
 
 def _masked_mean(x: torch.Tensor, example_mask: torch.Tensor) -> torch.Tensor:
@@ -109,7 +124,7 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
     s, t = s_hidden[1:m, :, 0], t_hidden[layers, :, 0]
     if hasattr(heads, "student_proj"):
       s = torch.stack([p(x) for p, x in zip(heads.student_proj, s)])
-    pt = _masked_mean(_distance(s, t, "sq_l2").sum(0), em)
+    pt = _masked_mean(_distance(s, t, "sq_l2").mean(0) / s.shape[-1], em)
     return (1 - a) * ce + a * kd + dcfg.pkd_beta * pt
   if method == "alp_kd":
     s, t = s_hidden[1:, :, 0], t_hidden[1:, :, 0]
@@ -123,26 +138,29 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
     s, t = (s_hidden, t_hidden) if token else (_pool(s_hidden, mask, dcfg.pooling), _pool(t_hidden, mask, dcfg.pooling))
     per_layer = []
     for j, (lo, hi) in enumerate(layer_sampling.block_bounds(n, m)):
-      target = heads.teacher_proj[j](torch.cat([t[i] for i in range(lo, hi)], -1))
-      per_layer.append(_distance(s[j + 1], target, "mse"))  # [B] or [B, T]
-    d = torch.stack(per_layer).mean(0)
+      target = torch.cat([t[i] for i in range(lo, hi)], -1)
+      per_layer.append(_distance(heads.student_proj[j](s[j + 1]), target, "sq_l2"))  # [B] or [B, T]
+    d = torch.stack(per_layer).sum(0)
     if token:
-      tm = (mask > 0).to(d.dtype)
-      d = (d * tm).sum(-1) / torch.clamp(tm.sum(-1), min=1.0)
+      tm = ((mask > 0) & (em[:, None] > 0)).to(d.dtype)
+      return w((d * tm).sum() / torch.clamp(tm.sum(), min=1.0))
     return w(_masked_mean(d, em))
   if method in ("rail_l", "rail_c"):
     s = _pool(s_hidden, mask, dcfg.pooling)[1:]
     t = _pool(t_hidden, mask, dcfg.pooling)[mapping]
-    if method == "rail_l":
-      if dcfg.teacher_proj != "none":
-        s = torch.stack([p(x) for p, x in zip(heads.student_proj, s)])
-        t = torch.stack([p(x) for p, x in zip(heads.teacher_proj, t)])
-      return w(_masked_mean(_distance(s, t, dcfg.distance).mean(0), em))
-    s = s.permute(1, 0, 2).reshape(s.shape[1], -1)
-    t = t.permute(1, 0, 2).reshape(t.shape[1], -1)
-    if dcfg.teacher_proj != "none":
-      s, t = heads.student_proj(s), heads.teacher_proj(t)
-    return w(_masked_mean(_distance(s, t, dcfg.distance), em))
+    if method == "rail_c":  # [1, B, M*H]
+      s = s.permute(1, 0, 2).reshape(1, s.shape[1], -1)
+      t = t.permute(1, 0, 2).reshape(1, t.shape[1], -1)
+      index = [0]
+    else:
+      index = (mapping - 1).tolist() if dcfg.proj_index == "teacher_layer" else list(range(m))
+    if dcfg.center:
+      s, t = _center(s, em), _center(t, em)
+    if dcfg.projection != "none":
+      s = torch.stack([heads.student_proj[i](x) for i, x in zip(index, s)])
+      if dcfg.projection != "student_to_teacher":
+        t = torch.stack([heads.teacher_proj[i](x) for i, x in zip(index, t)])
+    return w(_masked_mean(_distance(s, t, dcfg.distance).mean(0), em))
   raise ValueError(f"unknown method {method!r}")
 
 
