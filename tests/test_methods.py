@@ -541,3 +541,64 @@ def test_paper_preset_sets_the_published_values(name):
   assert again.to_dict() == out.to_dict()
   d.preset = "uniform"
   assert methods.apply_preset(d).to_dict() == d.to_dict()
+
+
+@pytest.mark.parametrize("options", [
+    dict(projection="both", center=True), dict(projection="both", distance="infonce"),
+    dict(projection="student_to_teacher", center=True, distance="infonce"),
+], ids=["center", "infonce", "center+infonce"])
+def test_global_batch_terms_on_8_devices_equal_1(options):
+  """Centring, InfoNCE and the diagnostics reduce over the device axis: the loss, the
+  diagnostics and the heads' gradient on 8 devices x 2 examples equal 1 device x 16."""
+  assert jax.device_count() >= 8
+  rng = np.random.default_rng(5)
+  b, hs, ht = 16, 8, 12
+  d = dcfg_for("rail_l", proj_dim=16, **options)
+  p = heads("rail_l", d, hs, ht)
+  x = MethodInputs(
+      student_logits=rng.normal(size=(b, C)).astype(np.float32), labels=rng.integers(0, C, b),
+      example_mask=np.ones(b, np.float32), teacher_logits=rng.normal(size=(b, C)).astype(np.float32),
+      student_pooled=(rng.normal(size=(M + 1, b, hs)) + 1.0).astype(np.float32),
+      teacher_pooled=(rng.normal(size=(N + 1, b, ht)) + 1.0).astype(np.float32),
+      mapping=np.array([2, 5, 6], np.int32))
+
+  def loss_and_grad(p, x):
+    (total, metrics), g = jax.value_and_grad(lambda p: methods.rail_l_loss(p, x, d), has_aux=True)(p)
+    return total, metrics, g
+
+  want_total, want_metrics, want_grad = loss_and_grad(p, x)
+
+  def shard(v, axis):
+    return np.stack(np.split(np.asarray(v), 8, axis=axis))
+
+  xs = x.replace(student_logits=shard(x.student_logits, 0), labels=shard(x.labels, 0),
+                 example_mask=shard(x.example_mask, 0), teacher_logits=shard(x.teacher_logits, 0),
+                 student_pooled=shard(x.student_pooled, 1), teacher_pooled=shard(x.teacher_pooled, 1),
+                 mapping=np.stack([x.mapping] * 8), axis_name="d")
+
+  def per_device(p, x):
+    total, metrics, g = loss_and_grad(p, x)
+    return jax.lax.pmean((total, metrics, g), "d")
+
+  got_total, got_metrics, got_grad = jax.pmap(per_device, axis_name="d", in_axes=(None, 0))(p, xs)
+  np.testing.assert_allclose(got_total[0], want_total, rtol=1e-5, atol=1e-6)
+  for k, v in want_metrics.items():
+    np.testing.assert_allclose(got_metrics[k][0], v, rtol=1e-5, atol=1e-6, err_msg=k)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-6), got_grad, want_grad)
+
+
+@pytest.mark.parametrize("name", ["rail_l", "rail_c"])
+def test_student_to_teacher_starts_at_identity_for_equal_widths(name):
+  d = config.default_distill_config()
+  d.method = name
+  p = methods.METHODS[name].init_heads(jax.random.PRNGKey(0), d, 8, 8, M, N)
+  k = np.asarray(p["student_proj"]["kernel"])
+  width = 8 if name == "rail_l" else M * 8
+  np.testing.assert_array_equal(k, np.broadcast_to(np.eye(width), k.shape))
+  x = make_inputs(8, 8)
+  none = dcfg_for(name, projection="none")
+  same = dcfg_for(name)
+  np.testing.assert_allclose(methods.METHODS[name].loss(p, x, same)[0], methods.METHODS[name].loss({}, x, none)[0],
+                             **TOL)
+  p = methods.METHODS[name].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N)  # unequal: N(0, 0.02)
+  assert float(np.abs(np.asarray(p["student_proj"]["kernel"])).max()) < 0.2

@@ -88,12 +88,17 @@ def _five_steps(config, workdir):
   return np.array(losses), trainer.host_params()
 
 
-@pytest.mark.parametrize("method", ["rail_c", "ckd"])
-def test_data_parallel_equals_single_device(teacher_dir, tmp_path, method):
+@pytest.mark.parametrize("method, extra", [
+    ("rail_c", {}), ("ckd", {}),
+    # Global-batch terms: centring and InfoNCE reduce over the device axis.
+    ("rail_l", {"distill.projection": "both", "distill.center": True, "distill.distance": "infonce"}),
+], ids=["rail_c", "ckd", "rail_l-center-infonce"])
+def test_data_parallel_equals_single_device(teacher_dir, tmp_path, method, extra):
   assert jax.device_count() >= 8, "conftest should fake 8 CPU devices"
-  ref_losses, ref_params = _five_steps(_distill_config(teacher_dir, method, num_devices=1), str(tmp_path / "one"))
+  ref_losses, ref_params = _five_steps(_distill_config(teacher_dir, method, num_devices=1, **extra),
+                                       str(tmp_path / "one"))
   for parallel in ("pmap", "shard_map"):
-    losses, params = _five_steps(_distill_config(teacher_dir, method, num_devices=8, parallel=parallel),
+    losses, params = _five_steps(_distill_config(teacher_dir, method, num_devices=8, parallel=parallel, **extra),
                                  str(tmp_path / parallel))
     np.testing.assert_allclose(losses, ref_losses, atol=1e-5, rtol=0)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), params, ref_params)

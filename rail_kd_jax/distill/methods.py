@@ -359,7 +359,15 @@ def _rail_heads(key, dcfg, din_s, din_t, count):
   ks, kt = jax.random.split(key)
   bias = not dcfg.center
   if dcfg.projection == "student_to_teacher":
-    return {"student_proj": projections.init_linear_stack(ks, count, din_s, din_t, bias=bias)}
+    heads = {"student_proj": projections.init_linear_stack(ks, count, din_s, din_t, bias=bias)}
+    if din_s == din_t:
+      # Equal widths: start at the identity, so the first steps compare the student's own
+      # vectors with the teacher's (as projection='none') and the map learns a correction.
+      # From N(0, 0.02) the map first learns the teacher's mean direction and passes the
+      # student almost no signal for ~100 steps (measured on the demo, docs/DEMO.md).
+      heads["student_proj"]["kernel"] = jnp.broadcast_to(jnp.eye(din_s, dtype=jnp.float32),
+                                                         (count, din_s, din_s))
+    return heads
   u = dcfg.proj_dim
   return {"student_proj": projections.init_linear_stack(ks, count, din_s, u, bias=bias),
           _teacher_proj_key(dcfg): projections.init_linear_stack(kt, count, din_t, u, bias=bias)}
