@@ -20,12 +20,13 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from rail_kd_jax.distill import layer_sampling, methods as methods_lib, pooling
+from rail_kd_jax.distill import diagnostics, layer_sampling, methods as methods_lib, pooling
 from rail_kd_jax.train_state import TrainState
 
 AXIS = "batch"
 # Tags folded into the run seed so that the streams never collide.
 DROPOUT_TAG = 0x44524F50  # "DROP"
+DIAGNOSTICS = diagnostics.NAMES + diagnostics.RANK_NAMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +174,9 @@ def make_train_step(spec: StepSpec) -> Callable:
 
     grads = lax.pmean(grads, AXIS)
     terms = lax.pmean(terms, AXIS)
-    finite = jnp.logical_and(_all_finite(grads), _all_finite(terms))
+    # The collapse diagnostics are read-outs, not terms: they never decide a skip.
+    loss_terms = {k: v for k, v in terms.items() if k not in DIAGNOSTICS}
+    finite = jnp.logical_and(_all_finite(grads), _all_finite(loss_terms))
 
     # A non-finite loss or gradient skips the update entirely (params and optimizer
     # moments unchanged) and is counted. A cond rather than a select over old and new

@@ -32,6 +32,17 @@ def global_sum(x, axis_name: str | None):
   return x if axis_name is None else lax.psum(x, axis_name)
 
 
+def global_masked_mean(values, weights, axis_name: str | None):
+  """This device's share of the mean of `values [n]` over the real entries of the global
+  batch: sum_local(w v) * num_devices / sum_global(w), so that the mean over devices (the
+  step's pmean) is the global mean exactly, whatever each device's count of real entries."""
+  values = values.astype(jnp.float32)
+  w = _weights(weights, values.shape[0])
+  count = global_sum(jnp.sum(w), axis_name)
+  devices = 1.0 if axis_name is None else lax.psum(1.0, axis_name)
+  return jnp.sum(jnp.where(w > 0, values, 0.0)) * devices / jnp.maximum(count, 1.0)
+
+
 def _weights(weights, b: int):
   if weights is None:
     return jnp.ones((b,), jnp.float32)

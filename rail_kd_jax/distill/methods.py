@@ -325,7 +325,8 @@ def ckd_loss(head_params, inputs: MethodInputs, dcfg):
   if token:
     em = jnp.ones(mask.shape[:1]) if inputs.example_mask is None else inputs.example_mask
     weights = (mask * (jnp.asarray(em)[:, None] > 0)).reshape(-1)  # real tokens of real examples
-    inter = masked_mean(d.reshape(-1), weights)
+    # The mean over the global batch's real tokens (exact on any number of devices).
+    inter = compare.global_masked_mean(d.reshape(-1), weights, inputs.axis_name)
   else:
     weights = inputs.example_mask
     inter = masked_mean(d, weights)
