@@ -65,6 +65,14 @@ RESUME_FIELDS = (
 )
 # Model fields inside the sections above that only change how the model computes.
 RESUME_HARMLESS = ("*.dtype", "*.remat", "*.dropout", "*.attention_dropout")
+# distill fields that only matter to some methods (the others never read them), so that a
+# kd or finetune checkpoint written before a rail-only field existed still resumes.
+_RAIL = ("rail_l", "rail_c")
+METHOD_FIELDS = {
+    "distill.sampling": _RAIL, "distill.resample_every": _RAIL, "distill.resample_every_steps": _RAIL,
+    "distill.fixed_layers": _RAIL, "distill.projection": _RAIL, "distill.proj_dim": _RAIL,
+    "distill.proj_index": _RAIL, "distill.center": _RAIL, "distill.pkd_mapping": ("pkd",),
+}
 
 
 # ---------------------------------------------------------------------------- config
@@ -89,9 +97,12 @@ def config_hash(flat: dict[str, Any]) -> str:
   return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _is_resume_field(key: str, mode: str) -> bool:
-  # Only the model sections the mode uses matter (finetune: model; distill: teacher, student).
+def _is_resume_field(key: str, mode: str, method: str | None = None) -> bool:
+  # Only the model sections the mode uses matter (finetune: model; distill: teacher, student),
+  # and only the distill fields the method reads.
   section = key.split(".", 1)[0]
+  if section == "distill" and (mode == "finetune" or (key in METHOD_FIELDS and method not in METHOD_FIELDS[key])):
+    return False
   if section in ("model", "teacher", "student"):
     if (mode == "finetune") != (section == "model"):
       return False
@@ -109,12 +120,15 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any], where: s
   """Raises ConfigError if a `RESUME_FIELDS` field changed; returns the allowed changes."""
   changed = config_changes(saved, current)
   mode = current.get("mode", saved.get("mode"))
-  refused = [k for k in changed if _is_resume_field(k, mode)]
+  method = current.get("distill.method", saved.get("distill.method"))
+  refused = [k for k in changed if _is_resume_field(k, mode, method)]
   if refused:
     diffs = ", ".join(f"{k}={saved.get(k, '<absent>')!r} (checkpoint) vs {current.get(k, '<absent>')!r} (now)"
                       for k in refused[:4])
     more = f" and {len(refused) - 4} more" if len(refused) > 4 else ""
-    raise ConfigError(f"{where} was made with a different config that cannot be resumed: {diffs}{more}; "
+    older = (" (<absent>: the checkpoint predates that field, and its loss differs: it cannot continue)"
+             if any(k not in saved for k in refused) else "")
+    raise ConfigError(f"{where} was made with a different config that cannot be resumed: {diffs}{more}{older}; "
                       "restore those values or use a new --workdir")
   return changed
 

@@ -96,7 +96,8 @@ class Trainer:
     dcfg = self.spec.dcfg
     self.collapse_watch = diagnostics.CollapseWatch(dcfg.method, dcfg.get("projection", ""),
                                                     dcfg.get("collapse_threshold", 0.05),
-                                                    dcfg.get("collapse_patience", 3))
+                                                    dcfg.get("collapse_patience", 3),
+                                                    batch_size=config.train.batch_size)
     self._nan_steps = frozenset(int(s) for s in config.train.get("debug_nan_steps", ()))
 
   # ---- checkpoints ----------------------------------------------------------------

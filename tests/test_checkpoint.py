@@ -293,3 +293,19 @@ def test_nan_is_skipped_and_persistent_nan_stops(tmp_path):
   # The skipped updates left the params untouched and finite.
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(_params(trainer)))
   assert trainer.step <= 8 + 4  # stopped within one step of the 4th bad step
+
+
+def test_older_checkpoints_resume_unless_their_loss_changed():
+  """A checkpoint written before the rail-only distill fields existed still resumes a kd or
+  finetune run; a rail_l run whose projection cannot be known is refused, saying why."""
+  from rail_kd_jax import checkpoint as ck
+  from rail_kd_jax.validation import ConfigError
+  new = {"mode": "distill", "distill.method": "kd", "distill.projection": "student_to_teacher",
+         "distill.center": False, "distill.proj_index": "slot", "distill.resample_every_steps": 0}
+  old = {"mode": "distill", "distill.method": "kd", "distill.teacher_proj": "trainable"}
+  assert "distill.projection" in ck.check_resume_config(old, new, "ckpt")  # allowed, reported
+  finetune_new = dict(new, mode="finetune")
+  ck.check_resume_config(dict(old, mode="finetune"), finetune_new, "ckpt")
+  with pytest.raises(ConfigError, match=r"distill.projection='<absent>'.*predates that field"):
+    ck.check_resume_config(dict(old, **{"distill.method": "rail_l"}), dict(new, **{"distill.method": "rail_l"}),
+                           "ckpt")

@@ -128,6 +128,14 @@ def test_collapse_watch_warns_once_per_side():
   assert "dir_var_teacher" in lines[0] and "rail_l" in lines[0] and "student_to_teacher" in lines[0]
   assert "step 6" in lines[0]
   assert diagnostics.CollapseWatch("rail_l", "both", 0.05, 0).update(0, {"dir_var_teacher": 0.0}) == []
+  # A fixed target: the teacher side is the teacher's own (anisotropic) vectors, never flagged.
+  fixed = diagnostics.CollapseWatch("rail_l", "student_to_teacher", 0.05, 1)
+  assert fixed.update(0, {"dir_var_teacher": 0.0, "dir_var_student": 0.5, "rank_student": 5.0}) == []
+  (line,) = fixed.update(1, {"dir_var_teacher": 0.0, "dir_var_student": 0.5, "rank_student": 1.0})
+  assert "rank_student=1.00" in line
+  # Two centred vectors always span one axis: no rank check on tiny batches.
+  tiny = diagnostics.CollapseWatch("pkd", "student_to_teacher", 0.05, 1, batch_size=2)
+  assert tiny.update(0, {"dir_var_student": 0.5, "rank_student": 1.0}) == []
 
 
 def _read_train(workdir):

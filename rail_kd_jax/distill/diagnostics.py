@@ -99,15 +99,26 @@ def collapse_stats(pairs: Sequence, weights, axis_name: str | None = None, rank:
 
 
 RANK_FLOOR = 1.5  # rank_<side> under this: the vectors vary along about one axis
+RANK_MIN_BATCH = 8  # centred, B vectors span at most B - 1 axes: no rank check on smaller batches
+
+
+def trainable_target(method: str, projection: str) -> bool:
+  """Whether the teacher-side vectors go through a trainable map (only rail_* with 'both'):
+  elsewhere the target is fixed, and its dir_var is the teacher's, not a collapse."""
+  return method in ("rail_l", "rail_c") and projection == "both"
 
 
 class CollapseWatch:
   """Host side: one warning per side when `dir_var_<side>` < `threshold` (or `rank_<side>`
-  < RANK_FLOOR) for `patience` consecutive logged steps. `patience <= 0` switches it off."""
+  < RANK_FLOOR, on global batches of at least RANK_MIN_BATCH) for `patience` consecutive
+  logged steps. The teacher side is watched only when its map trains (`trainable_target`).
+  `patience <= 0` switches it off."""
 
-  def __init__(self, method: str, projection: str, threshold: float, patience: int):
+  def __init__(self, method: str, projection: str, threshold: float, patience: int, batch_size: int = 32):
     self.method, self.projection = method, projection
     self.threshold, self.patience = float(threshold), int(patience)
+    self.sides = ("student", "teacher") if trainable_target(method, projection) else ("student",)
+    self.check_rank = int(batch_size) >= RANK_MIN_BATCH
     self._low = {"student": 0, "teacher": 0}
     self.warned: set[str] = set()
 
@@ -115,9 +126,6 @@ class CollapseWatch:
     if self.method in ("rail_l", "rail_c") and self.projection == "both":
       return ("use distill.projection='student_to_teacher' (a fixed target), or keep 'both' with "
               "distill.center=True or distill.distance='infonce'")
-    if side == "teacher":
-      return ("the teacher's own vectors point one way (anisotropic states): try distill.center=True "
-              "(rail_*) or distill.pooling='cls'")
     return "lower distill.int_weight or optim.learning_rate, or try distill.center=True (rail_*)"
 
   def update(self, step: int, values: dict) -> list[str]:
@@ -125,12 +133,12 @@ class CollapseWatch:
     if self.patience <= 0:
       return []
     lines = []
-    for side in ("student", "teacher"):
+    for side in self.sides:
       v = values.get(f"dir_var_{side}")
       if v is None:
         continue
       v, r = float(v), values.get(f"rank_{side}")
-      low_rank = r is not None and float(r) < RANK_FLOOR
+      low_rank = self.check_rank and r is not None and float(r) < RANK_FLOOR
       self._low[side] = self._low[side] + 1 if (v < self.threshold or low_rank) else 0
       if self._low[side] >= self.patience and side not in self.warned:
         self.warned.add(side)

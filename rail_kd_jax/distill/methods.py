@@ -608,7 +608,21 @@ def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = N
   if METHODS[method].uses_mapping and dcfg.sampling == "fixed":
     _validate_fixed(dcfg.fixed_layers, M, N)
   _check_preset(dcfg)
-  return _validate_rail(dcfg, student_dim, teacher_dim) if method in RAIL else []
+  if method in RAIL:
+    warnings = _validate_rail(dcfg, student_dim, teacher_dim)
+    if method == "rail_c" and dcfg.proj_index != "slot":
+      warnings.append("distill.proj_index='teacher_layer' only applies to rail_l; rail_c has one map per side.")
+    return warnings
+  warnings = []
+  from rail_kd_jax.distill.config import default_distill_config  # pylint: disable=g-import-not-at-top
+  defaults = default_distill_config()
+  ignored = [f for f in ("projection", "center", "proj_index", "distance") if dcfg[f] != defaults[f]]
+  if ignored and METHODS[method].needs_teacher:
+    warnings.append(f"distill.{', distill.'.join(ignored)} only apply to rail_l/rail_c; {method} ignores them.")
+  if method == "pkd" and 0 < dcfg.pkd_beta < 1:
+    warnings.append(f"distill.pkd_beta={dcfg.pkd_beta:g} is on the PKD authors' scale now (a mean over pairs "
+                    f"and features; their grid 10-1000): the old 0.1 is about 100.")
+  return warnings
 
 
 def _validate_rail(dcfg, student_dim, teacher_dim) -> list[str]:

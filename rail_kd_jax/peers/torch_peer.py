@@ -82,6 +82,7 @@ class Heads(nn.Module):
       bias = not dcfg.center
       if dcfg.projection == "student_to_teacher":
         self.student_proj = _linear_stack(count, din_s, din_t, bias)
+        self._identity = din_s == din_t  # as methods._rail_heads: start at the identity
       else:
         self.student_proj = _linear_stack(count, din_s, u, bias)
         self.teacher_proj = _linear_stack(count, din_t, u, bias)
@@ -92,6 +93,9 @@ class Heads(nn.Module):
         nn.init.normal_(mod.weight, std=0.02)
         if mod.bias is not None:
           nn.init.zeros_(mod.bias)
+    if getattr(self, "_identity", False):
+      for mod in self.student_proj:
+        nn.init.eye_(mod.weight)
 
 
 def _masked_mean(x: torch.Tensor, example_mask: torch.Tensor) -> torch.Tensor:
