@@ -53,9 +53,10 @@ def _flag_error_message(e: Exception, argv) -> str:
     # An override naming a field the config does not have; ml_collections suggests one.
     key = re.search(r"[A-Za-z_]\w*", text.replace("\\'", "'"))
     key = key.group(0) if key else "?"
-    from rail_kd_jax.distill.config import RENAMED  # pylint: disable=g-import-not-at-top
-    if key in RENAMED:
-      return f"--config.distill.{key} was replaced by --config.distill.{RENAMED[key]} (the old 'trainable' is 'both')"
+    from rail_kd_jax.distill.config import renamed_flag_message  # pylint: disable=g-import-not-at-top
+    renamed = renamed_flag_message(key)
+    if renamed:
+      return renamed
     arg = next((a for a in argv if a.startswith("--config.") and
                 re.search(rf"\.{re.escape(key)}(=|\.|$)", a.split("=", 1)[0] + "=")), f"--config.{key}")
     hint = re.search(r'Did you mean "([^"]+)"', text)

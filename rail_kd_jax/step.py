@@ -26,7 +26,6 @@ from rail_kd_jax.train_state import TrainState
 AXIS = "batch"
 # Tags folded into the run seed so that the streams never collide.
 DROPOUT_TAG = 0x44524F50  # "DROP"
-DIAGNOSTICS = diagnostics.NAMES + diagnostics.RANK_NAMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +174,7 @@ def make_train_step(spec: StepSpec) -> Callable:
     grads = lax.pmean(grads, AXIS)
     terms = lax.pmean(terms, AXIS)
     # The collapse diagnostics are read-outs, not terms: they never decide a skip.
-    loss_terms = {k: v for k, v in terms.items() if k not in DIAGNOSTICS}
+    loss_terms = {k: v for k, v in terms.items() if k not in diagnostics.ALL_NAMES}
     finite = jnp.logical_and(_all_finite(grads), _all_finite(loss_terms))
 
     # A non-finite loss or gradient skips the update entirely (params and optimizer

@@ -35,8 +35,7 @@ from rail_kd_jax.train_state import TrainState, param_count
 from rail_kd_jax.validation import ConfigError, prepare_workdir, validate_config
 
 # Per-step metrics that are not loss terms (never named as "the term that went non-finite").
-_NOT_TERMS = ("finite", "skipped", "mapping", "learning_rate", "param_norm", "epoch") + (
-    diagnostics.NAMES + diagnostics.RANK_NAMES)
+_NOT_TERMS = ("finite", "skipped", "mapping", "learning_rate", "param_norm", "epoch") + diagnostics.ALL_NAMES
 
 
 class Preempted(Exception):

@@ -229,10 +229,10 @@ def prepare_workdir_like(name: str, path: str) -> None:
 
 def _distill(dcfg) -> None:
   from rail_kd_jax.distill import layer_sampling, methods, pooling  # pylint: disable=g-import-not-at-top
-  for old, new in methods.RENAMED.items():
-    if old in dcfg:
-      raise ConfigError(f"distill.{old} was replaced by distill.{new} (one of {', '.join(methods.PROJECTIONS)}; "
-                        f"the old 'trainable' is 'both'); set distill.{new} instead")
+  from rail_kd_jax.distill.config import renamed_field_message  # pylint: disable=g-import-not-at-top
+  renamed = renamed_field_message(dcfg)
+  if renamed:
+    raise ConfigError(renamed)
   _choice("distill.method", dcfg.method, tuple(methods.METHODS))
   _choice("distill.sampling", dcfg.sampling, layer_sampling.SAMPLINGS)
   _choice("distill.resample_every", dcfg.resample_every, methods.RESAMPLE_EVERY)

@@ -1,9 +1,29 @@
 """Distillation options with their documented defaults (see docs/METHODS.md)."""
 
+from __future__ import annotations
+
 import ml_collections
 
 # Fields that were renamed: an old config naming one gets an error naming the new one.
 RENAMED = {"teacher_proj": "projection"}
+_RENAME_HINT = {"teacher_proj": "the old 'trainable' is 'both'"}
+
+
+def renamed_field_message(dcfg) -> str | None:
+  """The one-sentence error for a distill config that still sets a renamed field, or None."""
+  from rail_kd_jax.distill.methods import PROJECTIONS  # pylint: disable=g-import-not-at-top
+  for old, new in RENAMED.items():
+    if old in dcfg:
+      return (f"distill.{old} was replaced by distill.{new} (one of {', '.join(PROJECTIONS)}; "
+              f"{_RENAME_HINT[old]}); set distill.{new} instead")
+  return None
+
+
+def renamed_flag_message(key: str) -> str | None:
+  """The same for a command-line override `--config.distill.<key>=...`, or None."""
+  if key not in RENAMED:
+    return None
+  return f"--config.distill.{key} was replaced by --config.distill.{RENAMED[key]} ({_RENAME_HINT[key]})"
 
 
 def default_distill_config() -> ml_collections.ConfigDict:

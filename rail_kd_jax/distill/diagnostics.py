@@ -38,6 +38,7 @@ from rail_kd_jax.distill import compare
 
 NAMES = ("dir_var_student", "dir_var_teacher", "own_other")
 RANK_NAMES = ("rank_student", "rank_teacher")
+ALL_NAMES = NAMES + RANK_NAMES  # every read-out a method may log (none is a loss term)
 _RATIO_EPS = 1e-4  # own_other of a total collapse (0 / 0, float32 rounding ~1e-7) reads ~1
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rail_kd_jax.distill import compare
-from rail_kd_jax.distill.config import RENAMED
+from rail_kd_jax.distill import config as config_lib
 from rail_kd_jax.distill import diagnostics
 from rail_kd_jax.distill import layer_sampling
 from rail_kd_jax.distill import pooling as pooling_lib
@@ -521,8 +521,7 @@ def _check_preset(dcfg):
   """A field the user moved off its default that the preset would overwrite is an error."""
   if dcfg.get("preset", "uniform") == "uniform":
     return
-  from rail_kd_jax.distill.config import default_distill_config  # pylint: disable=g-import-not-at-top
-  defaults = default_distill_config()
+  defaults = config_lib.default_distill_config()
   for field, value in preset_values(dcfg).items():
     given = dcfg[field]
     if not (np.isclose(given, defaults[field]) or np.isclose(given, value)):
@@ -565,10 +564,9 @@ def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = N
   Returns:
     Warning lines (one sentence each) for accepted but doubtful combinations.
   """
-  for old, new in RENAMED.items():
-    if old in dcfg:
-      raise ValueError(f"distill.{old} was replaced by distill.{new} (one of {', '.join(PROJECTIONS)}; the old "
-                       f"'trainable' is 'both'); set distill.{new} instead.")
+  renamed = config_lib.renamed_field_message(dcfg)
+  if renamed:
+    raise ValueError(renamed + ".")
   get_method(dcfg.method)
   _check_choice(dcfg, "sampling", layer_sampling.SAMPLINGS)
   _check_choice(dcfg, "resample_every", RESAMPLE_EVERY)
@@ -614,8 +612,7 @@ def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = N
       warnings.append("distill.proj_index='teacher_layer' only applies to rail_l; rail_c has one map per side.")
     return warnings
   warnings = []
-  from rail_kd_jax.distill.config import default_distill_config  # pylint: disable=g-import-not-at-top
-  defaults = default_distill_config()
+  defaults = config_lib.default_distill_config()
   ignored = [f for f in ("projection", "center", "proj_index", "distance") if dcfg[f] != defaults[f]]
   if ignored and METHODS[method].needs_teacher:
     warnings.append(f"distill.{', distill.'.join(ignored)} only apply to rail_l/rail_c; {method} ignores them.")
