@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-MODES = ("finetune", "distill", "demo")
+MODES = ("finetune", "distill", "demo", "study")
 MODEL_INITS = ("pretrained", "fresh", "teacher_layers")
 DTYPES = ("float32", "bfloat16")
 
@@ -49,7 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
   from rail_kd_jax.distill.config import default_distill_config
 
   c = ml_collections.ConfigDict()
-  c.mode = "distill"  # finetune | distill | demo (configs/demo.py)
+  c.mode = "distill"  # finetune | distill | demo (configs/demo.py) | study (configs/study.py)
   c.seed = 0
   c.parallel = "pmap"  # pmap | shard_map
   c.num_devices = 0  # 0 = every visible device

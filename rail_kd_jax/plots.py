@@ -235,3 +235,54 @@ def write_demo_chart(rows: Sequence[dict], path: str) -> str | None:
     logging.warning("plots: demo chart failed: %s", e)
     return None
   return path
+
+
+def write_study_chart(study: dict, path: str) -> str | None:
+  """The study (study.py): each seed as a point and the mean with its 95% t interval, for
+  test and out-of-domain accuracy; training seconds per run on the last panel (cached runs
+  as points, the online run of each method as a cross)."""
+  rows = study.get("methods") or {}
+  if not rows:
+    return None
+  try:
+    plt = _pyplot()
+    methods = list(rows)
+    splits = [s for s in ("test", "ood") if any(s in r for r in rows.values())]
+    fig, axes = plt.subplots(1, len(splits) + 1, figsize=(4.6 * (len(splits) + 1), 4.4))
+    x = np.arange(len(methods))
+    for ax, split in zip(axes, splits):
+      for i, m in enumerate(methods):
+        r = rows[m].get(split)
+        if not r:
+          continue
+        vals = 100 * np.asarray(r["values"])
+        jitter = np.linspace(-0.15, 0.15, len(vals)) if len(vals) > 1 else np.zeros(1)
+        ax.scatter(i + jitter, vals, s=14, color="#4c72b0", alpha=0.6, zorder=2)
+        iv = r["interval"]
+        ax.errorbar(i, 100 * iv["mean"], yerr=[[100 * (iv["mean"] - iv["low"])], [100 * (iv["high"] - iv["mean"])]],
+                    fmt="o", color="black", capsize=4, zorder=3)
+      ax.set_title(f"{'out-of-domain' if split == 'ood' else split} accuracy: seeds and mean ± 95% CI")
+      ax.set_ylabel("accuracy (%)")
+    ax = axes[-1]
+    for i, m in enumerate(methods):
+      secs = [r["train_seconds"] for r in study["runs"] if r["method"] == m]
+      ax.scatter(np.full(len(secs), i), secs, s=14, color="#55a868", alpha=0.7, zorder=2,
+                 label="cached teacher" if i == 0 else None)
+      on = (study.get("online") or {}).get(m)
+      if on:
+        ax.scatter([i], [on["train_seconds"]], marker="x", s=40, color="#c44e52", zorder=3,
+                   label="online teacher" if not any(mm in study["online"] for mm in methods[:i]) else None)
+    ax.set_title("training time per run")
+    ax.set_ylabel("train seconds")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    for ax in axes:
+      ax.set_xticks(x, methods, fontsize=8, rotation=20)
+      ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning("plots: study chart failed: %s", e)
+    return None
+  return path

@@ -7,6 +7,7 @@ difference per seed, its mean, a 95% interval, and the win count.
   summary([78.1, 77.9, 78.4])            -> {"n", "mean", "std" (ddof 1), "values"}
   paired_difference(a, b)                -> mean of a - b with a paired-t interval
   paired_difference(a, b, "bootstrap")   -> the same with a percentile bootstrap interval
+  mean_interval([78.1, 77.9, 78.4])      -> one method's mean with its t interval
 
 An interval that contains 0 means the data do not separate the two methods.
 """
@@ -64,3 +65,17 @@ def paired_difference(a: Sequence[float], b: Sequence[float], method: str = "t",
   return {"n": int(n), "mean": mean, "low": float(low), "high": float(high), "method": method,
           "confidence": confidence, "wins": int(np.sum(d > 0)), "ties": int(np.sum(d == 0)),
           "losses": int(np.sum(d < 0)), "differences": [float(v) for v in d]}
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
+  """Student-t interval of the mean of `values` (one per seed): {"mean", "low", "high"};
+  low = high = mean for a single value."""
+  v = np.asarray(values, np.float64)
+  if v.ndim != 1 or v.size == 0:
+    raise ValueError(f"mean_interval needs a non-empty list of numbers, got shape {v.shape}")
+  mean = float(np.mean(v))
+  if v.size == 1:
+    return {"mean": mean, "low": mean, "high": mean}
+  from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
+  half = float(scipy_stats.t.ppf((1 + confidence) / 2, v.size - 1) * np.std(v, ddof=1) / np.sqrt(v.size))
+  return {"mean": mean, "low": mean - half, "high": mean + half}

@@ -4,7 +4,8 @@
 - `finetune`: train `config.model` with cross-entropy (method `none`), e.g. a teacher;
 - `distill`: train `config.student` from the frozen `config.teacher` with
   `config.distill.method`;
-- `demo`: the embedded end-to-end demo (see `demo.py`).
+- `demo`: the embedded end-to-end demo (see `demo.py`);
+- `study`: every method tuned and run over seeds (see `study.py`).
 The step itself lives in `step.py`; the `Trainer` here only moves data and
 writes outputs, so tests can drive it step by step.
 
@@ -35,7 +36,7 @@ from rail_kd_jax.train_state import TrainState, param_count
 from rail_kd_jax.validation import ConfigError, prepare_workdir, validate_config
 
 # Per-step metrics that are not loss terms (never named as "the term that went non-finite").
-_NOT_TERMS = ("finite", "skipped", "mapping", "learning_rate", "param_norm", "epoch") + diagnostics.ALL_NAMES
+_NOT_TERMS = ("finite", "skipped", "mapping", "learning_rate", "param_norm", "epoch", "step_ms") + diagnostics.ALL_NAMES
 
 
 class Preempted(Exception):
@@ -269,6 +270,7 @@ class Trainer:
     progress = metrics_lib.Progress(total, start_step=self.step)
     t_start = time.perf_counter()
     epoch, start_in_epoch = divmod(self.step, run.steps_per_epoch)
+    last_log = None  # (step, time) of the previous train log, for step_ms
     pending = None  # (step, device metrics): its finiteness is read one step late, so the host never stalls
     with checkpoint_lib.PreemptionGuard() as guard:
       while self.step < total:
@@ -279,8 +281,14 @@ class Trainer:
             self._check_finite(*pending)
           pending = (step, metrics)
           if step % cfg.train.log_every == 0 or step == total:
-            values = self.par.unreplicate(metrics)
+            values = self.par.unreplicate(metrics)  # waits for this step: the clock below is honest
             values["epoch"] = epoch
+            now = time.perf_counter()
+            if last_log is not None and step > last_log[0]:
+              # Wall milliseconds per step since the previous log (host work, evals and
+              # checkpoints in between included); absent on the first log, which holds the compile.
+              values["step_ms"] = 1000.0 * (now - last_log[1]) / (step - last_log[0])
+            last_log = (step, now)
             self.writer.write(step, "train", values)
             for line in self.collapse_watch.update(step, values):
               logging.warning("%s", line)
@@ -397,4 +405,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if config.mode == "demo":
     from rail_kd_jax import demo
     return demo.run_demo(config, workdir)
+  if config.mode == "study":
+    from rail_kd_jax import study
+    return study.run_study(config, workdir)
   return Trainer(config, workdir).fit()

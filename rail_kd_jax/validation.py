@@ -261,8 +261,8 @@ def validate_config(config, num_devices: int | None = None) -> None:
   _choice("parallel", config.parallel, ("pmap", "shard_map"))
   _int("seed", config.seed, minimum=0)
   _int("num_devices", config.num_devices, minimum=0)
-  if config.mode == "demo":
-    return  # the demo validates each of its stages' configs
+  if config.mode in ("demo", "study"):
+    return  # the demo and the study validate each of their stages' configs
   if config.mode == "finetune":
     if config.model.init == "teacher_layers":
       raise ConfigError("model.init='teacher_layers' needs a teacher; use mode=distill or init=fresh|pretrained")
