@@ -267,11 +267,11 @@ def write_study_chart(study: dict, path: str) -> str | None:
     for i, m in enumerate(methods):
       secs = [r["train_seconds"] for r in study["runs"] if r["method"] == m]
       ax.scatter(np.full(len(secs), i), secs, s=14, color="#55a868", alpha=0.7, zorder=2,
-                 label="cached teacher" if i == 0 else None)
+                 label="seeds (teacher cached)" if i == 0 else None)
       on = (study.get("online") or {}).get(m)
       if on:
         ax.scatter([i], [on["train_seconds"]], marker="x", s=40, color="#c44e52", zorder=3,
-                   label="online teacher" if not any(mm in study["online"] for mm in methods[:i]) else None)
+                   label="tune seed, teacher online" if not any(mm in study["online"] for mm in methods[:i]) else None)
     ax.set_title("training time per run")
     ax.set_ylabel("train seconds")
     ax.set_ylim(bottom=0)

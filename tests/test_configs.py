@@ -14,7 +14,8 @@ CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
 GLUE_FIXTURES = os.path.join(REPO, "tests", "fixtures", "glue")
 # A representative arg of every config file (the demo and tiny need none).
 ARGS = {"glue": ["sst2", "sst2,distill,rail_l,bert", "mnli,kd,roberta", "stsb,runlocal"], "local": ["DATA"],
-        "demo": ["", "runlocal"], "tiny": ["", "shard_map"]}
+        "demo": ["", "runlocal"], "tiny": ["", "shard_map"],
+        "study": ["", "quick", "runlocal", "glue/sst2", "glue/mnli,runlocal"]}
 PATH_FIELDS = ("model", "teacher", "student")
 
 
@@ -55,7 +56,8 @@ def test_config_builds_and_validates(name, arg, tiny_assets):
   # Every field the config sets exists in the defaults (no typo'd new sections), except the demo's own block.
   base = defaults.base_config()
   for key in config:
-    assert key in base or (name == "demo" and key == "demo"), f"configs/{name}.py:{arg} sets unknown field {key!r}"
+    assert key in base or (name in ("demo", "study") and key == name), \
+        f"configs/{name}.py:{arg} sets unknown field {key!r}"
   # Model folders come from the command line; stand in the tiny one.
   for field in PATH_FIELDS:
     if config[field].init == "pretrained":
@@ -73,6 +75,18 @@ def test_demo_config_fields():
   assert local.data.max_train_examples > 0
   with pytest.raises(ValueError, match="runlocal"):
     demo_mod.get_config("sst2")
+
+
+def test_study_config_fields():
+  study_mod = load_config_module("study")
+  c = study_mod.get_config()
+  assert c.mode == "study" and len(c.study.seeds) == 5 and c.study.ood == "tweets"
+  assert len(study_mod.get_config("quick").study.seeds) == 3
+  g = study_mod.get_config("glue/rte")
+  assert (g.study.task, g.data.task, len(g.study.student_layers)) == ("glue", "rte", 6)
+  for bad in ("sst2", "glue/", "fast"):
+    with pytest.raises(ValueError, match="configs/study.py arg"):
+      study_mod.get_config(bad)
 
 
 @pytest.mark.parametrize("arg,expected", [

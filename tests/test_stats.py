@@ -48,3 +48,13 @@ def test_bad_input():
     stats.paired_difference([1.0], [2.0], method="wilcoxon")
   one = stats.paired_difference([2.0], [1.0])
   assert one["low"] == one["high"] == one["mean"] == 1.0
+
+
+def test_mean_interval_matches_scipy():
+  got = stats.mean_interval(A)
+  low, high = scipy_stats.t.interval(0.95, len(A) - 1, loc=np.mean(A), scale=scipy_stats.sem(A))
+  assert got["mean"] == pytest.approx(np.mean(A))
+  assert got["low"] == pytest.approx(low) and got["high"] == pytest.approx(high)
+  assert stats.mean_interval([3.0]) == {"mean": 3.0, "low": 3.0, "high": 3.0}
+  with pytest.raises(ValueError, match="non-empty"):
+    stats.mean_interval([])

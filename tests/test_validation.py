@@ -261,6 +261,31 @@ def render_doc(messages, warnings_seen) -> str:
       "",
       *warn_rows,
       "",
+      "## The study",
+      "",
+      "`configs/study.py` checks every grid point before anything trains (cases of",
+      "`tests/test_study.py`; docs/STUDY.md):",
+      "",
+      "| input | message |",
+      "|---|---|",
+      "| `--config.study.grid='{not json'` | study.grid is neither one of default, runlocal nor a JSON object "
+      "{method: [{field: value}, ...]} (...) |",
+      "| `--config.study.grid='{\"kd\": [{\"temprature\": 2.0}]}'` | study.grid['kd'] point {'temprature': 2.0} "
+      "sets 'temprature', which is not a distill field the grid may set (see rail_kd_jax/distill/config.py) |",
+      "| `--config.study.grid='{\"kd\": []}'` | study.grid['kd'] must be a non-empty list of {field: value} "
+      "objects, got [] |",
+      "| `--config.study.tune_seed=7` | study.tune_seed=7 must be one of study.seeds=[0, 1, 2, 3, 4] (its tuning "
+      "run is that seed's run) |",
+      "| `--config.study.ood=/data/no_such.csv` | study.ood='/data/no_such.csv': no such file (give a labelled "
+      "CSV/TSV/JSONL with the task's columns, 'tweets', or '' for no out-of-domain split) |",
+      "| `--config.distill.ckd_granularity=token` | study.methods has 'ckd' at grid point 'paper', which the "
+      "teacher cache cannot serve: ... |",
+      "| `--config=configs/study.py:glue/sst2` without `study.teacher_path` | study.task='glue' needs "
+      "study.teacher_path: a BERT-base (12-layer) Hugging Face folder, e.g. "
+      "--config.study.teacher_path=/models/bert-base-uncased |",
+      "| `--config=configs/study.py:glue/stsb` | GLUE task 'stsb' is a regression task; the study compares "
+      "accuracies, so give a classification task (e.g. sst2, mnli, qnli, rte, mrpc) |",
+      "",
   ])
 
 
