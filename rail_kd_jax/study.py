@@ -358,6 +358,7 @@ def run_study(config, workdir: str) -> dict:
   t_cfg = demo.teacher_config(config, files, teacher_src, section="study")
   teacher = demo.run_stage("teacher", "finetune", t_cfg, workdir, reuse, depends_on=data_key)
   progress.finish(teacher)
+  stages = [teacher]
   if s.student_init == "pretrained":
     demo.prepare_student_init(config, workdir, teacher_src)
   depends = demo.fingerprint(teacher["run_id"], list(layers), init)
@@ -366,6 +367,7 @@ def run_study(config, workdir: str) -> dict:
     progress.start(name)
     result = demo.run_stage(name, method, cfg, workdir, reuse, depends_on=depends)
     progress.finish(result)
+    stages.append(result)
     return result
 
   tuning: dict[str, list[dict]] = {}
@@ -389,7 +391,11 @@ def run_study(config, workdir: str) -> dict:
     online[m] = run_facts(run(f"online/{m}", m, cfg))
 
   study = summarise(config, grid, tuning, selected, per_seed, online, teacher, data_info, workdir)
-  study["wall_seconds"] = time.perf_counter() - t_start
+  study["wall_seconds"] = time.perf_counter() - t_start  # this invocation (finished runs reused)
+  # What the study costs from scratch: every run's own wall time (a reused run's as recorded
+  # when it was trained; the cache build is inside the first cached run's).
+  study["runs_seconds"] = float(sum(float(r.get("stage_seconds", 0.0)) for r in stages))
+  study["runs_total"], study["runs_trained"] = total, progress.trained
   write_outputs(study, workdir, plots=bool(config.train.plots))
   logging.info("study finished in %.0f s; results in %s", study["wall_seconds"], os.path.join(workdir, "study.md"))
   return study
@@ -516,6 +522,32 @@ def _diff(d: dict | None, scale: float = 100.0, digits: int = 2) -> str:
           f"({d['wins']}/{d['n']})")
 
 
+def headline(study: dict, ref: str = "rail_l") -> str:
+  """The short table (README, docs/RESULTS.md): per method, test and OOD accuracy (mean ± std)
+  and train seconds, and RAIL-KD minus the method with its interval and win count."""
+  rows, diffs = study["methods"], study["differences"]
+  has_ood = any("ood" in r for r in rows.values())
+  head = ["method", "test %", "OOD %" if has_ood else None, "train s (cached)", f"{ref} − method, test",
+          f"{ref} − method, OOD" if has_ood else None]
+  head = [h for h in head if h]
+  out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+  def flip(d):  # the stored difference is method − ref
+    if not d:
+      return None
+    return dict(d, mean=-d["mean"], low=-d["high"], high=-d["low"], wins=d["losses"])
+
+  for m, r in rows.items():
+    cells = [r["label"], _ms(r.get("test"))]
+    if has_ood:
+      cells.append(_ms(r.get("ood")))
+    cells.append(f"{r['train_seconds']['mean']:.1f}")
+    for split in ("test", "ood") if has_ood else ("test",):
+      cells.append("—" if m == ref else _diff(flip(diffs.get(f"{m}-{ref}/{split}"))))
+    out.append("| " + " | ".join(cells) + " |")
+  return "\n".join(out)
+
+
 def to_markdown(study: dict) -> str:
   rows, diffs = study["methods"], study["differences"]
   methods = list(rows)
@@ -530,6 +562,9 @@ def to_markdown(study: dict) -> str:
   out.append(f"Teacher ({study['teacher'].get('layers')} layers): dev {_pct(t.get('dev', {}).get('accuracy'))}%, "
              f"test {_pct(t.get('test', {}).get('accuracy'))}%" +
              (f", OOD {_pct(t.get('ood', {}).get('accuracy'))}%" if "ood" in t else "") + ".")
+  if "rail_l" in rows:
+    out += ["", f"## Headline: RAIL-KD (rail_l) minus each method, points of accuracy, mean [95% interval] "
+            f"(RAIL-KD's wins/seeds), {conf}", "", headline(study)]
   out += ["", f"## Accuracy (%), mean ± std over seeds {seeds}", ""]
   head = ["method", "selected point", "dev", "test", "OOD" if has_ood else None, "train s", "step ms"]
   head = [h for h in head if h]
@@ -542,15 +577,13 @@ def to_markdown(study: dict) -> str:
     cells.append(f"{r['train_seconds']['mean']:.1f} ± {r['train_seconds']['std']:.1f}")
     cells.append(f"{r['step_ms']['mean']:.1f}" if r.get("step_ms") else "-")
     out.append("| " + " | ".join(cells) + " |")
-  out += ["", "Per seed (test / OOD, %):", "", "| method | " + " | ".join(f"seed {x}" for x in seeds) + " |",
+  out += ["", "Per seed (dev / test / OOD, %):", "", "| method | " + " | ".join(f"seed {x}" for x in seeds) + " |",
           "|" + "---|" * (len(seeds) + 1)]
   for m in methods:
     r = rows[m]
     vals = []
     for i in range(len(seeds)):
-      te = r["test"]["values"][i] if "test" in r else None
-      oo = r["ood"]["values"][i] if "ood" in r else None
-      vals.append(f"{_pct(te)} / {_pct(oo)}")
+      vals.append(" / ".join(_pct(r[split]["values"][i]) if split in r else "-" for split in SPLITS))
     out.append(f"| {r['label']} | " + " | ".join(vals) + " |")
   for ref in REFERENCES:
     if ref not in rows:
@@ -605,8 +638,11 @@ def to_markdown(study: dict) -> str:
               f"cached runs, minus the cache build)."]
   mi = study["machine"]
   out += ["", f"Machine: {mi['cpu']} ({mi['cores']} cores), backend {mi['backend']}, jax {mi['jax']}, flax "
-          f"{mi['flax']}; load average at the end {mi['load_average_at_end']}. Study wall time: "
-          f"{study.get('wall_seconds', float('nan')) / 60:.1f} min.", ""]
+          f"{mi['flax']}; load average at the end {mi['load_average_at_end']}. Wall time of this invocation "
+          f"{study.get('wall_seconds', float('nan')) / 60:.1f} min ({study.get('runs_trained', '?')} of "
+          f"{study.get('runs_total', '?')} runs trained, the rest reused); the runs' own wall times sum to "
+          f"{study.get('runs_seconds', float('nan')) / 60:.1f} min (the study from scratch, cache build "
+          f"included).", ""]
   return "\n".join(out)
 
 

@@ -93,7 +93,7 @@ def test_runlocal_writes_every_output(finished):
   use = s["methods"]["rail_l"]["teacher_layer_use"]
   assert len(use) == 4 and sum(use) == 2 * 2 * 4  # 2 slots x 2 seeds x 4 steps
   md = open(os.path.join(wd, "study.md")).read()
-  for heading in ("## Accuracy", "## Paired difference to KD", "## Tuning grid", "## Collapse diagnostics",
+  for heading in ("## Headline", "## Accuracy", "## Paired difference to KD", "## Tuning grid", "## Collapse diagnostics",
                   "RAIL-KD mapping counts", "Machine:"):
     assert heading in md, heading
   # Progress across the whole study: runs done / total with an ETA.
