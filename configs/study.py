@@ -107,7 +107,7 @@ def get_config(arg: str = ""):
   s.time_online = ("kd", "pkd", "alp_kd", "ckd", "rail_l")
   # 't' (paired t) or 'bootstrap' (paired percentile bootstrap) intervals.
   s.interval = "t"
-  s.stage_plots = False  # each run's own loss/eval plots (the study.png is always drawn)
+  s.stage_plots = False  # each student run's own loss/eval plots (study.png follows train.plots)
   s.reuse = True
 
   if glue_task:

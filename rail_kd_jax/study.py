@@ -12,9 +12,9 @@ skipped, so a killed study continues where it stopped):
   data/, ood/        the Rotten Tomatoes movie-grouped split and the tweets (data.tweets)
   student_init/      the student's starting weights (the same for every run)
   teacher/           the fine-tuned teacher (once)
-  cache/             the teacher cache (teacher_cache.py): built by the first student run,
-                     read by every other one, so the teacher's forward over the train
-                     split runs once per study
+  cache/             the teacher cache (teacher_cache.py): built by the first cached
+                     student run, read by every other one, so the teacher's forward over
+                     the train split runs once per study
   tune/<m>/<point>/  the grid of method m at seed `study.tune_seed`, selected on dev
   runs/<m>/seed_<s>/ the selected point of m at every other seed (the tuning run is
                      seed `tune_seed`'s run)
@@ -109,14 +109,19 @@ def grid_for(config) -> dict[str, list[dict]]:
   from rail_kd_jax.distill.config import default_distill_config  # pylint: disable=g-import-not-at-top
   fields = default_distill_config()
   for m, pts in grid.items():
-    names = [point_name(p) for p in pts]
-    if len(set(names)) != len(names):
-      raise ConfigError(f"study.grid[{m!r}] repeats a point: {names}")
     for p in pts:
-      for k in p:
+      for k, v in p.items():
         if k not in fields or k in ("method", "cache_teacher", "cache_dtype"):
           raise ConfigError(f"study.grid[{m!r}] point {p} sets {k!r}, which is not a distill field the grid "
                             f"may set (see rail_kd_jax/distill/config.py)")
+        want = type(fields[k])
+        ok = (isinstance(v, (int, float)) and not isinstance(v, bool)) if want in (int, float) else isinstance(v, want)
+        if not ok:
+          raise ConfigError(f"study.grid[{m!r}] point {p}: {k}={v!r} must be a {want.__name__} like the field's "
+                            f"default {fields[k]!r}")
+    names = [point_name(p) for p in pts]
+    if len(set(names)) != len(names):
+      raise ConfigError(f"study.grid[{m!r}] repeats a point: {names}")
   return grid
 
 
@@ -131,8 +136,8 @@ def _validate(config) -> None:
   if len(set(s.methods)) != len(tuple(s.methods)):
     raise ConfigError(f"study.methods repeats a method: {list(s.methods)}")
   seeds = [int(x) for x in s.seeds]
-  if not seeds or len(set(seeds)) != len(seeds):
-    raise ConfigError(f"study.seeds={list(s.seeds)} must be distinct and non-empty")
+  if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+    raise ConfigError(f"study.seeds={list(s.seeds)} must be distinct integers >= 0, at least one")
   if int(s.tune_seed) not in seeds:
     raise ConfigError(f"study.tune_seed={s.tune_seed} must be one of study.seeds={seeds} (its tuning run is "
                       f"that seed's run)")
@@ -151,6 +156,8 @@ def _validate(config) -> None:
       raise ConfigError(f"study.{stage}_learning_rate={s[f'{stage}_learning_rate']!r} must be > 0")
   if s.task not in ("rotten_tomatoes", "glue"):
     raise ConfigError(f"study.task={s.task!r} is not valid; choose rotten_tomatoes or glue")
+  if s.task == "glue" and not s.glue_task:
+    raise ConfigError("study.task='glue' needs study.glue_task (use the arg configs/study.py:glue/<task>)")
   if s.task == "glue" and not s.teacher_path:
     raise ConfigError("study.task='glue' needs study.teacher_path: a BERT-base (12-layer) Hugging Face folder, "
                       "e.g. --config.study.teacher_path=/models/bert-base-uncased")
@@ -186,9 +193,15 @@ def _stage_configs(config, files: dict, teacher_dir: str, init: dict, grid: dict
   from rail_kd_jax.distill import methods as methods_lib  # pylint: disable=g-import-not-at-top
   try:
     tcfg = models.read_config(validation_model_folder(teacher_src))
+  except ConfigError:
+    raise
   except (ValueError, FileNotFoundError, OSError) as e:
     raise ConfigError(f"study.teacher_path={teacher_src!r}: {e}") from None
   num_student = len(tuple(s.student_layers))
+  bad = [i for i in s.student_layers if not 0 <= int(i) < tcfg.num_hidden_layers]
+  if not num_student or bad or len(set(s.student_layers)) != num_student:
+    raise ConfigError(f"study.student_layers={tuple(s.student_layers)} must be distinct layer indices (0-based) "
+                      f"of the {tcfg.num_hidden_layers}-layer teacher checkpoint {teacher_src!r}")
   out = {}
   for m, pts in grid.items():
     for p in pts:
@@ -309,6 +322,16 @@ def _prepare_data(config, workdir: str) -> tuple[dict, dict]:
   return files, info
 
 
+def _file_sha256(path: str) -> str:
+  """The content hash that keys the teacher stage (and so every run) to the data it saw."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
 def _make_tiny_pretrained(workdir: str, tokenizer_src: str) -> str:
   """study.teacher_path='tiny' (tests): a random 4-layer, 32-wide BERT with `tokenizer_src`'s
   vocabulary, saved as an HF folder; it then plays the pre-trained checkpoint."""
@@ -340,7 +363,7 @@ def run_study(config, workdir: str) -> dict:
   teacher_src = s.teacher_path or demo.default_teacher_path()
   if teacher_src == "tiny":
     teacher_src = _make_tiny_pretrained(workdir, demo.default_teacher_path())
-  data_key = demo.fingerprint({k: os.path.abspath(v) for k, v in files.items()})
+  data_key = demo.fingerprint({k: [os.path.abspath(v), _file_sha256(v)] for k, v in files.items()})
 
   # Every point's config is built and validated before anything trains.
   layers = tuple(int(x) for x in s.student_layers)
@@ -522,6 +545,13 @@ def _diff(d: dict | None, scale: float = 100.0, digits: int = 2) -> str:
           f"({d['wins']}/{d['n']})")
 
 
+def _seconds(d: dict | None) -> str:
+  """A train-seconds difference: mean [interval] (runs where the method was faster / seeds)."""
+  if not d:
+    return "-"
+  return f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] (faster {d['losses']}/{d['n']})"
+
+
 def headline(study: dict, ref: str = "rail_l") -> str:
   """The short table (README, docs/RESULTS.md): per method, test and OOD accuracy (mean ± std)
   and train seconds, and RAIL-KD minus the method with its interval and win count."""
@@ -595,7 +625,7 @@ def to_markdown(study: dict) -> str:
       if m == ref:
         continue
       out.append(f"| {rows[m]['label']} | {_diff(diffs.get(f'{m}-{ref}/test'))} | "
-                 f"{_diff(diffs.get(f'{m}-{ref}/ood'))} | {_diff(diffs.get(f'{m}-{ref}/train_seconds'), 1.0, 1)} |")
+                 f"{_diff(diffs.get(f'{m}-{ref}/ood'))} | {_seconds(diffs.get(f'{m}-{ref}/train_seconds'))} |")
   out += ["", f"## Tuning grid (seed {study['config']['tune_seed']}; selection by dev accuracy only)", "",
           "| method | point | dev | test | OOD | train s | selected |", "|---|---|---|---|---|---|---|"]
   for m in methods:

@@ -88,7 +88,7 @@ def test_runlocal_writes_every_output(finished):
   with open(os.path.join(wd, "study.csv")) as f:
     rows = list(csv.DictReader(f))
   assert len([r for r in rows if r["kind"] == "run"]) == 2 * len(METHODS)
-  assert len([r for r in rows if r["kind"] == "tune"]) == sum(len(p) for p in s["grid"].values())
+  assert len([r for r in rows if r["kind"] == "tune"]) == 9
   # RAIL-KD's mapping counts: every step pairs each of the 2 student layers with a teacher layer.
   use = s["methods"]["rail_l"]["teacher_layer_use"]
   assert len(use) == 4 and sum(use) == 2 * 2 * 4  # 2 slots x 2 seeds x 4 steps
@@ -191,15 +191,17 @@ def test_kill_9_then_rerun_gives_the_same_table(finished, jax_cache, tmp_path):
              STUDY_SLOW_RUN=os.path.join("runs", "kd", "seed_1"), STUDY_MARKER=str(tmp_path / "marker"))
   script = tmp_path / "slow_main.py"
   script.write_text(_SLOW_MAIN)
-  proc = subprocess.Popen([sys.executable, str(script), *args], cwd=REPO, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  log = open(tmp_path / "killed.log", "w")  # a file, not a pipe: nobody reads it while we wait
+  proc = subprocess.Popen([sys.executable, str(script), *args], cwd=REPO, env=env, stdout=log,
+                          stderr=subprocess.STDOUT, text=True)
   deadline = time.time() + 600
   while not os.path.exists(env["STUDY_MARKER"]):
-    assert proc.poll() is None, proc.stderr.read()[-3000:]
+    assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
     assert time.time() < deadline
     time.sleep(0.1)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
+  log.close()
   killed = os.path.join(wd, "runs", "kd", "seed_1")
   assert os.path.isdir(killed) and not os.path.exists(os.path.join(killed, "stage_result.json"))
   before = {}
@@ -285,8 +287,21 @@ def test_glue_study_on_the_tsv_fixtures(tmp_path, jax_cache):
   with contextlib.redirect_stdout(io.StringIO()):
     s = study.run_study(config, str(tmp_path))
   assert s["data"]["counts"] == {"train": 5, "dev": 1, "test": 4}  # 6 train rows: 1 held out as dev
-  with open(tmp_path / "data" / "test.tsv") as f:
-    assert next(csv.reader(f, delimiter="\t")) == ["text", "label"]
+  # The written splits hold GLUE's sentences unchanged (quotes included) and their labels.
+  from rail_kd_jax.data import tasks
+  glue = tasks.default_data_config()
+  glue.task, glue.data_dir = "sst2", os.path.join(GLUE, "SST-2")
+  fixture = tasks.load_task(glue)
+  local = tasks.default_data_config()
+  local.train_file = str(tmp_path / "data" / "train.tsv")
+  local.eval_files = {"dev": str(tmp_path / "data" / "dev.tsv"), "test": str(tmp_path / "data" / "test.tsv")}
+  local.label_names = ("negative", "positive")
+  ours = tasks.load_task(local)
+  pairs = lambda cols, text: sorted(zip(cols[text], np.asarray(cols["label"]).tolist()))
+  assert sorted(pairs(ours.splits["train"], "text") + pairs(ours.splits["dev"], "text")) == \
+      pairs(fixture.splits["train"], "sentence")
+  assert pairs(ours.splits["test"], "text") == pairs(fixture.splits["validation"], "sentence")
+  assert any('"' in t for t in ours.splits["train"]["text"] + ours.splits["dev"]["text"])
   for m in config.study.methods:
     assert s["methods"][m]["test"]["n"] == 2 and "ood" not in s["methods"][m]
   # A GLUE study needs the BERT-base teacher folder; a regression task is refused.

@@ -283,7 +283,7 @@ def render_doc(messages, warnings_seen) -> str:
       "| `--config=configs/study.py:glue/sst2` without `study.teacher_path` | study.task='glue' needs "
       "study.teacher_path: a BERT-base (12-layer) Hugging Face folder, e.g. "
       "--config.study.teacher_path=/models/bert-base-uncased |",
-      "| `--config=configs/study.py:glue/stsb` | GLUE task 'stsb' is a regression task; the study compares "
+      "| `--config=configs/study.py:glue/stsb` with `study.teacher_path` and `data.data_dir` set | GLUE task 'stsb' is a regression task; the study compares "
       "accuracies, so give a classification task (e.g. sst2, mnli, qnli, rte, mrpc) |",
       "",
   ])

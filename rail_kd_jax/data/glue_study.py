@@ -14,7 +14,6 @@ Regression (STS-B) is refused: the study compares accuracies.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import tempfile
@@ -27,13 +26,16 @@ _VERSION = 1
 
 
 def _write_tsv(path: str, columns: dict, order: np.ndarray, names: tuple[str, ...]) -> None:
+  """GLUE's own TSV form: no quoting (the reader splits on tabs only, so a quote stays a quote)."""
   keys = [k for k in ("text", "text_pair") if k in columns]
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-  with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-    w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-    w.writerow(keys + ["label"])
+  with os.fdopen(fd, "w", encoding="utf-8") as f:
+    f.write("\t".join(keys + ["label"]) + "\n")
     for i in order:
-      w.writerow([columns[k][i] for k in keys] + [names[int(columns["label"][i])]])
+      fields = [str(columns[k][i]) for k in keys] + [names[int(columns["label"][i])]]
+      if any("\t" in x or "\n" in x or "\r" in x for x in fields):
+        raise ValueError(f"GLUE row {int(i)} of {path!r} holds a tab or a line break inside a field")
+      f.write("\t".join(fields) + "\n")
   os.replace(tmp, path)
 
 
