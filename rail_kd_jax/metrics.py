@@ -64,6 +64,16 @@ class MetricsWriter:
       self._tb.close()
 
 
+# Wall-clock values in the records: they differ between two runs that are otherwise equal
+# (a resumed run's first log after the restart has no step_ms).
+WALL_CLOCK_KEYS = ("step_ms", "train_seconds")
+
+
+def without_wall_clock(records: list[dict]) -> list[dict]:
+  """`records` without WALL_CLOCK_KEYS, for comparing two runs record by record."""
+  return [{k: v for k, v in r.items() if k not in WALL_CLOCK_KEYS} for r in records]
+
+
 def read_metrics(workdir: str) -> list[dict]:
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):

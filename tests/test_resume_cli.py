@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rail_kd_jax import checkpoint as ckpt_lib
+from rail_kd_jax import metrics as metrics_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL, EVERY = 120, 20
@@ -85,7 +86,7 @@ def _final_state(workdir):
 
 
 def _strip_time(records):
-  return [{k: v for k, v in r.items() if k != "train_seconds"} for r in records]
+  return metrics_lib.without_wall_clock(records)
 
 
 @pytest.fixture(scope="module")
