@@ -19,6 +19,7 @@ rates live in `demo`.
 arg: '' (the real demo) or 'runlocal' (4 steps per stage on a 128-example subset,
 for tests; still the real MiniLM teacher).
 """
+
 import ml_collections
 
 from rail_kd_jax import demo

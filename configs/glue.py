@@ -33,6 +33,7 @@ split at each epoch's end (`python -m rail_kd_jax.sweep collect --select=best` r
 the best dev epoch); RAIL-KD resamples its layer mapping every epoch. Seeds and
 methods are swept with launch/sweep.
 """
+
 from rail_kd_jax.data.tasks import GLUE_TASKS
 from rail_kd_jax.defaults import base_config, model_config
 from rail_kd_jax.distill.methods import METHODS
@@ -42,8 +43,8 @@ FAMILIES = ("bert", "roberta")
 DEFAULT_METHOD = "rail_l"
 # What the model folders should hold, for the help text of an empty path.
 FAMILY_MODELS = {
-    "bert": {"teacher": "bert-base-uncased (12 layers, 768 wide)", "student": "distilbert-base-uncased (6 layers)"},
-    "roberta": {"teacher": "roberta-large (24 layers, 1024 wide)", "student": "distilroberta-base (6 layers)"},
+  "bert": {"teacher": "bert-base-uncased (12 layers, 768 wide)", "student": "distilbert-base-uncased (6 layers)"},
+  "roberta": {"teacher": "roberta-large (24 layers, 1024 wide)", "student": "distilroberta-base (6 layers)"},
 }
 # Student widths (the teachers' widths come from their checkpoints).
 STUDENT_LAYERS = 6
@@ -56,13 +57,16 @@ def parse_arg(arg: str) -> dict:
   an unknown or repeated token."""
   tokens = [t.strip().lower() for t in (arg or "").split(",") if t.strip()]
   if not tokens:
-    raise ValueError("configs/glue.py needs an arg: <task>[,<mode>][,<method>][,<family>][,runlocal], "
-                     f"e.g. configs/glue.py:sst2 or configs/glue.py:sst2,distill,rail_l,bert; tasks: "
-                     f"{', '.join(GLUE_TASKS)}")
+    raise ValueError(
+      "configs/glue.py needs an arg: <task>[,<mode>][,<method>][,<family>][,runlocal], "
+      f"e.g. configs/glue.py:sst2 or configs/glue.py:sst2,distill,rail_l,bert; tasks: "
+      f"{', '.join(GLUE_TASKS)}"
+    )
   task = tokens[0].replace("-", "")
   if task not in GLUE_TASKS:
-    raise ValueError(f"configs/glue.py: the first token {tokens[0]!r} is not a GLUE task; choose one of: "
-                     f"{', '.join(GLUE_TASKS)}")
+    raise ValueError(
+      f"configs/glue.py: the first token {tokens[0]!r} is not a GLUE task; choose one of: {', '.join(GLUE_TASKS)}"
+    )
   out = {"task": task, "mode": None, "method": None, "family": None, "runlocal": False}
   kinds = {"mode": MODES, "method": tuple(METHODS), "family": FAMILIES}
   for tok in tokens[1:]:
@@ -71,8 +75,10 @@ def parse_arg(arg: str) -> dict:
       continue
     kind = next((k for k, values in kinds.items() if tok in values), None)
     if kind is None:
-      raise ValueError(f"configs/glue.py: token {tok!r} is not a mode ({', '.join(MODES)}), a method "
-                       f"({', '.join(METHODS)}), a family ({', '.join(FAMILIES)}) or 'runlocal'")
+      raise ValueError(
+        f"configs/glue.py: token {tok!r} is not a mode ({', '.join(MODES)}), a method "
+        f"({', '.join(METHODS)}), a family ({', '.join(FAMILIES)}) or 'runlocal'"
+      )
     if out[kind] is not None:
       raise ValueError(f"configs/glue.py: two {kind} tokens given ({out[kind]!r} and {tok!r}); give one")
     out[kind] = tok
@@ -86,8 +92,16 @@ def parse_arg(arg: str) -> dict:
 
 
 def _tiny(layers: int):
-  return model_config(init="fresh", hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                      intermediate_size=64, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0)
+  return model_config(
+    init="fresh",
+    hidden_size=32,
+    num_hidden_layers=layers,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    dropout=0.0,
+    attention_dropout=0.0,
+  )
 
 
 def get_config(arg: str = ""):

@@ -10,6 +10,7 @@ arg: the data folder (columns `text` and `label` by default; change with
 The student copies teacher layers (1, 3, 5) by default (the DistilBERT recipe);
 use --config.student.init=fresh plus shape fields, or init=pretrained + path.
 """
+
 from rail_kd_jax.defaults import base_config, model_config
 
 

@@ -23,6 +23,7 @@ arg: '' (5 seeds) | 'quick' (3 seeds) | 'runlocal' (tests: a random tiny 4-layer
 grid and 2 seeds) | 'glue/<task>' (a GLUE task from data.data_dir, BERT-base -> 6 layers;
 ',runlocal' appended: the same path with tiny models, for the TSV fixtures).
 """
+
 import ml_collections
 
 from rail_kd_jax import demo
@@ -42,8 +43,10 @@ def get_config(arg: str = ""):
     elif t.startswith("glue/") and len(t) > 5:
       glue_task = t[5:]
     else:
-      raise ValueError(f"configs/study.py arg {arg!r} is not valid; give '', 'quick', 'runlocal', "
-                       f"'glue/<task>' or 'glue/<task>,runlocal'")
+      raise ValueError(
+        f"configs/study.py arg {arg!r} is not valid; give '', 'quick', 'runlocal', "
+        f"'glue/<task>' or 'glue/<task>,runlocal'"
+      )
   c = demo.stage_settings("study")  # the demo's stage settings; c.seed is the teacher's
   # The cache serves pooled vectors: CKD compares pooled group vectors (docs/STUDY.md).
   c.distill.ckd_granularity = "pooled"

@@ -12,13 +12,22 @@ a fresh random 4-layer model, enough to exercise every method.
 
 arg: '' (default) or 'shard_map' to select that parallel path.
 """
+
 from rail_kd_jax.defaults import base_config, model_config
 
 
 def _tiny(layers: int, **kw):
-  return model_config(init="fresh", hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                      intermediate_size=64, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
-                      **kw)
+  return model_config(
+    init="fresh",
+    hidden_size=32,
+    num_hidden_layers=layers,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    dropout=0.0,
+    attention_dropout=0.0,
+    **kw,
+  )
 
 
 def get_config(arg: str = ""):

@@ -3,6 +3,7 @@
 All user-facing checks happen here, before anything is compiled; a user error
 surfaces as `validation.ConfigError` with one sentence.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,6 +27,7 @@ _EXPORT_NAMES = ("model", "student", "teacher")
 @dataclasses.dataclass
 class Run:
   """Everything built from a config before the first step."""
+
   config: Any
   spec: tasks.TaskSpec
   tokenizer: Any
@@ -53,8 +55,10 @@ def resolve_model_path(path: str, field: str) -> str:
       return candidate
   if os.path.isfile(os.path.join(path, "config.json")):
     return path
-  raise ConfigError(f"{field}={path!r} has no config.json (nor export/model/config.json); point it at a "
-                    "Hugging Face model folder or a finished finetune workdir")
+  raise ConfigError(
+    f"{field}={path!r} has no config.json (nor export/model/config.json); point it at a "
+    "Hugging Face model folder or a finished finetune workdir"
+  )
 
 
 def _dtype(name: str):
@@ -71,8 +75,9 @@ def _dropout_overrides(mcfg) -> dict:
   return kw
 
 
-def build_model(mcfg, field: str, num_labels: int, vocab_size: int, rng: jax.Array,
-                teacher: tuple[models.Encoder, Any] | None = None) -> tuple[models.Encoder, Any]:
+def build_model(
+  mcfg, field: str, num_labels: int, vocab_size: int, rng: jax.Array, teacher: tuple[models.Encoder, Any] | None = None
+) -> tuple[models.Encoder, Any]:
   """One encoder from a `model_config()` block (pretrained | fresh | teacher_layers)."""
   module_kw = dict(dtype=_dtype(mcfg.dtype), scan_layers=bool(mcfg.scan_layers), remat=bool(mcfg.remat))
   try:
@@ -85,18 +90,18 @@ def build_model(mcfg, field: str, num_labels: int, vocab_size: int, rng: jax.Arr
       return model, params
     if mcfg.init == "fresh":
       config = models.EncoderConfig(
-          model_type=mcfg.model_type,
-          vocab_size=int(mcfg.vocab_size or vocab_size),
-          hidden_size=mcfg.hidden_size,
-          num_hidden_layers=mcfg.num_hidden_layers,
-          num_attention_heads=mcfg.num_attention_heads,
-          intermediate_size=mcfg.intermediate_size,
-          max_position_embeddings=mcfg.max_position_embeddings,
-          hidden_act=mcfg.hidden_act,
-          initializer_range=float(mcfg.initializer_range),
-          type_vocab_size=0 if mcfg.model_type == "distilbert" else 2,
-          pad_token_id=1 if mcfg.model_type == "roberta" else 0,
-          num_labels=num_labels,
+        model_type=mcfg.model_type,
+        vocab_size=int(mcfg.vocab_size or vocab_size),
+        hidden_size=mcfg.hidden_size,
+        num_hidden_layers=mcfg.num_hidden_layers,
+        num_attention_heads=mcfg.num_attention_heads,
+        intermediate_size=mcfg.intermediate_size,
+        max_position_embeddings=mcfg.max_position_embeddings,
+        hidden_act=mcfg.hidden_act,
+        initializer_range=float(mcfg.initializer_range),
+        type_vocab_size=0 if mcfg.model_type == "distilbert" else 2,
+        pad_token_id=1 if mcfg.model_type == "roberta" else 0,
+        num_labels=num_labels,
       )
       drop = _dropout_overrides(mcfg)
       if drop:
@@ -106,8 +111,9 @@ def build_model(mcfg, field: str, num_labels: int, vocab_size: int, rng: jax.Arr
     if teacher is None:
       raise ConfigError(f"{field}.init='teacher_layers' needs a teacher")
     layers = tuple(int(x) for x in mcfg.teacher_layers)
-    return models.student.from_teacher_layers(teacher[0], teacher[1], layers, rng=rng, num_labels=num_labels,
-                                              **module_kw, **_dropout_overrides(mcfg))
+    return models.student.from_teacher_layers(
+      teacher[0], teacher[1], layers, rng=rng, num_labels=num_labels, **module_kw, **_dropout_overrides(mcfg)
+    )
   except ConfigError:
     raise
   except (ValueError, FileNotFoundError) as e:
@@ -195,8 +201,9 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
     export_name = "model"
   else:
     teacher, teacher_params = build_model(config.teacher, "teacher", num_labels, vocab_size, k_teacher)
-    student, student_params = build_model(config.student, "student", num_labels, vocab_size, k_student,
-                                          teacher=(teacher, teacher_params))
+    student, student_params = build_model(
+      config.student, "student", num_labels, vocab_size, k_student, teacher=(teacher, teacher_params)
+    )
     try:
       method = methods_lib.get_method(config.distill.method)
     except ValueError as e:
@@ -214,13 +221,19 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
       raise ConfigError(str(e)) from None
     if config.distill.get("cache_teacher", False):
       from rail_kd_jax import teacher_cache
+
       teacher_cache.check_supported(config.distill)
     if teacher.config.vocab_size != scfg.vocab_size:
-      logging.warning("teacher and student vocabularies differ (%d vs %d): they must share a tokenizer",
-                      teacher.config.vocab_size, scfg.vocab_size)
+      logging.warning(
+        "teacher and student vocabularies differ (%d vs %d): they must share a tokenizer",
+        teacher.config.vocab_size,
+        scfg.vocab_size,
+      )
   if vocab_size > scfg.vocab_size:
-    raise ConfigError(f"the tokenizer at {tok_path!r} has {vocab_size} tokens but the model's embedding "
-                      f"table has {scfg.vocab_size} rows")
+    raise ConfigError(
+      f"the tokenizer at {tok_path!r} has {vocab_size} tokens but the model's embedding "
+      f"table has {scfg.vocab_size} rows"
+    )
   max_len = min(int(data_cfg.max_length), scfg.max_position_embeddings - (2 if scfg.model_type == "roberta" else 0))
   if max_len < int(data_cfg.max_length):
     logging.warning("data.max_length=%d exceeds the model's positions; using %d", data_cfg.max_length, max_len)
@@ -246,33 +259,51 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
   tx, schedule = optim.make_optimizer(config.optim, total_steps)
   head_params = method.init_heads(k_heads, config.distill, scfg.hidden_size, t_dim, n_student, n_teacher)
   step_spec = StepSpec(
-      student=student,
-      teacher=teacher,
-      method=method,
-      dcfg=config.distill,
-      tx=tx,
-      schedule=schedule,
-      seed=int(config.seed),
-      num_student_layers=n_student,
-      num_teacher_layers=n_teacher,
-      steps_per_epoch=steps_per_epoch,
-      is_regression=spec.is_regression,
-      grad_accum_steps=int(config.train.grad_accum_steps),
+    student=student,
+    teacher=teacher,
+    method=method,
+    dcfg=config.distill,
+    tx=tx,
+    schedule=schedule,
+    seed=int(config.seed),
+    num_student_layers=n_student,
+    num_teacher_layers=n_teacher,
+    steps_per_epoch=steps_per_epoch,
+    is_regression=spec.is_regression,
+    grad_accum_steps=int(config.train.grad_accum_steps),
   )
   if config.mode == "distill" and config.distill.get("cache_teacher", False) and method.needs_teacher:
     # Teacher cache: the train step reads the teacher's outputs from the batch and
     # never runs (nor holds) the teacher; it is only needed to build the cache.
     from rail_kd_jax import teacher_cache
+
     arrays["train"] = teacher_cache.attach(config, workdir, step_spec, teacher_params, arrays["train"], num_devices)
     step_spec = dataclasses.replace(step_spec, cached_teacher=True)
     teacher_params = None
-  logging.info("task %s: %s; %d steps/epoch, %d steps", spec.name,
-               ", ".join(f"{k}={len(v['input_ids'])}" for k, v in arrays.items()), steps_per_epoch, total_steps)
-  return Run(config=config, spec=spec, tokenizer=tokenizer, arrays=arrays, eval_splits=eval_splits,
-             test_splits=test_splits,
-             student=student, student_params=student_params, teacher=teacher, teacher_params=teacher_params,
-             head_params=head_params, step_spec=step_spec, steps_per_epoch=steps_per_epoch,
-             total_steps=total_steps, export_name=export_name)
+  logging.info(
+    "task %s: %s; %d steps/epoch, %d steps",
+    spec.name,
+    ", ".join(f"{k}={len(v['input_ids'])}" for k, v in arrays.items()),
+    steps_per_epoch,
+    total_steps,
+  )
+  return Run(
+    config=config,
+    spec=spec,
+    tokenizer=tokenizer,
+    arrays=arrays,
+    eval_splits=eval_splits,
+    test_splits=test_splits,
+    student=student,
+    student_params=student_params,
+    teacher=teacher,
+    teacher_params=teacher_params,
+    head_params=head_params,
+    step_spec=step_spec,
+    steps_per_epoch=steps_per_epoch,
+    total_steps=total_steps,
+    export_name=export_name,
+  )
 
 
 def export(run: Run, student_params: Any, out_dir: str) -> None:
@@ -280,6 +311,9 @@ def export(run: Run, student_params: Any, out_dir: str) -> None:
   model = run.student
   if run.spec.label_names:
     names = tuple(run.spec.label_names)
-    model = model.clone(config=dataclasses.replace(
-        model.config, id2label={i: n for i, n in enumerate(names)}, label2id={n: i for i, n in enumerate(names)}))
+    model = model.clone(
+      config=dataclasses.replace(
+        model.config, id2label={i: n for i, n in enumerate(names)}, label2id={n: i for i, n in enumerate(names)}
+      )
+    )
   models.save_pretrained(model, student_params, out_dir, tokenizer=run.tokenizer)

@@ -22,6 +22,7 @@ fails to restore or verify is moved to `workdir/checkpoints_corrupt/` with a war
 the previous one is used. A config that changed in a way that breaks resume is refused
 with a `ConfigError` (see `RESUME_FIELDS`).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -53,15 +54,32 @@ _TMP_MARKER = ".orbax-checkpoint-tmp"
 # change (logging, evaluation, export, number of devices, parallel path, loss weights,
 # learning rate, number of steps, ...) is allowed and logged as a warning.
 RESUME_FIELDS = (
-    "mode", "seed",
-    "model.*", "teacher.*", "student.*",
-    "distill.method", "distill.sampling", "distill.resample_every", "distill.fixed_layers",
-    "distill.resample_every_steps", "distill.projection", "distill.proj_dim", "distill.proj_index",
-    "distill.center", "distill.pkd_mapping",
-    "train.batch_size",
-    "data.task", "data.data_dir", "data.train_file", "data.synthetic", "data.max_train_examples",
-    "data.text_column", "data.text_pair_column", "data.label_column", "data.label_names",
-    "data.num_labels",
+  "mode",
+  "seed",
+  "model.*",
+  "teacher.*",
+  "student.*",
+  "distill.method",
+  "distill.sampling",
+  "distill.resample_every",
+  "distill.fixed_layers",
+  "distill.resample_every_steps",
+  "distill.projection",
+  "distill.proj_dim",
+  "distill.proj_index",
+  "distill.center",
+  "distill.pkd_mapping",
+  "train.batch_size",
+  "data.task",
+  "data.data_dir",
+  "data.train_file",
+  "data.synthetic",
+  "data.max_train_examples",
+  "data.text_column",
+  "data.text_pair_column",
+  "data.label_column",
+  "data.label_names",
+  "data.num_labels",
 )
 # Model fields inside the sections above that only change how the model computes.
 RESUME_HARMLESS = ("*.dtype", "*.remat", "*.dropout", "*.attention_dropout")
@@ -69,13 +87,20 @@ RESUME_HARMLESS = ("*.dtype", "*.remat", "*.dropout", "*.attention_dropout")
 # kd or finetune checkpoint written before a rail-only field existed still resumes.
 _RAIL = ("rail_l", "rail_c")
 METHOD_FIELDS = {
-    "distill.sampling": _RAIL, "distill.resample_every": _RAIL, "distill.resample_every_steps": _RAIL,
-    "distill.fixed_layers": _RAIL, "distill.projection": _RAIL, "distill.proj_dim": _RAIL,
-    "distill.proj_index": _RAIL, "distill.center": _RAIL, "distill.pkd_mapping": ("pkd",),
+  "distill.sampling": _RAIL,
+  "distill.resample_every": _RAIL,
+  "distill.resample_every_steps": _RAIL,
+  "distill.fixed_layers": _RAIL,
+  "distill.projection": _RAIL,
+  "distill.proj_dim": _RAIL,
+  "distill.proj_index": _RAIL,
+  "distill.center": _RAIL,
+  "distill.pkd_mapping": ("pkd",),
 }
 
 
 # ---------------------------------------------------------------------------- config
+
 
 def flat_config(config) -> dict[str, Any]:
   """The resolved config as {'a.b.c': JSON value} (tuples become lists)."""
@@ -123,17 +148,24 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any], where: s
   method = current.get("distill.method", saved.get("distill.method"))
   refused = [k for k in changed if _is_resume_field(k, mode, method)]
   if refused:
-    diffs = ", ".join(f"{k}={saved.get(k, '<absent>')!r} (checkpoint) vs {current.get(k, '<absent>')!r} (now)"
-                      for k in refused[:4])
+    diffs = ", ".join(
+      f"{k}={saved.get(k, '<absent>')!r} (checkpoint) vs {current.get(k, '<absent>')!r} (now)" for k in refused[:4]
+    )
     more = f" and {len(refused) - 4} more" if len(refused) > 4 else ""
-    older = (" (<absent>: the checkpoint predates that field, and its loss differs: it cannot continue)"
-             if any(k not in saved for k in refused) else "")
-    raise ConfigError(f"{where} was made with a different config that cannot be resumed: {diffs}{more}{older}; "
-                      "restore those values or use a new --workdir")
+    older = (
+      " (<absent>: the checkpoint predates that field, and its loss differs: it cannot continue)"
+      if any(k not in saved for k in refused)
+      else ""
+    )
+    raise ConfigError(
+      f"{where} was made with a different config that cannot be resumed: {diffs}{more}{older}; "
+      "restore those values or use a new --workdir"
+    )
   return changed
 
 
 # ----------------------------------------------------------------------------- state
+
 
 def to_host(par, state) -> Any:
   """The replicated device state -> one host copy as a nested dict of numpy arrays."""
@@ -158,8 +190,10 @@ def checksum(tree: Any) -> int:
 
 
 def _shapes(tree) -> dict[str, tuple]:
-  return {jax.tree_util.keystr(p): (tuple(np.shape(x)), str(np.dtype(x.dtype)))
-          for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {
+    jax.tree_util.keystr(p): (tuple(np.shape(x)), str(np.dtype(x.dtype)))
+    for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
 
 
 def _describe_mismatch(saved: dict, want: dict) -> str:
@@ -179,11 +213,20 @@ class CorruptCheckpoint(Exception):
 
 # ------------------------------------------------------------------------ the manager
 
+
 class Checkpointer:
   """The orbax CheckpointManager of one run's `workdir/checkpoints`."""
 
-  def __init__(self, workdir: str, *, keep: int = 2, keep_best: bool = True, best_metric: str | None = None,
-               best_mode: str = "max", async_save: bool = True):
+  def __init__(
+    self,
+    workdir: str,
+    *,
+    keep: int = 2,
+    keep_best: bool = True,
+    best_metric: str | None = None,
+    best_mode: str = "max",
+    async_save: bool = True,
+  ):
     self.workdir = workdir
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.best_metric = best_metric if keep_best else None
@@ -191,17 +234,25 @@ class Checkpointer:
     self._remove_half_written()
     policies = [ocp_policies.LatestN(n=max(1, int(keep)))]
     if self.best_metric:
-      policies.append(ocp_policies.BestN(get_metric_fn=lambda m: m[self.best_metric], reverse=best_mode == "min",
-                                         n=1, keep_checkpoints_without_metrics=False))
+      policies.append(
+        ocp_policies.BestN(
+          get_metric_fn=lambda m: m[self.best_metric],
+          reverse=best_mode == "min",
+          n=1,
+          keep_checkpoints_without_metrics=False,
+        )
+      )
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=ocp_policies.AnyPreservationPolicy(policies),
-        enable_async_checkpointing=bool(async_save),
-        cleanup_tmp_directories=True,
-        create=True,
+      preservation_policy=ocp_policies.AnyPreservationPolicy(policies),
+      enable_async_checkpointing=bool(async_save),
+      cleanup_tmp_directories=True,
+      create=True,
     )
     self.manager = ocp.CheckpointManager(
-        self.directory, options=options,
-        item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
+      self.directory,
+      options=options,
+      item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
+    )
 
   def _remove_half_written(self) -> None:
     if not self.is_primary or not os.path.isdir(self.directory):
@@ -209,8 +260,7 @@ class Checkpointer:
     for name in sorted(os.listdir(self.directory)):
       if _TMP_MARKER in name:
         path = os.path.join(self.directory, name)
-        logging.warning("checkpoint %s was left half-written by an interrupted save; it is skipped and removed",
-                        path)
+        logging.warning("checkpoint %s was left half-written by an interrupted save; it is skipped and removed", path)
         shutil.rmtree(path, ignore_errors=True)
 
   # ---- queries -----------------------------------------------------------------
@@ -238,9 +288,12 @@ class Checkpointer:
       value = float(eval_results[self.best_metric])
       if np.isfinite(value):
         metrics = {self.best_metric: value}
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(host_state),
-                                                    meta=ocp.args.JsonSave(meta)),
-                      metrics=metrics, force=True)
+    self.manager.save(
+      step,
+      args=ocp.args.Composite(state=ocp.args.StandardSave(host_state), meta=ocp.args.JsonSave(meta)),
+      metrics=metrics,
+      force=True,
+    )
     return True
 
   def wait(self) -> None:
@@ -272,15 +325,19 @@ class Checkpointer:
     try:
       saved_tree = self.manager.item_metadata(step)["state"]
       saved_tree = getattr(saved_tree, "tree", saved_tree)
-      saved = {jax.tree_util.keystr(p): (tuple(m.shape), str(np.dtype(m.dtype)))
-               for p, m in jax.tree_util.tree_flatten_with_path(saved_tree)[0]}
+      saved = {
+        jax.tree_util.keystr(p): (tuple(m.shape), str(np.dtype(m.dtype)))
+        for p, m in jax.tree_util.tree_flatten_with_path(saved_tree)[0]
+      }
     except Exception as e:  # pylint: disable=broad-except
       raise CorruptCheckpoint(f"its array metadata cannot be read ({_short(e)})") from None
     want = _shapes(template)
     if saved != want:
-      raise ConfigError(f"the checkpoint at {self.path(step)} does not fit the model and optimizer this config "
-                        f"builds: {_describe_mismatch(saved, want)}; restore the config it was made with or use a "
-                        "new --workdir")
+      raise ConfigError(
+        f"the checkpoint at {self.path(step)} does not fit the model and optimizer this config "
+        f"builds: {_describe_mismatch(saved, want)}; restore the config it was made with or use a "
+        "new --workdir"
+      )
     try:
       state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))["state"]
     except Exception as e:  # pylint: disable=broad-except
@@ -293,8 +350,9 @@ class Checkpointer:
   def set_aside(self, step: int, reason: str) -> None:
     """Moves a corrupt checkpoint out of the manager's folder (never deletes it)."""
     src = self.path(step)
-    logging.warning("checkpoint %s is unusable (%s); it is moved to %s/ and the previous one is used", src, reason,
-                    CORRUPT_DIR)
+    logging.warning(
+      "checkpoint %s is unusable (%s); it is moved to %s/ and the previous one is used", src, reason, CORRUPT_DIR
+    )
     if self.is_primary and os.path.isdir(src):
       dst_dir = os.path.join(self.workdir, CORRUPT_DIR)
       os.makedirs(dst_dir, exist_ok=True)
@@ -332,6 +390,7 @@ def _short(e: Exception) -> str:
 
 # ------------------------------------------------------------------------ preemption
 
+
 class PreemptionGuard:
   """SIGTERM (and Ctrl-C) request a checkpoint at the next step boundary; a second one
   ends the process at once (the default action is restored after the first).
@@ -355,8 +414,10 @@ class PreemptionGuard:
     self.signum = signum
     for s in self.SIGNALS:
       signal.signal(s, signal.SIG_DFL)
-    logging.warning("received %s: saving a checkpoint at the next step boundary and exiting "
-                    "(send it again to exit at once)", signal.Signals(signum).name)
+    logging.warning(
+      "received %s: saving a checkpoint at the next step boundary and exiting (send it again to exit at once)",
+      signal.Signals(signum).name,
+    )
 
   def __enter__(self) -> "PreemptionGuard":
     if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
@@ -380,8 +441,9 @@ def truncate_metrics(workdir: str, size: int) -> None:
     return
   current = os.path.getsize(path)
   if current < size:
-    logging.warning("%s is shorter (%d bytes) than when the checkpoint was written (%d); kept as is",
-                    path, current, size)
+    logging.warning(
+      "%s is shorter (%d bytes) than when the checkpoint was written (%d); kept as is", path, current, size
+    )
   elif current > size:
     os.truncate(path, size)
     logging.info("metrics.jsonl: dropped %d bytes written after the checkpoint", current - size)
@@ -396,13 +458,28 @@ def set_aside_stale_metrics(workdir: str) -> None:
     while os.path.exists(f"{path}.{n}.old"):
       n += 1
     os.rename(path, f"{path}.{n}.old")
-    logging.warning("%s came from an earlier run that left no checkpoint; kept as %s.%d.old, this run starts "
-                    "from step 0 in a new one", path, path, n)
+    logging.warning(
+      "%s came from an earlier run that left no checkpoint; kept as %s.%d.old, this run starts "
+      "from step 0 in a new one",
+      path,
+      path,
+      n,
+    )
 
 
 def best_mode_for(metric: str) -> str:
   return "min" if metric == "mse" else "max"
 
 
-__all__: Sequence[str] = ("Checkpointer", "PreemptionGuard", "RESUME_FIELDS", "check_resume_config", "checksum",
-                          "config_hash", "flat_config", "state_template", "to_host", "truncate_metrics")
+__all__: Sequence[str] = (
+  "Checkpointer",
+  "PreemptionGuard",
+  "RESUME_FIELDS",
+  "check_resume_config",
+  "checksum",
+  "config_hash",
+  "flat_config",
+  "state_template",
+  "to_host",
+  "truncate_metrics",
+)

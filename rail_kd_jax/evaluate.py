@@ -1,4 +1,5 @@
 """GLUE metrics (numpy only), the main metric of a task, and GLUE submission files."""
+
 from __future__ import annotations
 
 import os
@@ -11,17 +12,17 @@ from rail_kd_jax.data.tasks import TaskSpec
 
 # (task, split) -> the file name the GLUE benchmark server expects.
 SUBMISSION_FILES: Mapping[tuple[str, str], str] = {
-    ("cola", "test"): "CoLA.tsv",
-    ("sst2", "test"): "SST-2.tsv",
-    ("mrpc", "test"): "MRPC.tsv",
-    ("qqp", "test"): "QQP.tsv",
-    ("stsb", "test"): "STS-B.tsv",
-    ("mnli", "test_matched"): "MNLI-m.tsv",
-    ("mnli", "test_mismatched"): "MNLI-mm.tsv",
-    ("mnli", "ax"): "AX.tsv",
-    ("qnli", "test"): "QNLI.tsv",
-    ("rte", "test"): "RTE.tsv",
-    ("wnli", "test"): "WNLI.tsv",
+  ("cola", "test"): "CoLA.tsv",
+  ("sst2", "test"): "SST-2.tsv",
+  ("mrpc", "test"): "MRPC.tsv",
+  ("qqp", "test"): "QQP.tsv",
+  ("stsb", "test"): "STS-B.tsv",
+  ("mnli", "test_matched"): "MNLI-m.tsv",
+  ("mnli", "test_mismatched"): "MNLI-mm.tsv",
+  ("mnli", "ax"): "AX.tsv",
+  ("qnli", "test"): "QNLI.tsv",
+  ("rte", "test"): "RTE.tsv",
+  ("wnli", "test"): "WNLI.tsv",
 }
 # The benchmark wants label strings for the entailment tasks and 0/1 for the others.
 _STRING_LABEL_TASKS = ("mnli", "qnli", "rte")
@@ -65,7 +66,7 @@ def macro_f1(pred: np.ndarray, labels: np.ndarray) -> float:
 def matthews_corr(pred: np.ndarray, labels: np.ndarray) -> float:
   """Matthews correlation, multiclass form (Gorodkin 2004); 0 when undefined."""
   classes, inv = np.unique(np.concatenate([labels, pred]), return_inverse=True)
-  y, p = inv[:len(labels)], inv[len(labels):]
+  y, p = inv[: len(labels)], inv[len(labels) :]
   c = np.zeros((len(classes), len(classes)), np.float64)
   np.add.at(c, (y, p), 1.0)
   t_k, p_k = c.sum(1), c.sum(0)
@@ -162,8 +163,7 @@ def submission_filename(spec: TaskSpec, split: str) -> str:
   return SUBMISSION_FILES.get((spec.name, split), f"{spec.name}-{split}.tsv")
 
 
-def write_submission(spec: TaskSpec, predictions, out_dir: str, split: str,
-                     index=None) -> str:
+def write_submission(spec: TaskSpec, predictions, out_dir: str, split: str, index=None) -> str:
   """Writes `index<TAB>prediction` rows as the GLUE benchmark expects; returns the path.
 
   Args:
@@ -181,8 +181,7 @@ def write_submission(spec: TaskSpec, predictions, out_dir: str, split: str,
     if spec.name == "stsb":
       pred = np.clip(pred, 0.0, 5.0)
     values = [f"{v:.3f}" for v in pred]
-  elif spec.name in _STRING_LABEL_TASKS or (spec.name not in {t for t, _ in SUBMISSION_FILES}
-                                            and spec.label_names):
+  elif spec.name in _STRING_LABEL_TASKS or (spec.name not in {t for t, _ in SUBMISSION_FILES} and spec.label_names):
     values = [spec.label_names[int(v)] for v in pred]
   else:
     values = [str(int(v)) for v in pred]

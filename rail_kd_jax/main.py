@@ -11,6 +11,7 @@ same command again to resume); 1 training diverged (non-finite loss for
 `train.max_bad_steps` steps) or an unexpected error; 2 a user error in the flags, the
 config or an input path: one sentence, no traceback unless --verbosity>=1.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file[:arg].",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Path to an ml_collections config file[:arg].", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config.json, metrics.jsonl, checkpoints, exports.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -54,11 +56,18 @@ def _flag_error_message(e: Exception, argv) -> str:
     key = re.search(r"[A-Za-z_]\w*", text.replace("\\'", "'"))
     key = key.group(0) if key else "?"
     from rail_kd_jax.distill.config import renamed_flag_message  # pylint: disable=g-import-not-at-top
+
     renamed = renamed_flag_message(key)
     if renamed:
       return renamed
-    arg = next((a for a in argv if a.startswith("--config.") and
-                re.search(rf"\.{re.escape(key)}(=|\.|$)", a.split("=", 1)[0] + "=")), f"--config.{key}")
+    arg = next(
+      (
+        a
+        for a in argv
+        if a.startswith("--config.") and re.search(rf"\.{re.escape(key)}(=|\.|$)", a.split("=", 1)[0] + "=")
+      ),
+      f"--config.{key}",
+    )
     hint = re.search(r'Did you mean "([^"]+)"', text)
     suggestion = f"; did you mean {hint.group(1)!r}?" if hint else "; see rail_kd_jax/defaults.py for the fields"
     return f"{arg} names no config field {key!r}{suggestion}"
@@ -91,8 +100,12 @@ def main(argv):
 
   config = _CONFIG.value
   try:
-    parallel.maybe_initialize_distributed(config.distributed.enabled, config.distributed.coordinator,
-                                          config.distributed.num_processes, config.distributed.process_id)
+    parallel.maybe_initialize_distributed(
+      config.distributed.enabled,
+      config.distributed.coordinator,
+      config.distributed.num_processes,
+      config.distributed.process_id,
+    )
     train.train_and_evaluate(config, _WORKDIR.value)
   except ConfigError as e:
     # A user error: one sentence, exit code 2, no traceback unless --verbosity>=1.

@@ -3,6 +3,7 @@
 Only process 0 writes. Every record is one JSON object with `step`, `split` and
 named values; arrays (e.g. the sampled layer mapping) are written as lists.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,6 +38,7 @@ class MetricsWriter:
     if enabled and tensorboard:
       try:
         from tensorboardX import SummaryWriter
+
         self._tb = SummaryWriter(os.path.join(workdir, "tb"))
       except ImportError:  # TensorBoard is optional
         logging.info("tensorboardX not installed: no TensorBoard event files")

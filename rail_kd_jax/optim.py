@@ -3,6 +3,7 @@
 Gradient accumulation is done inside the train step (a scan over micro-batches,
 see `step.py`), so the optimizer always sees one averaged gradient per step.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -73,14 +74,15 @@ def make_optimizer(opt_cfg, total_steps: int) -> tuple[optax.GradientTransformat
   if opt_cfg.clip_norm and opt_cfg.clip_norm > 0:
     parts.append(optax.clip_by_global_norm(opt_cfg.clip_norm))
   parts.append(
-      optax.adamw(
-          learning_rate=schedule,
-          b1=opt_cfg.b1,
-          b2=opt_cfg.b2,
-          eps=opt_cfg.eps,
-          weight_decay=opt_cfg.weight_decay,
-          mask=decay_mask,
-      ))
+    optax.adamw(
+      learning_rate=schedule,
+      b1=opt_cfg.b1,
+      b2=opt_cfg.b2,
+      eps=opt_cfg.eps,
+      weight_decay=opt_cfg.weight_decay,
+      mask=decay_mask,
+    )
+  )
   train_tx = optax.chain(*parts)
   tx = optax.multi_transform({"train": train_tx, "frozen": optax.set_to_zero()}, frozen_labels)
   return tx, schedule

@@ -5,6 +5,7 @@ Both wrap the same per-device step from `step.py`, whose gradient all-reduce is 
 replicated; the global batch is split along its first axis. Multi-host: each
 host passes only its own slice of every global batch (see `data.loader.batches`).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -21,8 +22,9 @@ from rail_kd_jax.validation import ConfigError
 KINDS = ("pmap", "shard_map")
 
 
-def maybe_initialize_distributed(enabled: bool, coordinator: str = "", num_processes: int = 0,
-                                 process_id: int = -1) -> None:
+def maybe_initialize_distributed(
+  enabled: bool, coordinator: str = "", num_processes: int = 0, process_id: int = -1
+) -> None:
   """`jax.distributed.initialize()`; on TPU pods / SLURM the arguments are discovered."""
   if not enabled:
     return
@@ -30,8 +32,13 @@ def maybe_initialize_distributed(enabled: bool, coordinator: str = "", num_proce
   if coordinator:
     kwargs = dict(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
   jax.distributed.initialize(**kwargs)
-  logging.info("jax.distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count())
+  logging.info(
+    "jax.distributed: process %d of %d, %d local / %d global devices",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
 
 
 class DataParallel:
@@ -96,6 +103,7 @@ class DataParallel:
     """A per-example output split over devices -> numpy [global_batch, ...] (all hosts)."""
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
+
       x = multihost_utils.process_allgather(x, tiled=True)
     x = np.asarray(x)
     if self.kind == "pmap":
@@ -110,8 +118,7 @@ class DataParallel:
     # check_vma=False: with JAX's varying-axes typing, the gradient of the replicated params
     # would already be psum-ed over AXIS by autodiff, and the step's pmean would then leave
     # the SUM of the per-device gradients (N times the mean; masked by clipping and Adam).
-    mapped = jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(), P(AXIS)), out_specs=(P(), P()),
-                           check_vma=False)
+    mapped = jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(), P(AXIS)), out_specs=(P(), P()), check_vma=False)
     return jax.jit(mapped, donate_argnums=(0,))
 
   def compile_eval(self, eval_fn: Callable) -> Callable:

@@ -12,6 +12,7 @@ method samples a layer mapping) and writes, in the workdir:
 `write_demo_chart(rows, path)` draws the demo's comparison (accuracy and training
 time per model). Plots never stop a run: a failure is logged and skipped.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,10 @@ _NOT_METRICS = ("step", "split", "loss", "epoch")
 
 def _pyplot():
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg", force=True)
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   return plt
 
 
@@ -80,8 +83,9 @@ def plot_loss_terms(records: list[dict], path: str, title: str = "") -> str | No
   ax = axes[0][0]
   for term in terms:
     steps, values = _series(train, term)
-    ax.plot(steps, values, label=term, linewidth=2.2 if term == "loss" else 1.4,
-            color="black" if term == "loss" else None)
+    ax.plot(
+      steps, values, label=term, linewidth=2.2 if term == "loss" else 1.4, color="black" if term == "loss" else None
+    )
   ax.set_xlabel("step")
   ax.set_ylabel("term value (unweighted); loss = weighted sum")
   ax.set_title(title or "training loss terms")
@@ -127,8 +131,7 @@ def plot_eval_metrics(records: list[dict], path: str, title: str = "") -> str | 
       steps, values = _series([r for r in evals if r["split"] == split], metric)
       if len(steps):
         ax.plot(steps, values, marker="o", label=split)
-        ax.annotate(f"{values[-1]:.3f}", (steps[-1], values[-1]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8)
+        ax.annotate(f"{values[-1]:.3f}", (steps[-1], values[-1]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel("step")
     ax.set_title(metric)
     ax.grid(alpha=0.3)
@@ -166,11 +169,19 @@ def plot_layer_pairing(counts: np.ndarray, path: str, title: str = "") -> str:
   if m * n <= 400:
     for j in range(m):
       for t in range(n):
-        ax.text(t, j, str(int(grid[j, t])), ha="center", va="center", fontsize=7,
-                color="black" if grid[j, t] > 0.6 * peak else "white")
+        ax.text(
+          t,
+          j,
+          str(int(grid[j, t])),
+          ha="center",
+          va="center",
+          fontsize=7,
+          color="black" if grid[j, t] > 0.6 * peak else "white",
+        )
   used = int((grid.sum(0) > 0).sum())
-  ax.set_title(title or f"layer pairings over {int(grid.sum(1).max()) if m else 0} steps "
-               f"({used}/{n} teacher layers used)")
+  ax.set_title(
+    title or f"layer pairings over {int(grid.sum(1).max()) if m else 0} steps ({used}/{n} teacher layers used)"
+  )
   fig.colorbar(im, ax=ax, label="steps")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -183,8 +194,10 @@ def write_run_plots(workdir: str) -> list[str]:
   paths = []
   records = _read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   name = os.path.basename(os.path.normpath(workdir))
-  jobs = [(plot_loss_terms, records, LOSS_FILE, f"{name}: training loss terms"),
-          (plot_eval_metrics, records, EVAL_FILE, f"{name}: evaluation")]
+  jobs = [
+    (plot_loss_terms, records, LOSS_FILE, f"{name}: training loss terms"),
+    (plot_eval_metrics, records, EVAL_FILE, f"{name}: evaluation"),
+  ]
   try:
     counts = load_pairing_counts(workdir)
   except (OSError, ValueError, KeyError) as e:
@@ -213,7 +226,7 @@ def write_demo_chart(rows: Sequence[dict], path: str) -> str | None:
     labels = [r.get("label", r["name"]).replace(", ", "\n") for r in rows]
     acc = [100 * float(r["accuracy"]) for r in rows]
     secs = [float(r["train_seconds"]) for r in rows]
-    colors = ["#555555"] + ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"][:len(rows) - 1]
+    colors = ["#555555"] + ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"][: len(rows) - 1]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     bars = ax1.bar(range(len(rows)), acc, color=colors)
     ax1.bar_label(bars, [f"{a:.1f}" for a in acc], fontsize=9)
@@ -259,19 +272,40 @@ def write_study_chart(study: dict, path: str) -> str | None:
         jitter = np.linspace(-0.15, 0.15, len(vals)) if len(vals) > 1 else np.zeros(1)
         ax.scatter(i + jitter, vals, s=14, color="#4c72b0", alpha=0.6, zorder=2)
         iv = r["interval"]
-        ax.errorbar(i, 100 * iv["mean"], yerr=[[100 * (iv["mean"] - iv["low"])], [100 * (iv["high"] - iv["mean"])]],
-                    fmt="o", color="black", capsize=4, zorder=3)
+        ax.errorbar(
+          i,
+          100 * iv["mean"],
+          yerr=[[100 * (iv["mean"] - iv["low"])], [100 * (iv["high"] - iv["mean"])]],
+          fmt="o",
+          color="black",
+          capsize=4,
+          zorder=3,
+        )
       ax.set_title(f"{'out-of-domain' if split == 'ood' else split} accuracy: seeds and mean ± 95% CI")
       ax.set_ylabel("accuracy (%)")
     ax = axes[-1]
     for i, m in enumerate(methods):
       secs = [r["train_seconds"] for r in study["runs"] if r["method"] == m]
-      ax.scatter(np.full(len(secs), i), secs, s=14, color="#55a868", alpha=0.7, zorder=2,
-                 label="seeds (teacher cached)" if i == 0 else None)
+      ax.scatter(
+        np.full(len(secs), i),
+        secs,
+        s=14,
+        color="#55a868",
+        alpha=0.7,
+        zorder=2,
+        label="seeds (teacher cached)" if i == 0 else None,
+      )
       on = (study.get("online") or {}).get(m)
       if on:
-        ax.scatter([i], [on["train_seconds"]], marker="x", s=40, color="#c44e52", zorder=3,
-                   label="tune seed, teacher online" if not any(mm in study["online"] for mm in methods[:i]) else None)
+        ax.scatter(
+          [i],
+          [on["train_seconds"]],
+          marker="x",
+          s=40,
+          color="#c44e52",
+          zorder=3,
+          label="tune seed, teacher online" if not any(mm in study["online"] for mm in methods[:i]) else None,
+        )
     ax.set_title("training time per run")
     ax.set_ylabel("train seconds")
     ax.set_ylim(bottom=0)

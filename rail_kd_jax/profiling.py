@@ -42,8 +42,9 @@ def instruction_metadata(hlo_text: str) -> dict[str, dict]:
     name, shape, opcode, rest = m.groups()
     op = _OP_NAME.search(rest)
     calls = _CALLS.search(rest)
-    out[name] = dict(shape=shape, opcode=opcode, op_name=op.group(1) if op else "",
-                     calls=calls.group(1) if calls else "")
+    out[name] = dict(
+      shape=shape, opcode=opcode, op_name=op.group(1) if op else "", calls=calls.group(1) if calls else ""
+    )
   # A fusion is a matmul when its fused computation holds a dot / convolution.
   bodies = {}
   for comp in re.finditer(r"^%?([\w.\-]+) .*?\{\n(.*?)^\}", hlo_text, re.M | re.S):
@@ -96,33 +97,58 @@ def summarize(trace_dir: str, hlo_text: str, steps: int, top: int = 30) -> dict:
   for name, ns in per_op.items():
     by_kind[_kind(name, meta[name])] += ns
     by_pass[_pass(meta[name]["op_name"])] += ns
-  ops = [dict(op=name, ms_per_step=ms(ns), calls_per_step=calls[name] / steps, kind=_kind(name, meta[name]),
-              shape=meta[name]["shape"], op_name=meta[name]["op_name"]) for name, ns in per_op.most_common(top)]
-  return dict(steps=steps, total_ms_per_step=ms(sum(per_op.values())),
-              by_kind={k: ms(v) for k, v in by_kind.most_common()},
-              by_pass={k: ms(v) for k, v in by_pass.most_common()}, top_ops=ops, trace=files[-1])
+  ops = [
+    dict(
+      op=name,
+      ms_per_step=ms(ns),
+      calls_per_step=calls[name] / steps,
+      kind=_kind(name, meta[name]),
+      shape=meta[name]["shape"],
+      op_name=meta[name]["op_name"],
+    )
+    for name, ns in per_op.most_common(top)
+  ]
+  return dict(
+    steps=steps,
+    total_ms_per_step=ms(sum(per_op.values())),
+    by_kind={k: ms(v) for k, v in by_kind.most_common()},
+    by_pass={k: ms(v) for k, v in by_pass.most_common()},
+    top_ops=ops,
+    trace=files[-1],
+  )
 
 
 def write_summary(path_md: str, summary: dict, title: str, wall_ms: float | None = None) -> None:
   total = summary["total_ms_per_step"] or 1.0
-  lines = [f"# {title}", "",
-           f"Trace: `{summary['trace']}` ({summary['steps']} steps). Op time summed over threads: "
-           f"{summary['total_ms_per_step']:.1f} ms/step"
-           + (f"; wall time {wall_ms:.1f} ms/step." if wall_ms else "."), ""]
+  lines = [
+    f"# {title}",
+    "",
+    f"Trace: `{summary['trace']}` ({summary['steps']} steps). Op time summed over threads: "
+    f"{summary['total_ms_per_step']:.1f} ms/step" + (f"; wall time {wall_ms:.1f} ms/step." if wall_ms else "."),
+    "",
+  ]
   for key, label in (("by_kind", "kind"), ("by_pass", "pass")):
     lines += [f"| {label} | ms/step | share |", "|---|---|---|"]
     lines += [f"| {k} | {v:.1f} | {100 * v / total:.0f}% |" for k, v in summary[key].items()]
     lines.append("")
   lines += ["| op | kind | shape | ms/step | calls/step | op_name |", "|---|---|---|---|---|---|"]
   for o in summary["top_ops"]:
-    lines.append(f"| {o['op']} | {o['kind']} | `{o['shape']}` | {o['ms_per_step']:.2f} | "
-                 f"{o['calls_per_step']:.0f} | {o['op_name'][-90:]} |")
+    lines.append(
+      f"| {o['op']} | {o['kind']} | `{o['shape']}` | {o['ms_per_step']:.2f} | "
+      f"{o['calls_per_step']:.0f} | {o['op_name'][-90:]} |"
+    )
   with open(path_md, "w") as f:
     f.write("\n".join(lines) + "\n")
 
 
-def profile_step(step: Callable[[], Any], block: Callable[[Any], Any], compiled: Any, out_dir: str,
-                 steps: int = 2, title: str = "step profile") -> dict:
+def profile_step(
+  step: Callable[[], Any],
+  block: Callable[[Any], Any],
+  compiled: Any,
+  out_dir: str,
+  steps: int = 2,
+  title: str = "step profile",
+) -> dict:
   """Traces `steps` calls of `step` into out_dir; writes ops.md / ops.json; returns the summary."""
   os.makedirs(out_dir, exist_ok=True)
   block(step())  # anything pending finishes outside the trace

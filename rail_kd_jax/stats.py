@@ -11,6 +11,7 @@ difference per seed, its mean, a 95% interval, and the win count.
 
 An interval that contains 0 means the data do not separate the two methods.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -29,8 +30,14 @@ def summary(values: Sequence[float]) -> dict:
   return {"n": int(v.size), "mean": float(np.mean(v)), "std": std, "values": [float(x) for x in v]}
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], method: str = "t", confidence: float = 0.95,
-                      resamples: int = 10_000, seed: int = 0) -> dict:
+def paired_difference(
+  a: Sequence[float],
+  b: Sequence[float],
+  method: str = "t",
+  confidence: float = 0.95,
+  resamples: int = 10_000,
+  seed: int = 0,
+) -> dict:
   """Mean of the per-seed differences `a - b`, its interval, and the per-seed win count.
 
   Args:
@@ -45,8 +52,9 @@ def paired_difference(a: Sequence[float], b: Sequence[float], method: str = "t",
   """
   x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
   if x.shape != y.shape or x.ndim != 1 or x.size == 0:
-    raise ValueError(f"paired_difference needs two equally long lists (one value per seed), got {x.shape} and "
-                     f"{y.shape}")
+    raise ValueError(
+      f"paired_difference needs two equally long lists (one value per seed), got {x.shape} and {y.shape}"
+    )
   if method not in METHODS:
     raise ValueError(f"method={method!r} is not valid; choose one of {', '.join(METHODS)}")
   if not 0 < confidence < 1:
@@ -56,15 +64,25 @@ def paired_difference(a: Sequence[float], b: Sequence[float], method: str = "t",
   low = high = mean
   if n > 1 and method == "t":
     from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
+
     half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1) * np.std(d, ddof=1) / np.sqrt(n))
     low, high = mean - half, mean + half
   elif n > 1:
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
     low, high = (float(q) for q in np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2]))
-  return {"n": int(n), "mean": mean, "low": float(low), "high": float(high), "method": method,
-          "confidence": confidence, "wins": int(np.sum(d > 0)), "ties": int(np.sum(d == 0)),
-          "losses": int(np.sum(d < 0)), "differences": [float(v) for v in d]}
+  return {
+    "n": int(n),
+    "mean": mean,
+    "low": float(low),
+    "high": float(high),
+    "method": method,
+    "confidence": confidence,
+    "wins": int(np.sum(d > 0)),
+    "ties": int(np.sum(d == 0)),
+    "losses": int(np.sum(d < 0)),
+    "differences": [float(v) for v in d],
+  }
 
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
@@ -77,5 +95,6 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
   if v.size == 1:
     return {"mean": mean, "low": mean, "high": mean}
   from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
+
   half = float(scipy_stats.t.ppf((1 + confidence) / 2, v.size - 1) * np.std(v, ddof=1) / np.sqrt(v.size))
   return {"mean": mean, "low": mean - half, "high": mean + half}

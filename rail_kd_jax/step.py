@@ -9,6 +9,7 @@ forward and backward, every loss term and the AdamW update -- is traced into
 the same program, and the mapping is a traced int array, so a new mapping never
 recompiles.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,6 +32,7 @@ DROPOUT_TAG = 0x44524F50  # "DROP"
 @dataclasses.dataclass(frozen=True)
 class StepSpec:
   """Everything static about the step (hashable closures, ints, strings)."""
+
   student: nn.Module
   teacher: nn.Module | None
   method: methods_lib.Method
@@ -78,53 +80,56 @@ def teacher_outputs(spec: StepSpec, teacher_params: Any, batch: dict) -> dict:
     # Cached arrays are example-major, [b, L+1, H], so that they split over devices
     # like every batch array (teacher_cache.py); methods want [L+1, b, H].
     return {
-        "logits": batch["teacher_logits"].astype(jnp.float32),
-        "pooled": jnp.swapaxes(batch["teacher_pooled"], 0, 1).astype(jnp.float32),
-        "cls": jnp.swapaxes(batch["teacher_cls"], 0, 1).astype(jnp.float32),
-        "hidden": None,
+      "logits": batch["teacher_logits"].astype(jnp.float32),
+      "pooled": jnp.swapaxes(batch["teacher_pooled"], 0, 1).astype(jnp.float32),
+      "cls": jnp.swapaxes(batch["teacher_cls"], 0, 1).astype(jnp.float32),
+      "hidden": None,
     }
-  out = spec.teacher.apply({"params": teacher_params},
-                           batch["input_ids"],
-                           batch["attention_mask"],
-                           token_type_ids=batch.get("token_type_ids"),
-                           deterministic=True)
+  out = spec.teacher.apply(
+    {"params": teacher_params},
+    batch["input_ids"],
+    batch["attention_mask"],
+    token_type_ids=batch.get("token_type_ids"),
+    deterministic=True,
+  )
   hidden = lax.stop_gradient(out.hidden_states)
   logits = lax.stop_gradient(out.logits).astype(jnp.float32)
   mask = batch["attention_mask"]
   return {
-      "logits": logits,
-      "pooled": pooling.pool(hidden, mask, spec.dcfg.pooling),
-      "cls": pooling.pool(hidden, mask, "cls"),
-      "hidden": hidden if spec.method.needs_token_states else None,
+    "logits": logits,
+    "pooled": pooling.pool(hidden, mask, spec.dcfg.pooling),
+    "cls": pooling.pool(hidden, mask, "cls"),
+    "hidden": hidden if spec.method.needs_token_states else None,
   }
 
 
-def _loss_fn(spec: StepSpec, params: Any, teacher: dict | None, batch: dict, mapping: jax.Array,
-             rng: jax.Array | None):
+def _loss_fn(spec: StepSpec, params: Any, teacher: dict | None, batch: dict, mapping: jax.Array, rng: jax.Array | None):
   deterministic = rng is None
-  out = spec.student.apply({"params": params["student"]},
-                           batch["input_ids"],
-                           batch["attention_mask"],
-                           token_type_ids=batch.get("token_type_ids"),
-                           deterministic=deterministic,
-                           rngs=None if deterministic else {"dropout": rng})
+  out = spec.student.apply(
+    {"params": params["student"]},
+    batch["input_ids"],
+    batch["attention_mask"],
+    token_type_ids=batch.get("token_type_ids"),
+    deterministic=deterministic,
+    rngs=None if deterministic else {"dropout": rng},
+  )
   mask = batch["attention_mask"]
   hidden = out.hidden_states
   inputs = methods_lib.MethodInputs(
-      student_logits=out.logits.astype(jnp.float32),
-      labels=batch["labels"],
-      example_mask=batch["example_mask"].astype(jnp.float32),
-      student_pooled=pooling.pool(hidden, mask, spec.dcfg.pooling),
-      student_cls=pooling.pool(hidden, mask, "cls"),
-      teacher_logits=None if teacher is None else teacher["logits"],
-      teacher_pooled=None if teacher is None else teacher["pooled"],
-      teacher_cls=None if teacher is None else teacher["cls"],
-      student_hidden=hidden if spec.method.needs_token_states else None,
-      teacher_hidden=None if teacher is None else teacher["hidden"],
-      token_mask=mask,
-      mapping=mapping,
-      is_regression=spec.is_regression,
-      axis_name=AXIS,
+    student_logits=out.logits.astype(jnp.float32),
+    labels=batch["labels"],
+    example_mask=batch["example_mask"].astype(jnp.float32),
+    student_pooled=pooling.pool(hidden, mask, spec.dcfg.pooling),
+    student_cls=pooling.pool(hidden, mask, "cls"),
+    teacher_logits=None if teacher is None else teacher["logits"],
+    teacher_pooled=None if teacher is None else teacher["pooled"],
+    teacher_cls=None if teacher is None else teacher["cls"],
+    student_hidden=hidden if spec.method.needs_token_states else None,
+    teacher_hidden=None if teacher is None else teacher["hidden"],
+    token_mask=mask,
+    mapping=mapping,
+    is_regression=spec.is_regression,
+    axis_name=AXIS,
   )
   loss, terms = spec.method.loss(params["heads"], inputs, spec.dcfg)
   return loss, terms
@@ -191,19 +196,19 @@ def make_train_step(spec: StepSpec) -> Callable:
 
     new_params, new_opt_state = lax.cond(finite, update, keep, grads, state.opt_state, state.params)
     new_state = state.replace(
-        step=step + 1,
-        params=new_params,
-        opt_state=new_opt_state,
-        skipped=state.skipped + jnp.where(finite, 0, 1).astype(jnp.int32),
+      step=step + 1,
+      params=new_params,
+      opt_state=new_opt_state,
+      skipped=state.skipped + jnp.where(finite, 0, 1).astype(jnp.int32),
     )
     metrics = dict(terms)
     metrics.update(
-        grad_norm=optax.tree.norm(grads),
-        param_norm=optax.tree.norm(state.params["student"]),
-        learning_rate=jnp.asarray(spec.schedule(step), jnp.float32),
-        mapping=mapping,
-        skipped=new_state.skipped,
-        finite=finite.astype(jnp.int32),
+      grad_norm=optax.tree.norm(grads),
+      param_norm=optax.tree.norm(state.params["student"]),
+      learning_rate=jnp.asarray(spec.schedule(step), jnp.float32),
+      mapping=mapping,
+      skipped=new_state.skipped,
+      finite=finite.astype(jnp.int32),
     )
     return new_state, metrics
 
@@ -218,11 +223,13 @@ def make_eval_step(spec: StepSpec) -> Callable:
   """
 
   def eval_step(params: Any, batch: dict):
-    out = spec.student.apply({"params": params["student"]},
-                             batch["input_ids"],
-                             batch["attention_mask"],
-                             token_type_ids=batch.get("token_type_ids"),
-                             deterministic=True)
+    out = spec.student.apply(
+      {"params": params["student"]},
+      batch["input_ids"],
+      batch["attention_mask"],
+      token_type_ids=batch.get("token_type_ids"),
+      deterministic=True,
+    )
     logits = out.logits.astype(jnp.float32)
     mask = batch["example_mask"].astype(jnp.float32)
     if spec.is_regression:

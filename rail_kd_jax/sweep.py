@@ -22,6 +22,7 @@ eval (`final`) or the eval at the step with the best main metric on the first ev
 split (`best`, i.e. model selection on dev). Train seconds come from the `summary`
 record. Metrics in [0, 1] (accuracy, f1, ...) are shown in percent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +47,15 @@ def run_dir(root: str, method: str, seed: int) -> str:
   return os.path.join(root, method, f"seed_{seed}")
 
 
-def build_commands(config: str, methods: Sequence[str], seeds: Sequence[int], root: str,
-                   extra: Sequence[str] = (), python: str = sys.executable,
-                   launcher: str = "") -> list[tuple[str, list[str]]]:
+def build_commands(
+  config: str,
+  methods: Sequence[str],
+  seeds: Sequence[int],
+  root: str,
+  extra: Sequence[str] = (),
+  python: str = sys.executable,
+  launcher: str = "",
+) -> list[tuple[str, list[str]]]:
   """[(workdir, argv)] for every (method, seed), methods outer, seeds inner."""
   methods = list(methods) or ["run"]
   out = []
@@ -56,8 +63,14 @@ def build_commands(config: str, methods: Sequence[str], seeds: Sequence[int], ro
     for seed in seeds:
       wd = run_dir(root, method, seed)
       cfg = config.replace(PLACEHOLDER, method)
-      argv = shlex.split(launcher) + [python, "-m", "rail_kd_jax.main", f"--config={cfg}", f"--workdir={wd}",
-                                      f"--config.seed={seed}"]
+      argv = shlex.split(launcher) + [
+        python,
+        "-m",
+        "rail_kd_jax.main",
+        f"--config={cfg}",
+        f"--workdir={wd}",
+        f"--config.seed={seed}",
+      ]
       if PLACEHOLDER not in config and method != "run":
         argv.append(f"--config.distill.method={method}")
       argv.extend(extra)
@@ -132,9 +145,17 @@ def run_summary(workdir: str, select: str = "final") -> dict:
   evals = [r for r in records if r.get("split") not in ("train", "summary")]
   splits = list(dict.fromkeys(r["split"] for r in evals))
   summary = [r for r in records if r.get("split") == "summary"]
-  out = {"workdir": workdir, "seed": config.get("seed"), "method": method, "mode": mode,
-         "task": config.get("data", {}).get("task", ""), "finished": bool(summary),
-         "train_seconds": summary[-1].get("train_seconds") if summary else None, "step": None, "values": {}}
+  out = {
+    "workdir": workdir,
+    "seed": config.get("seed"),
+    "method": method,
+    "mode": mode,
+    "task": config.get("data", {}).get("task", ""),
+    "finished": bool(summary),
+    "train_seconds": summary[-1].get("train_seconds") if summary else None,
+    "step": None,
+    "values": {},
+  }
   if not splits:
     return out
   steps = sorted({r["step"] for r in evals})
@@ -142,7 +163,8 @@ def run_summary(workdir: str, select: str = "final") -> dict:
   if select == "best":
     first = [r for r in evals if r["split"] == splits[0]]
     metric = config.get("data", {}).get("main_metric") or next(
-        (m for m in PERCENT_METRICS + ("mse",) if any(m in r for r in first)), None)
+      (m for m in PERCENT_METRICS + ("mse",) if any(m in r for r in first)), None
+    )
     scored = [r for r in first if _is_number(r.get(metric))]
     if scored:
       sign = -1 if metric in LOWER_IS_BETTER else 1
@@ -190,10 +212,14 @@ def collect(root: str, select: str = "final", include_loss: bool = False) -> tup
           columns.append(k)
   rows = []
   for name, runs in groups.items():
-    row = {"group": name, "method": ",".join(sorted({r["method"] for r in runs})), "n": len(runs),
-           "seeds": sorted(r["seed"] for r in runs if r["seed"] is not None),
-           "unfinished": sum(not r["finished"] for r in runs),
-           "train_seconds": mean_std([r["train_seconds"] for r in runs if _is_number(r["train_seconds"])])}
+    row = {
+      "group": name,
+      "method": ",".join(sorted({r["method"] for r in runs})),
+      "n": len(runs),
+      "seeds": sorted(r["seed"] for r in runs if r["seed"] is not None),
+      "unfinished": sum(not r["finished"] for r in runs),
+      "train_seconds": mean_std([r["train_seconds"] for r in runs if _is_number(r["train_seconds"])]),
+    }
     for col in columns:
       vals = [r["values"][col] for r in runs if col in r["values"]]
       row[col] = mean_std(vals) if vals else None
@@ -220,8 +246,11 @@ def to_markdown(columns: Sequence[str], rows: Iterable[dict], select: str = "fin
     cells = [r["group"], r["method"], seeds] + [_fmt(r[c], _scale(c)) for c in columns]
     cells.append(_fmt(r["train_seconds"], 1.0, 0))
     lines.append("| " + " | ".join(cells) + " |")
-  note = ("mean ± std over seeds (sample std); " + ("last eval" if select == "final" else
-          "eval at the best step of the first eval split") + "; metrics in [0, 1] shown in %.")
+  note = (
+    "mean ± std over seeds (sample std); "
+    + ("last eval" if select == "final" else "eval at the best step of the first eval split")
+    + "; metrics in [0, 1] shown in %."
+  )
   return "\n".join(lines + ["", note])
 
 
@@ -229,11 +258,12 @@ def write_csv(columns: Sequence[str], rows: Iterable[dict], path: str) -> None:
   """One row per group: group, method, n, seeds, then <column>_mean, <column>_std (raw scale)."""
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["group", "method", "n", "seeds", "unfinished", "train_seconds_mean", "train_seconds_std"]
-               + [f"{c}_{s}" for c in columns for s in ("mean", "std")])
+    w.writerow(
+      ["group", "method", "n", "seeds", "unfinished", "train_seconds_mean", "train_seconds_std"]
+      + [f"{c}_{s}" for c in columns for s in ("mean", "std")]
+    )
     for r in rows:
-      cells = [r["group"], r["method"], r["n"], " ".join(map(str, r["seeds"])), r["unfinished"],
-               *r["train_seconds"]]
+      cells = [r["group"], r["method"], r["n"], " ".join(map(str, r["seeds"])), r["unfinished"], *r["train_seconds"]]
       for c in columns:
         cells.extend(r[c] if r[c] is not None else ("", ""))
       w.writerow(cells)
@@ -248,8 +278,11 @@ def _int_list(s: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m rail_kd_jax.sweep", description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    prog="python -m rail_kd_jax.sweep",
+    description=__doc__.split("\n\n")[0],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   sub = p.add_subparsers(dest="command", required=True)
   r = sub.add_parser("run", help="run every (method, seed); arguments after -- go to every run")
   r.add_argument("--config", required=True, help="config file[:arg]; '{method}' is replaced by each method")
@@ -289,13 +322,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   extra = []
   if "--" in argv:
     i = argv.index("--")
-    argv, extra = argv[:i], argv[i + 1:]
+    argv, extra = argv[:i], argv[i + 1 :]
   args = _parser().parse_args(argv)
   if args.command == "collect":
     collect_and_write(args.root, args.out, args.select, args.include_loss)
     return 0
   methods = [m.strip() for m in args.methods.split(",") if m.strip()]
   from rail_kd_jax.distill.methods import METHODS  # pylint: disable=g-import-not-at-top
+
   bad = [m for m in methods if m not in METHODS]
   if bad:
     raise SystemExit(f"error: --methods has {bad}; valid: {', '.join(METHODS)}")

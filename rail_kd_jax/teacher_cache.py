@@ -41,6 +41,7 @@ dtype. Every host of a multi-host run computes the whole cache with its local
 devices (every host's batches draw from every example); a finished cache is
 renamed into place atomically, so hosts sharing a folder never read a partial one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,9 +76,11 @@ def check_supported(dcfg) -> None:
   if dcfg.get("cache_dtype", "bfloat16") not in DTYPES:
     raise ConfigError(f"distill.cache_dtype={dcfg.cache_dtype!r} is not valid; choose one of: {', '.join(DTYPES)}")
   if dcfg.method == "ckd" and dcfg.ckd_granularity == "token":
-    raise ConfigError("distill.cache_teacher=True caches pooled vectors and logits, but ckd with "
-                      "ckd_granularity='token' compares every token's hidden states; use "
-                      "ckd_granularity='pooled' or cache_teacher=False")
+    raise ConfigError(
+      "distill.cache_teacher=True caches pooled vectors and logits, but ckd with "
+      "ckd_granularity='token' compares every token's hidden states; use "
+      "ckd_granularity='pooled' or cache_teacher=False"
+    )
 
 
 def _np_dtype(name: str):
@@ -92,16 +95,30 @@ def _hash_arrays(h, tree: Mapping[str, Any]) -> None:
     h.update(memoryview(arr).cast("B"))
 
 
-def cache_key(spec: StepSpec, teacher_params: Any, arrays: Mapping[str, np.ndarray], *, per_device_batch: int,
-              bucket: dict, dtype: str) -> str:
+def cache_key(
+  spec: StepSpec,
+  teacher_params: Any,
+  arrays: Mapping[str, np.ndarray],
+  *,
+  per_device_batch: int,
+  bucket: dict,
+  dtype: str,
+) -> str:
   """Hash of everything that determines the cached values (see the module docstring)."""
   h = hashlib.sha256()
   t = spec.teacher
-  meta = {"version": CACHE_VERSION, "config": repr(t.config), "dtype": str(np.dtype(t.dtype)),
-          "param_dtype": str(np.dtype(t.param_dtype)), "scan_layers": bool(t.scan_layers),
-          "pooling": spec.dcfg.pooling, "per_device_batch": int(per_device_batch),
-          "bucket": {k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in sorted(bucket.items())},
-          "cache_dtype": dtype, "backend": jax.default_backend()}
+  meta = {
+    "version": CACHE_VERSION,
+    "config": repr(t.config),
+    "dtype": str(np.dtype(t.dtype)),
+    "param_dtype": str(np.dtype(t.param_dtype)),
+    "scan_layers": bool(t.scan_layers),
+    "pooling": spec.dcfg.pooling,
+    "per_device_batch": int(per_device_batch),
+    "bucket": {k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in sorted(bucket.items())},
+    "cache_dtype": dtype,
+    "backend": jax.default_backend(),
+  }
   h.update(json.dumps(meta, sort_keys=True).encode())
   _hash_arrays(h, {"params": teacher_params})
   _hash_arrays(h, {k: arrays[k] for k in loader.SEQUENCE_KEYS if k in arrays})
@@ -121,15 +138,24 @@ def _forward_fn(spec: StepSpec, devices):
     out = teacher_outputs(fwd_spec, params, batch)
     return out["logits"], out["pooled"], out["cls"]
 
-  fn = jax.jit(jax.shard_map(fwd, mesh=mesh, in_specs=(P(), P(AXIS)),
-                             out_specs=(P(AXIS), P(None, AXIS), P(None, AXIS))))
+  fn = jax.jit(
+    jax.shard_map(fwd, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(AXIS), P(None, AXIS), P(None, AXIS)))
+  )
   place_params = lambda tree: jax.device_put(tree, NamedSharding(mesh, P()))
   place_batch = lambda batch: jax.device_put(batch, NamedSharding(mesh, P(AXIS)))
   return fn, place_params, place_batch
 
 
-def compute(spec: StepSpec, teacher_params: Any, arrays: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray],
-            *, per_device_batch: int, devices, bucket: dict) -> None:
+def compute(
+  spec: StepSpec,
+  teacher_params: Any,
+  arrays: Mapping[str, np.ndarray],
+  out: Mapping[str, np.ndarray],
+  *,
+  per_device_batch: int,
+  devices,
+  bucket: dict,
+) -> None:
   """Fills `out` (arrays [N, ...] of KEYS, any dtype) with the teacher's outputs, in file order."""
   n = len(arrays["input_ids"])
   nd = len(devices)
@@ -139,8 +165,9 @@ def compute(spec: StepSpec, teacher_params: Any, arrays: Mapping[str, np.ndarray
   seq = {k: arrays[k] for k in loader.SEQUENCE_KEYS if k in arrays}
   t0 = time.perf_counter()
   start = 0
-  for i, batch in enumerate(loader.batches(seq, host_batch, seed=0, epoch=0, shuffle=False, drop_remainder=False,
-                                           **bucket)):
+  for i, batch in enumerate(
+    loader.batches(seq, host_batch, seed=0, epoch=0, shuffle=False, drop_remainder=False, **bucket)
+  ):
     real = min(host_batch, n - start)
     batch = place_batch({k: v for k, v in batch.items() if k != "example_mask"})
     logits, pooled, cls = fwd(params, batch)
@@ -149,7 +176,7 @@ def compute(spec: StepSpec, teacher_params: Any, arrays: Mapping[str, np.ndarray
     pooled = np.swapaxes(np.asarray(pooled), 0, 1)
     cls = np.swapaxes(np.asarray(cls), 0, 1)
     for key, value in zip(KEYS, (logits, pooled, cls)):
-      out[key][start:start + real] = value[:real].astype(out[key].dtype)
+      out[key][start : start + real] = value[:real].astype(out[key].dtype)
     start += real
     if i % 200 == 0 or start >= n:
       logging.info("teacher cache: %d / %d examples (%.0f ex/s)", start, n, start / (time.perf_counter() - t0))
@@ -163,8 +190,17 @@ def _open(path: str, dtype: str) -> dict[str, np.ndarray]:
   return out
 
 
-def build_or_load(spec: StepSpec, teacher_params: Any, arrays: Mapping[str, np.ndarray], *, cache_root: str,
-                  per_device_batch: int, devices, bucket: dict, dtype: str = "bfloat16") -> dict[str, np.ndarray]:
+def build_or_load(
+  spec: StepSpec,
+  teacher_params: Any,
+  arrays: Mapping[str, np.ndarray],
+  *,
+  cache_root: str,
+  per_device_batch: int,
+  devices,
+  bucket: dict,
+  dtype: str = "bfloat16",
+) -> dict[str, np.ndarray]:
   """The memory-mapped cache arrays {KEYS: [N, ...]}, computed and saved on first use."""
   if dtype not in DTYPES:
     raise ConfigError(f"distill.cache_dtype={dtype!r} is not valid; choose one of: {', '.join(DTYPES)}")
@@ -176,14 +212,18 @@ def build_or_load(spec: StepSpec, teacher_params: Any, arrays: Mapping[str, np.n
   os.makedirs(os.path.dirname(path), exist_ok=True)
   n = len(arrays["input_ids"])
   t = spec.teacher.config
-  shapes = {"teacher_logits": (n, t.num_labels), "teacher_pooled": (n, t.num_hidden_layers + 1, t.hidden_size),
-            "teacher_cls": (n, t.num_hidden_layers + 1, t.hidden_size)}
+  shapes = {
+    "teacher_logits": (n, t.num_labels),
+    "teacher_pooled": (n, t.num_hidden_layers + 1, t.hidden_size),
+    "teacher_cls": (n, t.num_hidden_layers + 1, t.hidden_size),
+  }
   # bfloat16 has no .npy type code: it is stored as its uint16 bit pattern and viewed back.
   store = np.uint16 if dtype == "bfloat16" else np.float32
   tmp = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".tmp-teacher-")
   try:
-    files = {k: np.lib.format.open_memmap(os.path.join(tmp, k + ".npy"), mode="w+", dtype=store, shape=shapes[k])
-             for k in KEYS}
+    files = {
+      k: np.lib.format.open_memmap(os.path.join(tmp, k + ".npy"), mode="w+", dtype=store, shape=shapes[k]) for k in KEYS
+    }
     views = {k: (v.view(ml_dtypes.bfloat16) if dtype == "bfloat16" else v) for k, v in files.items()}
     t0 = time.perf_counter()
     compute(spec, teacher_params, arrays, views, per_device_batch=per_device_batch, devices=devices, bucket=bucket)
@@ -191,8 +231,16 @@ def build_or_load(spec: StepSpec, teacher_params: Any, arrays: Mapping[str, np.n
       v.flush()
     del files, views
     with open(os.path.join(tmp, _META), "w") as f:
-      json.dump({"key": key, "examples": n, "dtype": dtype, "shapes": {k: list(s) for k, s in shapes.items()},
-                 "seconds": round(time.perf_counter() - t0, 2)}, f)
+      json.dump(
+        {
+          "key": key,
+          "examples": n,
+          "dtype": dtype,
+          "shapes": {k: list(s) for k, s in shapes.items()},
+          "seconds": round(time.perf_counter() - t0, 2),
+        },
+        f,
+      )
     try:
       os.replace(tmp, path)  # atomic; another host may have won the race
     except OSError:
@@ -216,8 +264,16 @@ def attach(config, workdir: str, spec: StepSpec, teacher_params: Any, train_arra
     devices = jax.local_devices()[:num_devices] if num_devices > 0 else jax.local_devices()
   per_device = int(config.train.batch_size) // max(1, num_devices) // int(config.train.grad_accum_steps)
   bucket = dict(bucket=bool(d.bucket), bucket_multiple=int(d.bucket_multiple), buckets=tuple(d.buckets) or None)
-  cached = build_or_load(spec, teacher_params, train_arrays, cache_root=root, per_device_batch=per_device,
-                         devices=devices, bucket=bucket, dtype=config.distill.get("cache_dtype", "bfloat16"))
+  cached = build_or_load(
+    spec,
+    teacher_params,
+    train_arrays,
+    cache_root=root,
+    per_device_batch=per_device,
+    devices=devices,
+    bucket=bucket,
+    dtype=config.distill.get("cache_dtype", "bfloat16"),
+  )
   out = dict(train_arrays)
   out.update(cached)
   return out

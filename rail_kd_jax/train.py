@@ -14,6 +14,7 @@ the newest good checkpoint in the workdir at construction, `fit` checkpoints eve
 `checkpoint.every` steps and at the end, saves and raises `Preempted` on SIGTERM, and
 raises `TrainingDiverged` after `train.max_bad_steps` consecutive non-finite steps.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,13 +69,21 @@ class Trainer:
     if self.is_main:
       with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    logging.info("devices: %d x %s (%s), %d process(es); parallel=%s", self.par.num_devices,
-                 jax.devices()[0].device_kind, jax.default_backend(), jax.process_count(), config.parallel)
+    logging.info(
+      "devices: %d x %s (%s), %d process(es); parallel=%s",
+      self.par.num_devices,
+      jax.devices()[0].device_kind,
+      jax.default_backend(),
+      jax.process_count(),
+      config.parallel,
+    )
     # Data, models and method; raises ConfigError before anything compiles.
     self.run = run = builders.build_run(config, workdir, self.par.num_devices)
-    logging.info("student: %s params; teacher: %s", f"{param_count(run.student_params):,}",
-                 "none" if run.teacher_params is None else
-                 f"{param_count(run.teacher_params):,} params (frozen)")
+    logging.info(
+      "student: %s params; teacher: %s",
+      f"{param_count(run.student_params):,}",
+      "none" if run.teacher_params is None else f"{param_count(run.teacher_params):,} params (frozen)",
+    )
     self.spec = run.step_spec
     # Checkpoints: restore before anything is compiled or written to metrics.jsonl.
     self.ckpt = self._make_checkpointer()
@@ -89,15 +98,18 @@ class Trainer:
         checkpoint_lib.set_aside_stale_metrics(workdir)
     self.state = self.par.replicate(host_state)
     self.step = int(np.asarray(host_state.step))
-    self.teacher_params = (self.par.replicate(run.teacher_params) if run.teacher_params is not None else None)
+    self.teacher_params = self.par.replicate(run.teacher_params) if run.teacher_params is not None else None
     self.train_step = self.par.compile_train(make_train_step(self.spec))
     self.eval_step = self.par.compile_eval(make_eval_step(self.spec))
     self.writer = metrics_lib.MetricsWriter(workdir, enabled=self.is_main)
     dcfg = self.spec.dcfg
-    self.collapse_watch = diagnostics.CollapseWatch(dcfg.method, dcfg.get("projection", ""),
-                                                    dcfg.get("collapse_threshold", 0.05),
-                                                    dcfg.get("collapse_patience", 3),
-                                                    batch_size=config.train.batch_size)
+    self.collapse_watch = diagnostics.CollapseWatch(
+      dcfg.method,
+      dcfg.get("projection", ""),
+      dcfg.get("collapse_threshold", 0.05),
+      dcfg.get("collapse_patience", 3),
+      batch_size=config.train.batch_size,
+    )
     self._nan_steps = frozenset(int(s) for s in config.train.get("debug_nan_steps", ()))
 
   # ---- checkpoints ----------------------------------------------------------------
@@ -106,9 +118,14 @@ class Trainer:
     if not c.enabled:
       return None
     metric = evaluate_lib.main_metric(self.run.spec) if self.run.eval_splits else None
-    return checkpoint_lib.Checkpointer(self.workdir, keep=int(c.keep), keep_best=bool(c.get("keep_best", True)),
-                                       best_metric=metric, best_mode=checkpoint_lib.best_mode_for(metric or ""),
-                                       async_save=bool(c.get("async_save", True)))
+    return checkpoint_lib.Checkpointer(
+      self.workdir,
+      keep=int(c.keep),
+      keep_best=bool(c.get("keep_best", True)),
+      best_metric=metric,
+      best_mode=checkpoint_lib.best_mode_for(metric or ""),
+      async_save=bool(c.get("async_save", True)),
+    )
 
   def _check_meta(self, meta: dict, path: str) -> None:
     """Refuses a checkpoint this config cannot continue (ConfigError); warns about harmless changes."""
@@ -116,14 +133,17 @@ class Trainer:
     current = checkpoint_lib.flat_config(self.config)
     allowed = checkpoint_lib.check_resume_config(meta.get("config", {}), current, where)
     if meta.get("steps_per_epoch") != self.run.steps_per_epoch:
-      raise ConfigError(f"{where} was made with {meta.get('steps_per_epoch')} batches per epoch but the train data "
-                        f"now gives {self.run.steps_per_epoch}, so the data order cannot be continued; restore the "
-                        "original train file or use a new --workdir")
+      raise ConfigError(
+        f"{where} was made with {meta.get('steps_per_epoch')} batches per epoch but the train data "
+        f"now gives {self.run.steps_per_epoch}, so the data order cannot be continued; restore the "
+        "original train file or use a new --workdir"
+      )
     if allowed:
       saved = meta.get("config", {})
-      logging.warning("resuming with config changes that do not break resume: %s",
-                      ", ".join(f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}"
-                                for k in allowed))
+      logging.warning(
+        "resuming with config changes that do not break resume: %s",
+        ", ".join(f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}" for k in allowed),
+      )
 
   def _restore(self, params) -> TrainState | None:
     abstract = jax.eval_shape(lambda p: TrainState.create(p, self.spec.tx), params)
@@ -137,13 +157,18 @@ class Trainer:
     self._train_seconds_before = float(meta.get("train_seconds", 0.0))
     if self.is_main:
       checkpoint_lib.truncate_metrics(self.workdir, int(meta.get("metrics_bytes", 0)))
-    logging.info("resumed from %s: step %d (epoch %d, batch %d of the epoch), saved on %s device(s) with %s",
-                 self.ckpt.path(meta["step"]), meta["step"], meta.get("epoch", -1), meta.get("step_in_epoch", -1),
-                 meta.get("num_devices", "?"), meta.get("parallel", "?"))
+    logging.info(
+      "resumed from %s: step %d (epoch %d, batch %d of the epoch), saved on %s device(s) with %s",
+      self.ckpt.path(meta["step"]),
+      meta["step"],
+      meta.get("epoch", -1),
+      meta.get("step_in_epoch", -1),
+      meta.get("num_devices", "?"),
+      meta.get("parallel", "?"),
+    )
     return state
 
-  def save_checkpoint(self, eval_results: dict | None = None, final: bool = False,
-                      train_seconds: float = 0.0) -> bool:
+  def save_checkpoint(self, eval_results: dict | None = None, final: bool = False, train_seconds: float = 0.0) -> bool:
     """Writes the current state (asynchronously when configured); False if it exists already."""
     if self.ckpt is None:
       return False
@@ -151,26 +176,26 @@ class Trainer:
     epoch, in_epoch = divmod(self.step, run.steps_per_epoch)
     metrics_path = os.path.join(self.workdir, "metrics.jsonl")
     meta = {
-        "epoch": epoch,
-        "step_in_epoch": in_epoch,
-        "steps_per_epoch": run.steps_per_epoch,
-        "total_steps": run.total_steps,
-        "seed": int(self.config.seed),
-        "mapping_counter": int(np.asarray(jax.device_get(
-            mapping_counter(self.spec, np.int32(self.step))))),
-        "num_devices": self.par.num_devices,
-        "parallel": self.par.kind,
-        "config": checkpoint_lib.flat_config(self.config),
-        "config_hash": checkpoint_lib.config_hash(checkpoint_lib.flat_config(self.config)),
-        "metrics_bytes": os.path.getsize(metrics_path) if os.path.exists(metrics_path) else 0,
-        "bad_run": self._bad_run,
-        "train_seconds": self._train_seconds_before + train_seconds,
-        "eval": eval_results or {},
-        "final": bool(final),
+      "epoch": epoch,
+      "step_in_epoch": in_epoch,
+      "steps_per_epoch": run.steps_per_epoch,
+      "total_steps": run.total_steps,
+      "seed": int(self.config.seed),
+      "mapping_counter": int(np.asarray(jax.device_get(mapping_counter(self.spec, np.int32(self.step))))),
+      "num_devices": self.par.num_devices,
+      "parallel": self.par.kind,
+      "config": checkpoint_lib.flat_config(self.config),
+      "config_hash": checkpoint_lib.config_hash(checkpoint_lib.flat_config(self.config)),
+      "metrics_bytes": os.path.getsize(metrics_path) if os.path.exists(metrics_path) else 0,
+      "bad_run": self._bad_run,
+      "train_seconds": self._train_seconds_before + train_seconds,
+      "eval": eval_results or {},
+      "final": bool(final),
     }
     main = run.eval_splits[0] if run.eval_splits else None
-    saved = self.ckpt.save(self.step, checkpoint_lib.to_host(self.par, self.state), meta,
-                           (eval_results or {}).get(main) if main else None)
+    saved = self.ckpt.save(
+      self.step, checkpoint_lib.to_host(self.par, self.state), meta, (eval_results or {}).get(main) if main else None
+    )
     if saved:
       logging.info("checkpoint at step %d -> %s", self.step, self.ckpt.path(self.step))
     return saved
@@ -178,18 +203,37 @@ class Trainer:
   # ---- data ------------------------------------------------------------------
   def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[dict]:
     d = self.config.data
-    return loader.batches(self.run.arrays["train"], self.config.train.batch_size, seed=self.config.seed,
-                          epoch=epoch, shuffle=True, drop_remainder=True, host_id=jax.process_index(),
-                          num_hosts=jax.process_count(), bucket=bool(d.bucket),
-                          bucket_multiple=int(d.bucket_multiple), buckets=tuple(d.buckets) or None,
-                          start_step=start_step)
+    return loader.batches(
+      self.run.arrays["train"],
+      self.config.train.batch_size,
+      seed=self.config.seed,
+      epoch=epoch,
+      shuffle=True,
+      drop_remainder=True,
+      host_id=jax.process_index(),
+      num_hosts=jax.process_count(),
+      bucket=bool(d.bucket),
+      bucket_multiple=int(d.bucket_multiple),
+      buckets=tuple(d.buckets) or None,
+      start_step=start_step,
+    )
 
   def eval_batches(self, split: str) -> Iterator[dict]:
     d = self.config.data
     bs = self.config.train.eval_batch_size or self.config.train.batch_size
-    return loader.batches(self.run.arrays[split], bs, seed=0, epoch=0, shuffle=False, drop_remainder=False,
-                          host_id=jax.process_index(), num_hosts=jax.process_count(), bucket=bool(d.bucket),
-                          bucket_multiple=int(d.bucket_multiple), buckets=tuple(d.buckets) or None)
+    return loader.batches(
+      self.run.arrays[split],
+      bs,
+      seed=0,
+      epoch=0,
+      shuffle=False,
+      drop_remainder=False,
+      host_id=jax.process_index(),
+      num_hosts=jax.process_count(),
+      bucket=bool(d.bucket),
+      bucket_multiple=int(d.bucket_multiple),
+      buckets=tuple(d.buckets) or None,
+    )
 
   # ---- steps -----------------------------------------------------------------
   def train_on(self, batch: dict) -> Any:
@@ -207,8 +251,9 @@ class Trainer:
     terms and the gradient are non-finite while the student's inputs stay valid."""
     cached = [k for k in batch if k.startswith("teacher_")]
     if cached:
-      return dict(batch, **{k: np.full_like(np.asarray(batch[k], np.float32), np.nan) for k in cached}), \
-          self.teacher_params
+      return dict(
+        batch, **{k: np.full_like(np.asarray(batch[k], np.float32), np.nan) for k in cached}
+      ), self.teacher_params
     nan_teacher = jax.tree.map(lambda x: np.full(np.shape(x), np.nan, x.dtype), self.run.teacher_params)
     return batch, self.par.replicate(nan_teacher)
 
@@ -219,7 +264,7 @@ class Trainer:
       out = self.eval_step(self.state.params, self.par.shard_batch(batch))
       logits, mask = self.par.gather(out["logits"]), self.par.gather(out["mask"])
       outs.append(logits[mask > 0])
-    return np.concatenate(outs)[:len(self.run.arrays[split]["labels"])]
+    return np.concatenate(outs)[: len(self.run.arrays[split]["labels"])]
 
   def evaluate(self, split: str) -> dict:
     """Task metrics and mean task loss of the student on one labelled split."""
@@ -232,7 +277,7 @@ class Trainer:
       loss_sum += float(self.par.scalar(out["loss_sum"]))
       count += float(self.par.scalar(out["count"]))
     arrays = self.run.arrays[split]
-    logits = np.concatenate(outs)[:len(arrays["labels"])]
+    logits = np.concatenate(outs)[: len(arrays["labels"])]
     result = evaluate_lib.compute_metrics(self.run.spec, logits, np.asarray(arrays["labels"]))
     result["loss"] = loss_sum / max(count, 1.0)
     return result
@@ -243,8 +288,9 @@ class Trainer:
       res = self.evaluate(split)
       self.writer.write(self.step, split, res)
       results[split] = res
-      logging.info("eval %s @ %d: %s", split, self.step,
-                   ", ".join(f"{k}={v:.4f}" for k, v in res.items() if isinstance(v, float)))
+      logging.info(
+        "eval %s @ %d: %s", split, self.step, ", ".join(f"{k}={v:.4f}" for k, v in res.items() if isinstance(v, float))
+      )
     return results
 
   def host_params(self) -> Any:
@@ -296,9 +342,11 @@ class Trainer:
           results = None
           if step % eval_every == 0 and step < total:
             results = self.evaluate_all()
-          stop = step < total and (guard.requested or step == stop_at or
-                                   (jax.process_count() > 1 and self.ckpt is not None
-                                    and self.ckpt.reached_preemption(step)))
+          stop = step < total and (
+            guard.requested
+            or step == stop_at
+            or (jax.process_count() > 1 and self.ckpt is not None and self.ckpt.reached_preemption(step))
+          )
           if (stop or (ckpt_every and step % ckpt_every == 0)) and step < total:
             self._check_finite(*pending)
             pending = None
@@ -351,21 +399,28 @@ class Trainer:
     self._bad_run += 1
     values = self.par.unreplicate(metrics)
     order = lambda k: (k in ("loss", "grad_norm"), k == "grad_norm", k)  # the loss terms first
-    bad = sorted((k for k, v in values.items()
-                  if k not in _NOT_TERMS and np.ndim(v) == 0 and not np.isfinite(float(v))), key=order)
+    bad = sorted(
+      (k for k, v in values.items() if k not in _NOT_TERMS and np.ndim(v) == 0 and not np.isfinite(float(v))), key=order
+    )
     terms = ", ".join(bad) or "the gradient"
     limit = int(self.config.train.get("max_bad_steps", 10))
-    logging.warning("step %d skipped (no update): non-finite %s; %d consecutive, %d skipped in all", step, terms,
-                    self._bad_run, int(values["skipped"]))
+    logging.warning(
+      "step %d skipped (no update): non-finite %s; %d consecutive, %d skipped in all",
+      step,
+      terms,
+      self._bad_run,
+      int(values["skipped"]),
+    )
     if self._bad_run >= limit:
       if self.ckpt is not None:
         self.ckpt.close()
       self.writer.close()
       newest = self.ckpt.latest_step() if self.ckpt is not None else None
       raise TrainingDiverged(
-          f"training stopped at step {step}: {self._bad_run} consecutive steps had a non-finite loss or gradient "
-          f"(train.max_bad_steps={limit}), the last one in {terms}; lower optim.learning_rate or check the data, "
-          f"then resume from the newest checkpoint (step {newest})")
+        f"training stopped at step {step}: {self._bad_run} consecutive steps had a non-finite loss or gradient "
+        f"(train.max_bad_steps={limit}), the last one in {terms}; lower optim.learning_rate or check the data, "
+        f"then resume from the newest checkpoint (step {newest})"
+      )
 
   def finish(self) -> None:
     """After training: test-split predictions (GLUE submission files), the layer-pairing
@@ -374,19 +429,28 @@ class Trainer:
     for split in run.test_splits:
       preds = self.predict(split)
       if self.is_main:
-        path = evaluate_lib.write_submission(run.spec, preds, os.path.join(self.workdir, "predictions"), split,
-                                             index=run.arrays[split].get("idx"))
+        path = evaluate_lib.write_submission(
+          run.spec, preds, os.path.join(self.workdir, "predictions"), split, index=run.arrays[split].get("idx")
+        )
         logging.info("predictions for %s written to %s", split, path)
     if not self.is_main:
       return
     if self.spec.method.uses_mapping:
       counts = pairing_counts_for(self.spec, self.step)
       with open(os.path.join(self.workdir, "mapping_counts.json"), "w") as f:
-        json.dump({"counts": counts.tolist(), "steps": self.step, "num_teacher_layers": self.spec.num_teacher_layers,
-                   "num_student_layers": self.spec.num_student_layers,
-                   "resample_every": self.spec.dcfg.resample_every}, f)
+        json.dump(
+          {
+            "counts": counts.tolist(),
+            "steps": self.step,
+            "num_teacher_layers": self.spec.num_teacher_layers,
+            "num_student_layers": self.spec.num_student_layers,
+            "resample_every": self.spec.dcfg.resample_every,
+          },
+          f,
+        )
     if self.config.train.plots:
       from rail_kd_jax import plots
+
       plots.write_run_plots(self.workdir)
 
 
@@ -404,8 +468,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """Runs `config.mode` in `workdir`; returns the final eval metrics per split."""
   if config.mode == "demo":
     from rail_kd_jax import demo
+
     return demo.run_demo(config, workdir)
   if config.mode == "study":
     from rail_kd_jax import study
+
     return study.run_study(config, workdir)
   return Trainer(config, workdir).fit()

@@ -3,6 +3,7 @@
 The frozen teacher is deliberately *not* part of this state: it is never in the
 optimizer, never in a checkpoint of the student, and never receives gradients.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,6 +17,7 @@ import optax
 @flax.struct.dataclass
 class TrainState:
   """`params = {"student": ..., "heads": ...}`; `step` counts optimizer updates."""
+
   step: jax.Array
   params: Any
   opt_state: Any
@@ -25,10 +27,10 @@ class TrainState:
   @classmethod
   def create(cls, params: Any, tx: optax.GradientTransformation) -> "TrainState":
     return cls(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        opt_state=tx.init(params),
-        skipped=jnp.zeros((), jnp.int32),
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=tx.init(params),
+      skipped=jnp.zeros((), jnp.int32),
     )
 
 

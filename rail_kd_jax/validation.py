@@ -11,6 +11,7 @@ workdir. Deeper checks that need the files' contents (columns, labels, model
 config, tokenizer) happen in `builders.build_run`, also as ConfigError, still
 before anything compiles.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,12 +27,17 @@ class ConfigError(ValueError):
 
 MODEL_TYPES = ("bert", "roberta", "distilbert")
 HIDDEN_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+  "model.safetensors",
+  "model.safetensors.index.json",
+  "pytorch_model.bin",
+  "pytorch_model.bin.index.json",
+)
 _EXPORT_NAMES = ("model", "student", "teacher")
 
 
 # ------------------------------------------------------------------------ primitives
+
 
 def _choice(name: str, value, valid) -> None:
   if value not in valid:
@@ -78,6 +84,7 @@ def _str(name: str, value) -> None:
 
 # ----------------------------------------------------------------------------- paths
 
+
 def _readable_dir(name: str, path: str) -> str:
   path = os.path.expanduser(path)
   if not os.path.exists(path):
@@ -109,8 +116,10 @@ def model_folder(name: str, path: str) -> str:
       break
   cfg_file = os.path.join(folder, "config.json")
   if not os.path.isfile(cfg_file):
-    raise ConfigError(f"{name}={path!r} has no config.json (nor export/model/config.json); point it at a "
-                      "Hugging Face model folder or a finished finetune workdir")
+    raise ConfigError(
+      f"{name}={path!r} has no config.json (nor export/model/config.json); point it at a "
+      "Hugging Face model folder or a finished finetune workdir"
+    )
   try:
     with open(cfg_file) as f:
       cfg = json.load(f)
@@ -146,6 +155,7 @@ def prepare_workdir(workdir) -> None:
 
 # ----------------------------------------------------------------------------- blocks
 
+
 def _model(name: str, m) -> None:
   _choice(f"{name}.init", m.init, defaults.MODEL_INITS)
   _choice(f"{name}.dtype", m.dtype, defaults.DTYPES)
@@ -153,26 +163,36 @@ def _model(name: str, m) -> None:
     _bool(f"{name}.{field}", m[field])
   if m.init == "pretrained":
     if not m.path:
-      raise ConfigError(f"{name}.path is empty but {name}.init='pretrained'; give --config.{name}.path="
-                        "<Hugging Face folder or finetune workdir>, or use --config."
-                        f"{name}.init=fresh")
+      raise ConfigError(
+        f"{name}.path is empty but {name}.init='pretrained'; give --config.{name}.path="
+        "<Hugging Face folder or finetune workdir>, or use --config."
+        f"{name}.init=fresh"
+      )
     _str(f"{name}.path", m.path)
     model_folder(f"{name}.path", m.path)
   elif m.init == "fresh":
     _choice(f"{name}.model_type", m.model_type, MODEL_TYPES)
     _choice(f"{name}.hidden_act", m.hidden_act, HIDDEN_ACTS)
-    for field in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                  "max_position_embeddings"):
+    for field in (
+      "hidden_size",
+      "num_hidden_layers",
+      "num_attention_heads",
+      "intermediate_size",
+      "max_position_embeddings",
+    ):
       _int(f"{name}.{field}", m[field], minimum=1)
     _int(f"{name}.vocab_size", m.vocab_size, minimum=0)
     if m.hidden_size % m.num_attention_heads:
-      raise ConfigError(f"{name}.hidden_size={m.hidden_size} is not divisible by "
-                        f"{name}.num_attention_heads={m.num_attention_heads}")
+      raise ConfigError(
+        f"{name}.hidden_size={m.hidden_size} is not divisible by {name}.num_attention_heads={m.num_attention_heads}"
+      )
   else:  # teacher_layers
     layers = tuple(m.teacher_layers)
     if not layers or not all(_is_int(x) and x >= 0 for x in layers):
-      raise ConfigError(f"{name}.teacher_layers={layers!r} must be a non-empty tuple of teacher layer "
-                        "indices >= 0 (0-based), e.g. (0, 2, 4)")
+      raise ConfigError(
+        f"{name}.teacher_layers={layers!r} must be a non-empty tuple of teacher layer "
+        "indices >= 0 (0-based), e.g. (0, 2, 4)"
+      )
     if len(set(layers)) != len(layers):
       raise ConfigError(f"{name}.teacher_layers={layers!r} repeats a layer")
   for field in ("dropout", "attention_dropout"):
@@ -183,6 +203,7 @@ def _model(name: str, m) -> None:
 
 def _data(d) -> None:
   from rail_kd_jax.data import tasks  # pylint: disable=g-import-not-at-top
+
   _choice("data.synthetic", d.synthetic, ("", "tiny"))
   if not d.synthetic:
     task = str(d.task or tasks.LOCAL).lower().replace("-", "")
@@ -230,6 +251,7 @@ def prepare_workdir_like(name: str, path: str) -> None:
 def _distill(dcfg) -> None:
   from rail_kd_jax.distill import layer_sampling, methods, pooling  # pylint: disable=g-import-not-at-top
   from rail_kd_jax.distill.config import renamed_field_message  # pylint: disable=g-import-not-at-top
+
   renamed = renamed_field_message(dcfg)
   if renamed:
     raise ConfigError(renamed)
@@ -289,11 +311,14 @@ def validate_config(config, num_devices: int | None = None) -> None:
   _int("train.max_bad_steps", t.get("max_bad_steps", 10), minimum=1)
   nan_steps = tuple(t.get("debug_nan_steps", ()))
   if not all(_is_int(s) and s >= 1 for s in nan_steps):
-    raise ConfigError(f"train.debug_nan_steps={nan_steps!r} must be a tuple of step numbers >= 1 (a test hook; "
-                      "leave it empty)")
+    raise ConfigError(
+      f"train.debug_nan_steps={nan_steps!r} must be a tuple of step numbers >= 1 (a test hook; leave it empty)"
+    )
   if nan_steps and (config.mode != "distill" or config.distill.method == "none"):
-    raise ConfigError("train.debug_nan_steps poisons the teacher's outputs, so it needs mode='distill' with a "
-                      "distill.method that uses the teacher (a test hook; leave it empty)")
+    raise ConfigError(
+      "train.debug_nan_steps poisons the teacher's outputs, so it needs mode='distill' with a "
+      "distill.method that uses the teacher (a test hook; leave it empty)"
+    )
   o = config.optim
   _positive("optim.learning_rate", o.learning_rate)
   _positive("optim.weight_decay", o.weight_decay, allow_zero=True)
@@ -312,12 +337,15 @@ def validate_config(config, num_devices: int | None = None) -> None:
       _bool(f"checkpoint.{field}", c[field])
   if num_devices is not None:
     if t.batch_size % num_devices:
-      raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by the {num_devices} devices; "
-                        f"use a multiple of {num_devices}")
+      raise ConfigError(
+        f"train.batch_size={t.batch_size} is not divisible by the {num_devices} devices; "
+        f"use a multiple of {num_devices}"
+      )
     per_device = t.batch_size // num_devices
     if per_device % t.grad_accum_steps:
-      raise ConfigError(f"the per-device batch ({per_device}) is not divisible by "
-                        f"train.grad_accum_steps={t.grad_accum_steps}")
+      raise ConfigError(
+        f"the per-device batch ({per_device}) is not divisible by train.grad_accum_steps={t.grad_accum_steps}"
+      )
     eval_bs = t.eval_batch_size or t.batch_size
     if eval_bs % num_devices:
       raise ConfigError(f"train.eval_batch_size={eval_bs} is not divisible by the {num_devices} devices")

@@ -1,4 +1,5 @@
 """The training-time benchmark: the tiny configuration end to end, and the peers' losses == ours."""
+
 import json
 import os
 
@@ -13,16 +14,35 @@ from rail_kd_jax import step as step_lib
 
 torch = pytest.importorskip("torch")
 
-DOCUMENTED_KEYS = ("method", "impl", "teacher_cache", "shape", "compile_s", "step_ms_median", "step_ms_iqr",
-                   "examples_per_s", "flops_per_step", "flop_utilization", "peak_bytes")
+DOCUMENTED_KEYS = (
+  "method",
+  "impl",
+  "teacher_cache",
+  "shape",
+  "compile_s",
+  "step_ms_median",
+  "step_ms_iqr",
+  "examples_per_s",
+  "flops_per_step",
+  "flop_utilization",
+  "peak_bytes",
+)
 
 
 @pytest.mark.slow
 def test_tiny_benchmark_writes_table_json_and_chart(tmp_path, capsys):
   pytest.importorskip("textbrewer")
   # pkd: the one method that all three implementations (and the teacher cache) run.
-  opts = B.Options(methods=("pkd",), peers=("pytorch", "textbrewer"), cache_methods=("pkd",),
-                   warmup=1, windows=2, steps_per_window=1, num_devices=1, profile_dir=str(tmp_path / "prof"))
+  opts = B.Options(
+    methods=("pkd",),
+    peers=("pytorch", "textbrewer"),
+    cache_methods=("pkd",),
+    warmup=1,
+    windows=2,
+    steps_per_window=1,
+    num_devices=1,
+    profile_dir=str(tmp_path / "prof"),
+  )
   rows = B.run(str(tmp_path), [B.SHAPES["tiny"]], opts)
   assert "benchmark device:" in capsys.readouterr().out
   for name in ("benchmark.md", "benchmark.json", "benchmark.png"):
@@ -32,9 +52,13 @@ def test_tiny_benchmark_writes_table_json_and_chart(tmp_path, capsys):
   assert loaded == json.loads(json.dumps(rows))
   steps = [r for r in loaded if r["kind"] == "step"]
   assert {(r["method"], r["impl"], r["teacher_cache"]) for r in steps} == {
-      ("pkd", "jax", False), ("pkd", "jax", True), ("pkd", "pytorch", False), ("pkd", "textbrewer", False)}
+    ("pkd", "jax", False),
+    ("pkd", "jax", True),
+    ("pkd", "pytorch", False),
+    ("pkd", "textbrewer", False),
+  }
   for r in steps:
-    assert list(r)[:len(DOCUMENTED_KEYS)] == list(DOCUMENTED_KEYS)
+    assert list(r)[: len(DOCUMENTED_KEYS)] == list(DOCUMENTED_KEYS)
     assert r["step_ms_median"] > 0 and r["step_ms_iqr"] >= 0 and r["examples_per_s"] > 0
     assert r["flops_per_step"] > 0 and 0 < r["flop_utilization"]
     if r["impl"] == "jax":
@@ -89,8 +113,7 @@ def test_pytorch_peer_computes_the_same_losses(tmp_path, shape_name):
 
   base = B.SHAPES[shape_name]
   # A narrower student exercises the width-changing heads (pkd, alp_kd projections).
-  shape = B.Shape("parity", base.teacher,
-                  B._bert(2, 16, 2, 32, vocab_size=128, max_position_embeddings=64), 4, 12)
+  shape = B.Shape("parity", base.teacher, B._bert(2, 16, 2, 32, vocab_size=128, max_position_embeddings=64), 4, 12)
   batch = B.make_batch(shape, seed=1)
   jbatch = {k: jnp.asarray(v) for k, v in batch.items()}
   tbatch = torch_peer.to_torch_batch(batch)
@@ -109,32 +132,53 @@ def test_pytorch_peer_computes_the_same_losses(tmp_path, shape_name):
   # Encoders run once (their parity with transformers is tested in test_models_parity.py);
   # each method's loss then runs on the same states as in step._loss_fn.
   from rail_kd_jax.distill import methods as methods_lib, pooling
+
   forward = lambda model, p: jax.jit(model.apply)({"params": p}, jbatch["input_ids"], jbatch["attention_mask"])
   s_jax, t_jax = forward(spec0.student, student_params), forward(spec0.teacher, teacher_params)
   for method in B.ALL_METHODS:
     spec = B.build_spec(shape, method)
-    heads_jax = spec.method.init_heads(kh, spec.dcfg, shape.student.hidden_size, shape.teacher.hidden_size,
-                                       spec.num_student_layers, spec.num_teacher_layers)
+    heads_jax = spec.method.init_heads(
+      kh,
+      spec.dcfg,
+      shape.student.hidden_size,
+      shape.teacher.hidden_size,
+      spec.num_student_layers,
+      spec.num_teacher_layers,
+    )
     mapping = np.asarray(jax.jit(lambda s: step_lib.current_mapping(spec, s))(jnp.int32(3)))
 
     @jax.jit
     def loss(heads, s_out, t_out, b, mapping):
       inputs = methods_lib.MethodInputs(
-          student_logits=s_out.logits, labels=b["labels"], example_mask=b["example_mask"],
-          student_pooled=pooling.pool(s_out.hidden_states, b["attention_mask"], spec.dcfg.pooling),
-          student_cls=pooling.pool(s_out.hidden_states, b["attention_mask"], "cls"), teacher_logits=t_out.logits,
-          teacher_pooled=pooling.pool(t_out.hidden_states, b["attention_mask"], spec.dcfg.pooling),
-          teacher_cls=pooling.pool(t_out.hidden_states, b["attention_mask"], "cls"), token_mask=b["attention_mask"],
-          student_hidden=s_out.hidden_states, teacher_hidden=t_out.hidden_states, mapping=mapping)
+        student_logits=s_out.logits,
+        labels=b["labels"],
+        example_mask=b["example_mask"],
+        student_pooled=pooling.pool(s_out.hidden_states, b["attention_mask"], spec.dcfg.pooling),
+        student_cls=pooling.pool(s_out.hidden_states, b["attention_mask"], "cls"),
+        teacher_logits=t_out.logits,
+        teacher_pooled=pooling.pool(t_out.hidden_states, b["attention_mask"], spec.dcfg.pooling),
+        teacher_cls=pooling.pool(t_out.hidden_states, b["attention_mask"], "cls"),
+        token_mask=b["attention_mask"],
+        student_hidden=s_out.hidden_states,
+        teacher_hidden=t_out.hidden_states,
+        mapping=mapping,
+      )
       return spec.method.loss(heads, inputs, spec.dcfg)[0]
 
     want = loss(heads_jax, s_jax, t_jax, jbatch, mapping)
-    heads = torch_peer.Heads(spec.dcfg.method, spec.dcfg, shape.student.hidden_size, shape.teacher.hidden_size,
-                             spec.num_student_layers, spec.num_teacher_layers)
+    heads = torch_peer.Heads(
+      spec.dcfg.method,
+      spec.dcfg,
+      shape.student.hidden_size,
+      shape.teacher.hidden_size,
+      spec.num_student_layers,
+      spec.num_teacher_layers,
+    )
     _to_torch_heads(spec.dcfg.method, heads_jax, heads)
     with torch.no_grad():
-      got = torch_peer.method_loss(spec.dcfg.method, spec.dcfg, heads, s_out, t_out, tbatch,
-                                   torch.tensor(np.asarray(mapping), dtype=torch.long))
+      got = torch_peer.method_loss(
+        spec.dcfg.method, spec.dcfg, heads, s_out, t_out, tbatch, torch.tensor(np.asarray(mapping), dtype=torch.long)
+      )
     np.testing.assert_allclose(float(got), float(want), rtol=2e-5, atol=2e-6, err_msg=method)
 
 
@@ -147,11 +191,18 @@ def test_time_windows_reports_median_and_iqr():
 
 def test_targets_ratios_and_noise():
   def step(method, impl, ms, iqr, cache=False):
-    return dict(kind="step", shape="s", method=method, impl=impl, teacher_cache=cache, step_ms_median=ms,
-                step_ms_iqr=iqr)
+    return dict(
+      kind="step", shape="s", method=method, impl=impl, teacher_cache=cache, step_ms_median=ms, step_ms_iqr=iqr
+    )
 
-  rows = [step("kd", "jax", 100.0, 2.0), step("rail_l", "jax", 104.0, 2.0), step("alp_kd", "jax", 110.0, 1.0),
-          step("ckd", "jax", 103.0, 5.0), step("kd", "pytorch", 140.0, 0.0), step("kd", "jax", 60.0, 0.0, cache=True)]
+  rows = [
+    step("kd", "jax", 100.0, 2.0),
+    step("rail_l", "jax", 104.0, 2.0),
+    step("alp_kd", "jax", 110.0, 1.0),
+    step("ckd", "jax", 103.0, 5.0),
+    step("kd", "pytorch", 140.0, 0.0),
+    step("kd", "jax", 60.0, 0.0, cache=True),
+  ]
   got = {t["target"]: t for t in B.targets(rows)}
   t = got["rail_l step <= 1.05 x kd"]
   assert t["value"] == pytest.approx(1.04) and t["ok"]

@@ -1,5 +1,6 @@
 """Checkpoints: layout, keep-N/keep-best, resume on another device count, corrupt and
 half-written checkpoints, config changes, numerical guards, the preemption guard."""
+
 import json
 import os
 import shutil
@@ -27,8 +28,15 @@ def tiny_config(**overrides):
 
 
 def distill_config(**kw):
-  base = {"mode": "distill", "distill.method": "rail_l", "distill.resample_every": "step",
-          "train.num_steps": TOTAL, "train.log_every": 1, "train.eval_every": 5, "checkpoint.every": 5}
+  base = {
+    "mode": "distill",
+    "distill.method": "rail_l",
+    "distill.resample_every": "step",
+    "train.num_steps": TOTAL,
+    "train.log_every": 1,
+    "train.eval_every": 5,
+    "checkpoint.every": 5,
+  }
   base.update(kw)
   return tiny_config(**base)
 
@@ -39,7 +47,8 @@ def _params(trainer):
 
 def _train_records(workdir, after=0):
   return metrics_lib.without_wall_clock(
-      [r for r in metrics_lib.read_metrics(workdir) if r["split"] == "train" and r["step"] > after])
+    [r for r in metrics_lib.read_metrics(workdir) if r["split"] == "train" and r["step"] > after]
+  )
 
 
 def _assert_trees_close(a, b, atol):
@@ -48,10 +57,14 @@ def _assert_trees_close(a, b, atol):
 
 # ------------------------------------------------------------------- unit: the manager
 
+
 def _fake_state(value: float):
-  return {"params": {"student": {"w": np.full((4, 3), value, np.float32)}, "heads": {}},
-          "opt_state": {"0": {"count": np.array(int(value), np.int32)}}, "step": np.array(int(value), np.int32),
-          "skipped": np.array(0, np.int32)}
+  return {
+    "params": {"student": {"w": np.full((4, 3), value, np.float32)}, "heads": {}},
+    "opt_state": {"0": {"count": np.array(int(value), np.int32)}},
+    "step": np.array(int(value), np.int32),
+    "skipped": np.array(0, np.int32),
+  }
 
 
 def test_keep_newest_and_best(tmp_path):
@@ -102,18 +115,36 @@ def test_half_written_and_corrupt_checkpoints_are_skipped(tmp_path):
 
 def test_config_change_rules():
   saved = ckpt_lib.flat_config(distill_config())
-  ok = ckpt_lib.flat_config(distill_config(**{"train.log_every": 7, "num_devices": 1, "parallel": "shard_map",
-                                              "student.dropout": 0.2, "optim.learning_rate": 1e-3}))
+  ok = ckpt_lib.flat_config(
+    distill_config(
+      **{
+        "train.log_every": 7,
+        "num_devices": 1,
+        "parallel": "shard_map",
+        "student.dropout": 0.2,
+        "optim.learning_rate": 1e-3,
+      }
+    )
+  )
   assert set(ckpt_lib.check_resume_config(saved, ok, "x")) == {
-      "train.log_every", "num_devices", "parallel", "student.dropout", "optim.learning_rate"}
-  for change, field in [({"distill.method": "kd"}, "distill.method"),
-                        ({"student.hidden_size": 64}, "student.hidden_size"),
-                        ({"train.batch_size": 32}, "train.batch_size"), ({"seed": 3}, "seed")]:
+    "train.log_every",
+    "num_devices",
+    "parallel",
+    "student.dropout",
+    "optim.learning_rate",
+  }
+  for change, field in [
+    ({"distill.method": "kd"}, "distill.method"),
+    ({"student.hidden_size": 64}, "student.hidden_size"),
+    ({"train.batch_size": 32}, "train.batch_size"),
+    ({"seed": 3}, "seed"),
+  ]:
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
       ckpt_lib.check_resume_config(saved, ckpt_lib.flat_config(distill_config(**change)), "x")
   # The finetune model section does not matter to a distill run.
-  assert ckpt_lib.check_resume_config(saved, ckpt_lib.flat_config(distill_config(**{"model.hidden_size": 64})),
-                                      "x") == ["model.hidden_size"]
+  assert ckpt_lib.check_resume_config(
+    saved, ckpt_lib.flat_config(distill_config(**{"model.hidden_size": 64})), "x"
+  ) == ["model.hidden_size"]
 
 
 def test_preemption_guard_second_signal_is_default():
@@ -128,11 +159,13 @@ def test_preemption_guard_second_signal_is_default():
 
 # --------------------------------------------------- resume on another device count
 
+
 @pytest.fixture(scope="module", autouse=True)
 def compilation_cache(tmp_path_factory):
   """A persistent compilation cache for this module: every Trainer here rebuilds the same
   programs, so only the first of each device count compiles (results are unchanged)."""
   from jax._src import compilation_cache as cc
+
   keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
   before = {k: getattr(jax.config, k) for k in keys}
   jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
@@ -273,10 +306,13 @@ def _flat_keys(tree, prefix=""):
 
 # ------------------------------------------------------------------- numerical guards
 
+
 def test_nan_is_skipped_and_persistent_nan_stops(tmp_path):
   # Step 3's batch is poisoned once (skipped, counted); steps 8.. are poisoned for good.
-  config = distill_config(num_devices=1, **{"train.debug_nan_steps": (3,) + tuple(range(8, TOTAL + 1)),
-                                            "train.max_bad_steps": 4, "checkpoint.every": 0})
+  config = distill_config(
+    num_devices=1,
+    **{"train.debug_nan_steps": (3,) + tuple(range(8, TOTAL + 1)), "train.max_bad_steps": 4, "checkpoint.every": 0},
+  )
   trainer = train.Trainer(config, str(tmp_path))
   with pytest.raises(train.TrainingDiverged) as err:
     trainer.fit()
@@ -301,12 +337,18 @@ def test_older_checkpoints_resume_unless_their_loss_changed():
   finetune run; a rail_l run whose projection cannot be known is refused, saying why."""
   from rail_kd_jax import checkpoint as ck
   from rail_kd_jax.validation import ConfigError
-  new = {"mode": "distill", "distill.method": "kd", "distill.projection": "student_to_teacher",
-         "distill.center": False, "distill.proj_index": "slot", "distill.resample_every_steps": 0}
+
+  new = {
+    "mode": "distill",
+    "distill.method": "kd",
+    "distill.projection": "student_to_teacher",
+    "distill.center": False,
+    "distill.proj_index": "slot",
+    "distill.resample_every_steps": 0,
+  }
   old = {"mode": "distill", "distill.method": "kd", "distill.teacher_proj": "trainable"}
   assert "distill.projection" in ck.check_resume_config(old, new, "ckpt")  # allowed, reported
   finetune_new = dict(new, mode="finetune")
   ck.check_resume_config(dict(old, mode="finetune"), finetune_new, "ckpt")
   with pytest.raises(ConfigError, match=r"distill.projection='<absent>'.*predates that field"):
-    ck.check_resume_config(dict(old, **{"distill.method": "rail_l"}), dict(new, **{"distill.method": "rail_l"}),
-                           "ckpt")
+    ck.check_resume_config(dict(old, **{"distill.method": "rail_l"}), dict(new, **{"distill.method": "rail_l"}), "ckpt")

@@ -1,4 +1,5 @@
 """End to end through the command line: fine-tune a tiny teacher, then distil with every method."""
+
 import json
 import os
 import subprocess
@@ -9,20 +10,27 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("none", "kd", "pkd", "alp_kd", "ckd", "rail_l", "rail_c")
 TERMS = {
-    "none": ("ce",),
-    "kd": ("ce", "kd"),
-    "pkd": ("ce", "kd", "int"),
-    "alp_kd": ("ce", "kd", "int"),
-    "ckd": ("ce", "kd", "int"),
-    "rail_l": ("ce", "kd", "int"),
-    "rail_c": ("ce", "kd", "int"),
+  "none": ("ce",),
+  "kd": ("ce", "kd"),
+  "pkd": ("ce", "kd", "int"),
+  "alp_kd": ("ce", "kd", "int"),
+  "ckd": ("ce", "kd", "int"),
+  "rail_l": ("ce", "kd", "int"),
+  "rail_c": ("ce", "kd", "int"),
 }
 
 
 def _cli(workdir, *overrides):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", HF_HUB_OFFLINE="1")
-  cmd = [sys.executable, "-m", "rail_kd_jax.main", "--config=configs/tiny.py", f"--workdir={workdir}",
-         "--config.train.plots=False", *overrides]
+  cmd = [
+    sys.executable,
+    "-m",
+    "rail_kd_jax.main",
+    "--config=configs/tiny.py",
+    f"--workdir={workdir}",
+    "--config.train.plots=False",
+    *overrides,
+  ]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -50,8 +58,13 @@ def teacher(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_distill_cli_every_method(teacher, tmp_path, method):
-  records = _cli(str(tmp_path), "--config.mode=distill", f"--config.distill.method={method}",
-                 "--config.teacher.init=pretrained", f"--config.teacher.path={teacher}")
+  records = _cli(
+    str(tmp_path),
+    "--config.mode=distill",
+    f"--config.distill.method={method}",
+    "--config.teacher.init=pretrained",
+    f"--config.teacher.path={teacher}",
+  )
   train = _train(records)
   assert len(train) >= 5
   for r in train:

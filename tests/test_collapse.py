@@ -55,9 +55,14 @@ def train_heads(steps=2000, **options):
   for k, v in options.items():
     d[k] = v
   methods.validate(d, M, N, HS, HT)
-  x = MethodInputs(student_logits=jnp.zeros((N_EX, 2)), labels=jnp.zeros((N_EX,), jnp.int32),
-                   teacher_logits=jnp.zeros((N_EX, 2)), student_pooled=jnp.asarray(s),
-                   teacher_pooled=jnp.asarray(t), mapping=jnp.array([2, 4], jnp.int32))
+  x = MethodInputs(
+    student_logits=jnp.zeros((N_EX, 2)),
+    labels=jnp.zeros((N_EX,), jnp.int32),
+    teacher_logits=jnp.zeros((N_EX, 2)),
+    student_pooled=jnp.asarray(s),
+    teacher_pooled=jnp.asarray(t),
+    mapping=jnp.array([2, 4], jnp.int32),
+  )
   params = methods.METHODS["rail_l"].init_heads(jax.random.PRNGKey(0), d, HS, HT, M, N)
   tx = optax.adam(1e-2)
   state = tx.init(params)
@@ -79,11 +84,15 @@ def test_both_without_guards_collapses():
   assert terms["int"] < 0.05, terms  # the loss went to its trivial zero
 
 
-@pytest.mark.parametrize("options", [
+@pytest.mark.parametrize(
+  "options",
+  [
     {"projection": "student_to_teacher"},
     {"projection": "both", "center": True},
     {"projection": "both", "distance": "infonce"},
-], ids=["student_to_teacher", "both+center", "both+infonce"])
+  ],
+  ids=["student_to_teacher", "both+center", "both+infonce"],
+)
 def test_guarded_projections_keep_examples_apart(options):
   terms = train_heads(**options)
   assert terms["dir_var_student"] > 0.3 and terms["dir_var_teacher"] > 0.3, terms
@@ -148,13 +157,27 @@ def test_real_train_step_logs_the_diagnostics(tmp_path, caplog):
   with centring does not. (Without centring the tiny random teacher's own mean-pooled
   vectors already point one way, dir_var_teacher ~0.04: docs/METHODS.md, "Collapse".)"""
   runs = {}
-  for name, extra in (("both", {"distill.projection": "both"}),
-                      ("fixed", {"distill.projection": "student_to_teacher", "distill.center": True})):
+  for name, extra in (
+    ("both", {"distill.projection": "both"}),
+    ("fixed", {"distill.projection": "student_to_teacher", "distill.center": True}),
+  ):
     wd = str(tmp_path / name)
-    cfg = helpers.tiny_config(**{
-        "mode": "distill", "distill.method": "rail_l", "distill.int_weight": 1.0, "train.num_steps": 150,
-        "train.log_every": 10, "num_devices": 1, "train.export": False, "train.plots": False,
-        "checkpoint.enabled": False, "data.bucket": False, "distill.resample_every": "step", **extra})
+    cfg = helpers.tiny_config(
+      **{
+        "mode": "distill",
+        "distill.method": "rail_l",
+        "distill.int_weight": 1.0,
+        "train.num_steps": 150,
+        "train.log_every": 10,
+        "num_devices": 1,
+        "train.export": False,
+        "train.plots": False,
+        "checkpoint.enabled": False,
+        "data.bucket": False,
+        "distill.resample_every": "step",
+        **extra,
+      }
+    )
     caplog.clear()
     train.train_and_evaluate(cfg, wd)
     runs[name] = (_read_train(wd), caplog.text)

@@ -1,4 +1,5 @@
 """Every config file in configs/ builds and validates; configs/glue.py's arg grammar."""
+
 import glob
 import importlib.util
 import os
@@ -13,9 +14,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
 GLUE_FIXTURES = os.path.join(REPO, "tests", "fixtures", "glue")
 # A representative arg of every config file (the demo and tiny need none).
-ARGS = {"glue": ["sst2", "sst2,distill,rail_l,bert", "mnli,kd,roberta", "stsb,runlocal"], "local": ["DATA"],
-        "demo": ["", "runlocal"], "tiny": ["", "shard_map"],
-        "study": ["", "quick", "runlocal", "glue/sst2", "glue/mnli,runlocal"]}
+ARGS = {
+  "glue": ["sst2", "sst2,distill,rail_l,bert", "mnli,kd,roberta", "stsb,runlocal"],
+  "local": ["DATA"],
+  "demo": ["", "runlocal"],
+  "tiny": ["", "shard_map"],
+  "study": ["", "quick", "runlocal", "glue/sst2", "glue/mnli,runlocal"],
+}
 PATH_FIELDS = ("model", "teacher", "student")
 
 
@@ -31,12 +36,21 @@ def tiny_assets(tmp_path_factory):
   """A tiny HF model folder (stands in for every model path) and the tiny dataset + tokenizer."""
   root = tmp_path_factory.mktemp("assets")
   data = synthetic.make_tiny_dataset(str(root / "data"))
-  config = models.EncoderConfig(model_type="bert", vocab_size=data.vocab_size, hidden_size=32,
-                                num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                                max_position_embeddings=64, num_labels=0)
+  config = models.EncoderConfig(
+    model_type="bert",
+    vocab_size=data.vocab_size,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    num_labels=0,
+  )
   import jax
+
   model, params = models.student.fresh(config, jax.random.PRNGKey(0))
   from rail_kd_jax.data import tokenize
+
   model_dir = str(root / "model")
   models.save_pretrained(model, params, model_dir, tokenizer=tokenize.load_tokenizer(data.tokenizer_dir))
   return {"model": model_dir, "data": data}
@@ -56,8 +70,9 @@ def test_config_builds_and_validates(name, arg, tiny_assets):
   # Every field the config sets exists in the defaults (no typo'd new sections), except the demo's own block.
   base = defaults.base_config()
   for key in config:
-    assert key in base or (name in ("demo", "study") and key == name), \
-        f"configs/{name}.py:{arg} sets unknown field {key!r}"
+    assert key in base or (name in ("demo", "study") and key == name), (
+      f"configs/{name}.py:{arg} sets unknown field {key!r}"
+    )
   # Model folders come from the command line; stand in the tiny one.
   for field in PATH_FIELDS:
     if config[field].init == "pretrained":
@@ -89,14 +104,17 @@ def test_study_config_fields():
       study_mod.get_config(bad)
 
 
-@pytest.mark.parametrize("arg,expected", [
+@pytest.mark.parametrize(
+  "arg,expected",
+  [
     ("sst2", ("sst2", "finetune", None, "bert", False)),
     ("sst2,distill,rail_l,bert", ("sst2", "distill", "rail_l", "bert", False)),
     ("sst2,distill", ("sst2", "distill", "rail_l", "bert", False)),
     ("rte,kd,roberta", ("rte", "distill", "kd", "roberta", False)),
     ("MNLI,roberta,finetune", ("mnli", "finetune", None, "roberta", False)),
     ("sts-b,none,runlocal", ("stsb", "distill", "none", "bert", True)),
-])
+  ],
+)
 def test_glue_arg_grammar(arg, expected):
   glue = load_config_module("glue")
   a = glue.parse_arg(arg)
@@ -110,14 +128,17 @@ def test_glue_arg_grammar(arg, expected):
     assert (c.train.batch_size, c.data.max_length, c.optim.learning_rate) == (32, 128, 2e-5)
 
 
-@pytest.mark.parametrize("arg,match", [
+@pytest.mark.parametrize(
+  "arg,match",
+  [
     ("", "needs an arg"),
     ("imdb", "not a GLUE task"),
     ("sst2,banana", "banana"),
     ("sst2,kd,rail_l", "two method tokens"),
     ("sst2,finetune,kd", "needs mode distill"),
     ("sst2,bert,roberta", "two family tokens"),
-])
+  ],
+)
 def test_glue_arg_errors(arg, match):
   glue = load_config_module("glue")
   with pytest.raises(ValueError, match=match):

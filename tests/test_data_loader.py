@@ -1,4 +1,5 @@
 """encode (tokenize once, cache) and batches (deterministic order, host slices, buckets)."""
+
 import os
 
 import numpy as np
@@ -11,8 +12,7 @@ GLUE = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-  return synthetic.make_tiny_dataset(str(tmp_path_factory.mktemp("tiny")), num_train=96,
-                                     num_eval=32)
+  return synthetic.make_tiny_dataset(str(tmp_path_factory.mktemp("tiny")), num_train=96, num_eval=32)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,7 @@ def test_encode_shapes_dtypes_and_pairs(tok, task):
   last = arrays["input_ids"][np.arange(96), lengths - 1]
   assert (last == tok.sep_token_id).all()  # right padding, [SEP] ends each row
 
-  spec = tasks.TaskSpec("local", ("a", "b"), "y", 1, None, True, "pearson", ("pearson",),
-                        (), ())
+  spec = tasks.TaskSpec("local", ("a", "b"), "y", 1, None, True, "pearson", ("pearson",), (), ())
   cols = {"a": ["good film", "bad"], "b": ["the plot", "dull day"], "y": [0.5, 2.0]}
   pair = loader.encode(cols, tok, spec, 12)
   assert pair["labels"].dtype == np.float32
@@ -96,9 +95,12 @@ def _arrays(n=50, t=64, seed=0):
   rng = np.random.default_rng(seed)
   lengths = rng.integers(3, t + 1, n)
   mask = (np.arange(t)[None] < lengths[:, None]).astype(np.int32)
-  return {"input_ids": (np.arange(n)[:, None] * 1000 + np.arange(t)[None]).astype(np.int32) * mask,
-          "attention_mask": mask, "token_type_ids": np.zeros((n, t), np.int32),
-          "labels": np.arange(n, dtype=np.int32)}
+  return {
+    "input_ids": (np.arange(n)[:, None] * 1000 + np.arange(t)[None]).astype(np.int32) * mask,
+    "attention_mask": mask,
+    "token_type_ids": np.zeros((n, t), np.int32),
+    "labels": np.arange(n, dtype=np.int32),
+  }
 
 
 def _ids(batches):
@@ -137,7 +139,7 @@ def test_host_slices_partition_the_global_batch():
     assert len({p["input_ids"].shape for p in parts}) == 1  # same shapes on every host
     for h, p in enumerate(parts):
       assert p["input_ids"].shape[0] == 3
-      np.testing.assert_array_equal(p["labels"], g["labels"][3 * h:3 * h + 3])
+      np.testing.assert_array_equal(p["labels"], g["labels"][3 * h : 3 * h + 3])
   with pytest.raises(ValueError, match="multiple of the number of hosts"):
     next(loader.batches(a, 10, host_id=0, num_hosts=4, **kw))
 
@@ -164,11 +166,15 @@ def test_bucket_lengths():
     assert length % 16 == 0 and real <= length < real + 16
     assert b["attention_mask"].shape == b["token_type_ids"].shape == (8, length)
     np.testing.assert_array_equal(b["input_ids"], a["input_ids"][b["labels"], :length])
-  shapes = {b["input_ids"].shape[1] for b in loader.batches(
-      a, 8, seed=0, epoch=0, shuffle=True, drop_remainder=True, buckets=(20, 40))}
+  shapes = {
+    b["input_ids"].shape[1]
+    for b in loader.batches(a, 8, seed=0, epoch=0, shuffle=True, drop_remainder=True, buckets=(20, 40))
+  }
   assert shapes <= {20, 40, 64}
-  full = {b["input_ids"].shape[1] for b in loader.batches(
-      a, 8, seed=0, epoch=0, shuffle=True, drop_remainder=True, bucket=False)}
+  full = {
+    b["input_ids"].shape[1]
+    for b in loader.batches(a, 8, seed=0, epoch=0, shuffle=True, drop_remainder=True, bucket=False)
+  }
   assert full == {64}
   assert loader.bucket_length(1, 128) == 16
   assert loader.bucket_length(17, 128) == 32
@@ -192,5 +198,4 @@ def test_batches_errors():
   with pytest.raises(ValueError, match="fewer than batch_size"):
     next(loader.batches(a, 8, seed=0, epoch=0, shuffle=True, drop_remainder=True))
   with pytest.raises(ValueError, match="host_id"):
-    next(loader.batches(a, 8, seed=0, epoch=0, shuffle=True, drop_remainder=False, host_id=2,
-                        num_hosts=2))
+    next(loader.batches(a, 8, seed=0, epoch=0, shuffle=True, drop_remainder=False, host_id=2, num_hosts=2))

@@ -1,4 +1,5 @@
 """The Rotten Tomatoes demo split: counts, no movie in two splits, idempotence, loading."""
+
 import os
 
 import pandas as pd

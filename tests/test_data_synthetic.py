@@ -1,4 +1,5 @@
 """The tiny synthetic task: files, tokenizer, idempotence, and that it is learnable."""
+
 import csv
 import os
 

@@ -1,4 +1,5 @@
 """Task loading: GLUE TSV layouts, local CSV/TSV/JSONL files, and clear errors on bad data."""
+
 import json
 import os
 import time
@@ -26,8 +27,7 @@ def write(path, text):
 
 
 def test_registry_has_all_nine_glue_tasks():
-  assert sorted(tasks.GLUE_TASKS) == sorted(
-      ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"])
+  assert sorted(tasks.GLUE_TASKS) == sorted(["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"])
   for spec in tasks.GLUE_TASKS.values():
     assert 1 <= len(spec.text_columns) <= 2
     assert spec.main_metric in spec.metric_names
@@ -77,30 +77,36 @@ def test_cola_headerless_tsv_and_parent_glue_folder():
   t = tasks.load_task(cfg(task="cola", data_dir=GLUE))  # the parent glue/ folder works too
   assert t.splits["train"]["sentence"][1] == "They drank the pub."
   assert t.splits["train"]["label"].tolist() == [1, 0, 1, 0]
-  assert t.splits["test"]["sentence"] == ["Bill whistled past the house.",
-                                           "The car honked its way down the road."]
+  assert t.splits["test"]["sentence"] == ["Bill whistled past the house.", "The car honked its way down the road."]
   assert t.spec.main_metric == "matthews_corr"
 
 
 def test_mnli_splits_string_labels_and_ax():
   t = tasks.load_task(cfg(task="mnli", data_dir=os.path.join(GLUE, "MNLI")))
-  assert set(t.splits) == {"train", "validation_matched", "validation_mismatched",
-                           "test_matched", "test_mismatched", "ax"}
+  assert set(t.splits) == {
+    "train",
+    "validation_matched",
+    "validation_mismatched",
+    "test_matched",
+    "test_mismatched",
+    "ax",
+  }
   assert t.splits["train"]["gold_label"].tolist() == [0, 2, 1]
   assert t.splits["validation_mismatched"]["gold_label"].tolist() == [0, 1]
   assert len(t.splits["ax"]["sentence1"]) == 2
 
 
 def test_ood_eval_files_and_main_metric_override(tmp_path):
-  hans = write(tmp_path / "hans.tsv", "gold_label\tsentence1\tsentence2\n"
-               "entailment\tThe doctor saw the lawyer.\tThe lawyer was seen.\n"
-               "contradiction\tThe doctor saw the lawyer.\tNobody saw anyone.\n")
-  t = tasks.load_task(cfg(task="mnli", data_dir=os.path.join(GLUE, "MNLI"),
-                          ood_eval_files={"hans": hans}))
+  hans = write(
+    tmp_path / "hans.tsv",
+    "gold_label\tsentence1\tsentence2\n"
+    "entailment\tThe doctor saw the lawyer.\tThe lawyer was seen.\n"
+    "contradiction\tThe doctor saw the lawyer.\tNobody saw anyone.\n",
+  )
+  t = tasks.load_task(cfg(task="mnli", data_dir=os.path.join(GLUE, "MNLI"), ood_eval_files={"hans": hans}))
   assert t.spec.eval_splits[-1] == "hans"
   assert t.splits["hans"]["gold_label"].tolist() == [0, 2]
-  t = tasks.load_task(cfg(task="mrpc", data_dir=os.path.join(GLUE, "MRPC"),
-                          main_metric="accuracy"))
+  t = tasks.load_task(cfg(task="mrpc", data_dir=os.path.join(GLUE, "MRPC"), main_metric="accuracy"))
   assert t.spec.main_metric == "accuracy"
   with pytest.raises(ValueError, match="main_metric"):
     tasks.load_task(cfg(task="mrpc", data_dir=os.path.join(GLUE, "MRPC"), main_metric="mcc"))
@@ -125,9 +131,16 @@ def test_local_jsonl_pairs_inferred_labels_and_max_examples(tmp_path):
   rows = [{"premise": f"p{i}", "hypothesis": f"h{i}", "y": i % 3} for i in range(9)]
   train = write(tmp_path / "train.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
   dev = write(tmp_path / "dev.jsonl", json.dumps(rows[0]) + "\n")
-  t = tasks.load_task(cfg(train_file=train, eval_files={"dev": dev}, text_column="premise",
-                          text_pair_column="hypothesis", label_column="y",
-                          max_train_examples=5))
+  t = tasks.load_task(
+    cfg(
+      train_file=train,
+      eval_files={"dev": dev},
+      text_column="premise",
+      text_pair_column="hypothesis",
+      label_column="y",
+      max_train_examples=5,
+    )
+  )
   assert t.spec.text_columns == ("premise", "hypothesis")
   assert t.spec.num_labels == 3 and t.spec.label_names is None
   assert len(t.splits["train"]["premise"]) == 5
@@ -215,12 +228,17 @@ def test_glue_from_local_hf_cache_renames_to_tsv_columns(monkeypatch):
 
   def fake_load_dataset(path, name):
     calls.append((path, name, datasets.config.HF_HUB_OFFLINE))
-    row = {"premise": ["A man walks.", "Rain."], "hypothesis": ["A person walks.", "Sun."],
-           "label": [0, 2], "idx": [0, 1]}
+    row = {
+      "premise": ["A man walks.", "Rain."],
+      "hypothesis": ["A person walks.", "Sun."],
+      "label": [0, 2],
+      "idx": [0, 1],
+    }
     test = dict(row, label=[-1, -1])
-    return datasets.DatasetDict({s: datasets.Dataset.from_dict(row) for s in (
-        "train", "validation_matched", "validation_mismatched")} | {
-            s: datasets.Dataset.from_dict(test) for s in ("test_matched", "test_mismatched")})
+    return datasets.DatasetDict(
+      {s: datasets.Dataset.from_dict(row) for s in ("train", "validation_matched", "validation_mismatched")}
+      | {s: datasets.Dataset.from_dict(test) for s in ("test_matched", "test_mismatched")}
+    )
 
   monkeypatch.setattr(tasks, "_hf_cache_has_glue", lambda: True)
   monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)

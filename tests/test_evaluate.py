@@ -1,4 +1,5 @@
 """GLUE metrics against scikit-learn / scipy, and GLUE submission files."""
+
 import dataclasses
 import os
 
@@ -34,8 +35,7 @@ def test_binary_metrics_match_sklearn():
 
 
 def test_multiclass_metrics_match_sklearn():
-  local = dataclasses.replace(SPECS["mnli"], name="local", metric_names=(
-      "accuracy", "macro_f1", "matthews_corr"))
+  local = dataclasses.replace(SPECS["mnli"], name="local", metric_names=("accuracy", "macro_f1", "matthews_corr"))
   m = evaluate.compute_metrics(local, P3, Y3)
   assert m["accuracy"] == pytest.approx(skm.accuracy_score(Y3, P3))
   assert m["macro_f1"] == pytest.approx(skm.f1_score(Y3, P3, average="macro"))
@@ -68,10 +68,12 @@ def test_degenerate_cases_are_zero_not_nan():
 
 def test_glue_fixtures_evaluate_with_the_task_metrics():
   cfg = tasks.default_data_config()
-  expected = {"sst2": ("SST-2", {"accuracy"}), "mrpc": ("MRPC", {"f1", "accuracy",
-                                                                 "combined_score"}),
-              "stsb": ("STS-B", {"pearson", "spearmanr", "combined_score"}),
-              "cola": ("CoLA", {"matthews_corr", "accuracy"})}
+  expected = {
+    "sst2": ("SST-2", {"accuracy"}),
+    "mrpc": ("MRPC", {"f1", "accuracy", "combined_score"}),
+    "stsb": ("STS-B", {"pearson", "spearmanr", "combined_score"}),
+    "cola": ("CoLA", {"matthews_corr", "accuracy"}),
+  }
   for name, (folder, names) in expected.items():
     cfg.task, cfg.data_dir = name, os.path.join(GLUE, folder)
     t = tasks.load_task(cfg)
@@ -101,22 +103,23 @@ def _read(path):
     return [line.rstrip("\n").split("\t") for line in f]
 
 
-@pytest.mark.parametrize("task,split,fname,pred,expected", [
+@pytest.mark.parametrize(
+  "task,split,fname,pred,expected",
+  [
     ("cola", "test", "CoLA.tsv", [1, 0], ["1", "0"]),
     ("sst2", "test", "SST-2.tsv", [0, 1], ["0", "1"]),
     ("mrpc", "test", "MRPC.tsv", [1, 1], ["1", "1"]),
     ("qqp", "test", "QQP.tsv", [0, 1], ["0", "1"]),
     ("stsb", "test", "STS-B.tsv", [5.7, 2.3456], ["5.000", "2.346"]),
-    ("mnli", "test_matched", "MNLI-m.tsv", [0, 1, 2], ["entailment", "neutral",
-                                                       "contradiction"]),
+    ("mnli", "test_matched", "MNLI-m.tsv", [0, 1, 2], ["entailment", "neutral", "contradiction"]),
     ("mnli", "test_mismatched", "MNLI-mm.tsv", [2], ["contradiction"]),
     ("mnli", "ax", "AX.tsv", [1, 0], ["neutral", "entailment"]),
     ("qnli", "test", "QNLI.tsv", [0, 1], ["entailment", "not_entailment"]),
     ("rte", "test", "RTE.tsv", [1, 0], ["not_entailment", "entailment"]),
     ("wnli", "test", "WNLI.tsv", [1, 0], ["1", "0"]),
-])
-def test_submission_files_have_glue_names_and_columns(tmp_path, task, split, fname, pred,
-                                                      expected):
+  ],
+)
+def test_submission_files_have_glue_names_and_columns(tmp_path, task, split, fname, pred, expected):
   path = evaluate.write_submission(SPECS[task], np.asarray(pred), str(tmp_path), split)
   assert os.path.basename(path) == fname
   rows = _read(path)
@@ -126,8 +129,7 @@ def test_submission_files_have_glue_names_and_columns(tmp_path, task, split, fna
 
 def test_submission_from_logits_with_index_and_local_names(tmp_path):
   logits = np.array([[0.1, 2.0, 0.0], [3.0, 0.0, 0.0]])
-  path = evaluate.write_submission(SPECS["mnli"], logits, str(tmp_path), "test_matched",
-                                   index=np.array([7, 9]))
+  path = evaluate.write_submission(SPECS["mnli"], logits, str(tmp_path), "test_matched", index=np.array([7, 9]))
   assert _read(path)[1:] == [["7", "neutral"], ["9", "entailment"]]
   local = dataclasses.replace(SPECS["sst2"], name="local", label_names=("rotten", "fresh"))
   path = evaluate.write_submission(local, np.array([1, 0]), str(tmp_path), "test")

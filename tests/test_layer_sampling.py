@@ -84,8 +84,7 @@ def test_make_mapping_dispatch_and_fixed():
   key = ls.mapping_key(0, 0)
   np.testing.assert_array_equal(ls.make_mapping(dcfg, key, 12, 6), ls.sample_layers(key, 12, 6))
   dcfg.sampling = "blockwise"
-  np.testing.assert_array_equal(
-      ls.make_mapping(dcfg, key, 12, 6), ls.sample_blockwise(key, 12, 6))
+  np.testing.assert_array_equal(ls.make_mapping(dcfg, key, 12, 6), ls.sample_blockwise(key, 12, 6))
   dcfg.sampling = "fixed"
   dcfg.fixed_layers = (2, 4, 6, 8, 10, 12)
   got = ls.make_mapping(dcfg, key, 12, 6)

@@ -32,12 +32,20 @@ def make_inputs(hs, ht, regression=False, seed=0):
   c = 1 if regression else C
   labels = rng.normal(size=B).astype(np.float32) if regression else rng.integers(0, C, B)
   return MethodInputs(
-      student_logits=f32(B, c) * 5, labels=labels,
-      example_mask=np.array([1, 1, 1, 1, 0], np.float32),
-      student_pooled=mean_pool(sh), student_cls=sh[:, :, 0],
-      teacher_logits=f32(B, c) * 5, teacher_pooled=mean_pool(th), teacher_cls=th[:, :, 0],
-      student_hidden=sh, teacher_hidden=th, token_mask=token_mask,
-      mapping=np.array([2, 5, 6], np.int32), is_regression=regression)
+    student_logits=f32(B, c) * 5,
+    labels=labels,
+    example_mask=np.array([1, 1, 1, 1, 0], np.float32),
+    student_pooled=mean_pool(sh),
+    student_cls=sh[:, :, 0],
+    teacher_logits=f32(B, c) * 5,
+    teacher_pooled=mean_pool(th),
+    teacher_cls=th[:, :, 0],
+    student_hidden=sh,
+    teacher_hidden=th,
+    token_mask=token_mask,
+    mapping=np.array([2, 5, 6], np.int32),
+    is_regression=regression,
+  )
 
 
 def heads(name, dcfg, hs, ht, seed=1):
@@ -257,19 +265,22 @@ def ref_rail(name, x, pn, dcfg):
 
 
 RAIL_OPTIONS = [
-    dict(projection="student_to_teacher"), dict(projection="both"), dict(projection="frozen_random"),
-    dict(projection="none", hs=8), dict(projection="student_to_teacher", center=True),
-    dict(projection="both", center=True), dict(projection="both", distance="infonce"),
-    dict(projection="student_to_teacher", distance="infonce", infonce_tau=0.5),
-    dict(projection="student_to_teacher", proj_index="teacher_layer"),
-    dict(projection="both", proj_index="teacher_layer", center=True),
+  dict(projection="student_to_teacher"),
+  dict(projection="both"),
+  dict(projection="frozen_random"),
+  dict(projection="none", hs=8),
+  dict(projection="student_to_teacher", center=True),
+  dict(projection="both", center=True),
+  dict(projection="both", distance="infonce"),
+  dict(projection="student_to_teacher", distance="infonce", infonce_tau=0.5),
+  dict(projection="student_to_teacher", proj_index="teacher_layer"),
+  dict(projection="both", proj_index="teacher_layer", center=True),
 ]
 
 
 @pytest.mark.parametrize("name", ["rail_l", "rail_c"])
 @pytest.mark.parametrize("distance", ["sq_l2", "cosine", "mse"])
-@pytest.mark.parametrize("projection,hs,ht", [
-    ("student_to_teacher", 8, 12), ("frozen_random", 8, 12), ("none", 8, 8)])
+@pytest.mark.parametrize("projection,hs,ht", [("student_to_teacher", 8, 12), ("frozen_random", 8, 12), ("none", 8, 8)])
 def test_rail(name, distance, projection, hs, ht):
   x = make_inputs(hs, ht)
   d = dcfg_for(name, distance=distance, projection=projection, proj_dim=16)
@@ -311,8 +322,7 @@ def test_rail_diagnostics_read_the_compared_vectors():
   s_all, t_all = np.asarray(x.student_pooled, np.float64), np.asarray(x.teacher_pooled, np.float64)
   s = np.stack([lin({n: v[j] for n, v in pn["student_proj"].items()}, s_all[j + 1]) for j in range(M)])
   t = np.stack([t_all[int(i)] for i in x.mapping])
-  want = diagnostics.collapse_stats([(jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32))],
-                                    x.example_mask)
+  want = diagnostics.collapse_stats([(jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32))], x.example_mask)
   _, got = methods.rail_l_loss(p, x, d)
   assert set(want) == set(diagnostics.NAMES + diagnostics.RANK_NAMES)
   for k in want:
@@ -359,8 +369,7 @@ def test_pools_itself_when_only_hidden_states_given():
   np.testing.assert_allclose(methods.rail_l_loss(p, bare, d)[0], full, **TOL)
   d.method = "alp_kd"
   pa = heads("alp_kd", d, 8, 12)
-  np.testing.assert_allclose(
-      methods.alp_kd_loss(pa, bare, d)[0], methods.alp_kd_loss(pa, x, d)[0], **TOL)
+  np.testing.assert_allclose(methods.alp_kd_loss(pa, bare, d)[0], methods.alp_kd_loss(pa, x, d)[0], **TOL)
 
 
 def test_rail_under_jit_with_traced_mapping_never_recompiles():
@@ -380,8 +389,7 @@ def test_padded_examples_do_not_count():
   d = dcfg_for("rail_l", proj_dim=16)
   p = heads("rail_l", d, 8, 12)
   base = methods.rail_l_loss(p, x, d)[0]
-  junk = x.replace(
-      student_logits=x.student_logits.copy(), student_pooled=x.student_pooled.copy())
+  junk = x.replace(student_logits=x.student_logits.copy(), student_pooled=x.student_pooled.copy())
   junk.student_logits[4] = 1e3
   junk.student_pooled[:, 4] = 0.0  # zero vector: normalisation must not give NaN
   np.testing.assert_allclose(methods.rail_l_loss(p, junk, d)[0], base, **TOL)
@@ -396,19 +404,29 @@ def test_get_method_unknown():
 # C. gradients.
 
 
-@pytest.mark.parametrize("name,kw", [
-    ("kd", {}), ("pkd", {}), ("alp_kd", {}), ("ckd", {}), ("ckd", {"ckd_granularity": "pooled"}),
-    ("rail_l", {}), ("rail_c", {}), ("rail_l", {"distance": "mse"}), ("rail_l", {"projection": "both"}),
-    ("rail_l", {"projection": "both", "distance": "infonce"}), ("rail_c", {"center": True}),
-    ("rail_l", {"proj_index": "teacher_layer"})])
+@pytest.mark.parametrize(
+  "name,kw",
+  [
+    ("kd", {}),
+    ("pkd", {}),
+    ("alp_kd", {}),
+    ("ckd", {}),
+    ("ckd", {"ckd_granularity": "pooled"}),
+    ("rail_l", {}),
+    ("rail_c", {}),
+    ("rail_l", {"distance": "mse"}),
+    ("rail_l", {"projection": "both"}),
+    ("rail_l", {"projection": "both", "distance": "infonce"}),
+    ("rail_c", {"center": True}),
+    ("rail_l", {"proj_index": "teacher_layer"}),
+  ],
+)
 def test_gradients_reach_student_and_heads(name, kw):
   x = jax.tree.map(jnp.asarray, make_inputs(8, 12))
   d = dcfg_for(name, proj_dim=16, **kw)
   p = heads(name, d, 8, 12)
-  student = {k: getattr(x, k) for k in ("student_logits", "student_pooled", "student_cls",
-                                        "student_hidden")}
-  teacher = {k: getattr(x, k) for k in ("teacher_logits", "teacher_pooled", "teacher_cls",
-                                        "teacher_hidden")}
+  student = {k: getattr(x, k) for k in ("student_logits", "student_pooled", "student_cls", "student_hidden")}
+  teacher = {k: getattr(x, k) for k in ("teacher_logits", "teacher_pooled", "teacher_cls", "teacher_hidden")}
 
   def f(p, student, teacher):
     return methods.METHODS[name].loss(p, x.replace(**student, **teacher), d)[0]
@@ -446,7 +464,9 @@ def test_frozen_random_teacher_projection_gets_zero_gradient(name):
 # D. validate.
 
 
-@pytest.mark.parametrize("overrides,m,n,dims,match", [
+@pytest.mark.parametrize(
+  "overrides,m,n,dims,match",
+  [
     ({"method": "tinybert"}, 3, 7, None, "unknown distillation method 'tinybert'"),
     ({}, 8, 7, None, r"more layers \(M=8\) than the teacher \(N=7\)"),
     ({"sampling": "fixed", "fixed_layers": (1, 2)}, 3, 7, None, "distill.fixed_layers.*2 entries"),
@@ -479,7 +499,8 @@ def test_frozen_random_teacher_projection_gets_zero_gradient(name):
     ({"int_weight": -1.0}, 3, 7, None, "distill.int_weight"),
     ({"pkd_beta": -1.0}, 3, 7, None, "distill.pkd_beta"),
     ({"kd_alpha": 1.5}, 3, 7, None, "distill.kd_alpha=1.5"),
-])
+  ],
+)
 def test_validate_rejects(overrides, m, n, dims, match):
   d = config.default_distill_config()
   for k, v in overrides.items():
@@ -521,6 +542,7 @@ def test_resampling_warning_counts_the_mappings():
 
 def test_resample_every_steps_counter():
   from rail_kd_jax import step as step_lib
+
   d = config.default_distill_config()
   d.resample_every_steps = 5
   spec = type("Spec", (), {"dcfg": d, "steps_per_epoch": 100})()
@@ -543,10 +565,15 @@ def test_paper_preset_sets_the_published_values(name):
   assert methods.apply_preset(d).to_dict() == d.to_dict()
 
 
-@pytest.mark.parametrize("options", [
-    dict(projection="both", center=True), dict(projection="both", distance="infonce"),
+@pytest.mark.parametrize(
+  "options",
+  [
+    dict(projection="both", center=True),
+    dict(projection="both", distance="infonce"),
     dict(projection="student_to_teacher", center=True, distance="infonce"),
-], ids=["center", "infonce", "center+infonce"])
+  ],
+  ids=["center", "infonce", "center+infonce"],
+)
 def test_global_batch_terms_on_8_devices_equal_1(options):
   """Centring, InfoNCE and the diagnostics reduce over the device axis: the loss, the
   diagnostics and the heads' gradient on 8 devices x 2 examples equal 1 device x 16."""
@@ -556,11 +583,14 @@ def test_global_batch_terms_on_8_devices_equal_1(options):
   d = dcfg_for("rail_l", proj_dim=16, **options)
   p = heads("rail_l", d, hs, ht)
   x = MethodInputs(
-      student_logits=rng.normal(size=(b, C)).astype(np.float32), labels=rng.integers(0, C, b),
-      example_mask=np.ones(b, np.float32), teacher_logits=rng.normal(size=(b, C)).astype(np.float32),
-      student_pooled=(rng.normal(size=(M + 1, b, hs)) + 1.0).astype(np.float32),
-      teacher_pooled=(rng.normal(size=(N + 1, b, ht)) + 1.0).astype(np.float32),
-      mapping=np.array([2, 5, 6], np.int32))
+    student_logits=rng.normal(size=(b, C)).astype(np.float32),
+    labels=rng.integers(0, C, b),
+    example_mask=np.ones(b, np.float32),
+    teacher_logits=rng.normal(size=(b, C)).astype(np.float32),
+    student_pooled=(rng.normal(size=(M + 1, b, hs)) + 1.0).astype(np.float32),
+    teacher_pooled=(rng.normal(size=(N + 1, b, ht)) + 1.0).astype(np.float32),
+    mapping=np.array([2, 5, 6], np.int32),
+  )
 
   def loss_and_grad(p, x):
     (total, metrics), g = jax.value_and_grad(lambda p: methods.rail_l_loss(p, x, d), has_aux=True)(p)
@@ -571,10 +601,16 @@ def test_global_batch_terms_on_8_devices_equal_1(options):
   def shard(v, axis):
     return np.stack(np.split(np.asarray(v), 8, axis=axis))
 
-  xs = x.replace(student_logits=shard(x.student_logits, 0), labels=shard(x.labels, 0),
-                 example_mask=shard(x.example_mask, 0), teacher_logits=shard(x.teacher_logits, 0),
-                 student_pooled=shard(x.student_pooled, 1), teacher_pooled=shard(x.teacher_pooled, 1),
-                 mapping=np.stack([x.mapping] * 8), axis_name="d")
+  xs = x.replace(
+    student_logits=shard(x.student_logits, 0),
+    labels=shard(x.labels, 0),
+    example_mask=shard(x.example_mask, 0),
+    teacher_logits=shard(x.teacher_logits, 0),
+    student_pooled=shard(x.student_pooled, 1),
+    teacher_pooled=shard(x.teacher_pooled, 1),
+    mapping=np.stack([x.mapping] * 8),
+    axis_name="d",
+  )
 
   def per_device(p, x):
     total, metrics, g = loss_and_grad(p, x)
@@ -598,7 +634,8 @@ def test_student_to_teacher_starts_at_identity_for_equal_widths(name):
   x = make_inputs(8, 8)
   none = dcfg_for(name, projection="none")
   same = dcfg_for(name)
-  np.testing.assert_allclose(methods.METHODS[name].loss(p, x, same)[0], methods.METHODS[name].loss({}, x, none)[0],
-                             **TOL)
+  np.testing.assert_allclose(
+    methods.METHODS[name].loss(p, x, same)[0], methods.METHODS[name].loss({}, x, none)[0], **TOL
+  )
   p = methods.METHODS[name].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N)  # unequal: N(0, 0.02)
   assert float(np.abs(np.asarray(p["student_proj"]["kernel"])).max()) < 0.2

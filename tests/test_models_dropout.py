@@ -1,4 +1,5 @@
 """Hash-based dropout (models/dropout.py): rate, independence, rng plumbing, scaling."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

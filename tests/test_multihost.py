@@ -4,6 +4,7 @@ Each process owns one CPU device and reads its own half of every global batch;
 the reference is one process with two (fake) CPU devices. Same losses, same
 eval, same exported weights.
 """
+
 import json
 import os
 import socket
@@ -14,9 +15,17 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMON = ["--config=configs/tiny.py", "--config.mode=distill", "--config.distill.method=rail_l",
-          "--config.distill.resample_every=step", "--config.train.num_steps=6", "--config.train.log_every=1",
-          "--config.train.plots=False", "--config.checkpoint.enabled=False", "--config.data.bucket=False"]
+COMMON = [
+  "--config=configs/tiny.py",
+  "--config.mode=distill",
+  "--config.distill.method=rail_l",
+  "--config.distill.resample_every=step",
+  "--config.train.num_steps=6",
+  "--config.train.log_every=1",
+  "--config.train.plots=False",
+  "--config.checkpoint.enabled=False",
+  "--config.data.bucket=False",
+]
 
 
 def _free_port() -> int:
@@ -28,9 +37,13 @@ def _free_port() -> int:
 def _env(devices: int) -> dict:
   env = dict(os.environ)
   # JAX's CPU collectives across processes are gloo (the default in current JAX; set for older ones).
-  env.update(JAX_PLATFORMS="cpu", JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", HF_HUB_OFFLINE="1",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""))
+  env.update(
+    JAX_PLATFORMS="cpu",
+    JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+    HF_HUB_OFFLINE="1",
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""),
+  )
   return env
 
 
@@ -41,6 +54,7 @@ def _records(workdir):
 
 def _weights(workdir):
   from safetensors.numpy import load_file
+
   return load_file(os.path.join(workdir, "export", "student", "model.safetensors"))
 
 
@@ -50,14 +64,29 @@ def test_two_processes_equal_one(tmp_path):
   multi = str(tmp_path / "multi")
   procs = []
   for pid in range(2):
-    cmd = [sys.executable, "-m", "rail_kd_jax.main", *COMMON, f"--workdir={multi}",
-           "--config.distributed.enabled=True", f"--config.distributed.coordinator=127.0.0.1:{port}",
-           "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}"]
-    procs.append(subprocess.Popen(cmd, cwd=REPO, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True))
+    cmd = [
+      sys.executable,
+      "-m",
+      "rail_kd_jax.main",
+      *COMMON,
+      f"--workdir={multi}",
+      "--config.distributed.enabled=True",
+      f"--config.distributed.coordinator=127.0.0.1:{port}",
+      "--config.distributed.num_processes=2",
+      f"--config.distributed.process_id={pid}",
+    ]
+    procs.append(
+      subprocess.Popen(cmd, cwd=REPO, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    )
   single = str(tmp_path / "single")
-  ref = subprocess.run([sys.executable, "-m", "rail_kd_jax.main", *COMMON, f"--workdir={single}"], cwd=REPO,
-                       env=_env(2), capture_output=True, text=True, timeout=300)
+  ref = subprocess.run(
+    [sys.executable, "-m", "rail_kd_jax.main", *COMMON, f"--workdir={single}"],
+    cwd=REPO,
+    env=_env(2),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   outs = [p.communicate(timeout=300)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]

@@ -1,5 +1,6 @@
 """Run plots (loss terms, eval metrics, layer-pairing heat map), the demo chart, and the
 layer-pairing counts of RAIL-KD runs: every teacher layer is used."""
+
 import json
 import os
 import sys
@@ -28,12 +29,28 @@ def _write_run(workdir, with_counts=True):
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
     for step in range(10, 110, 10):
-      f.write(json.dumps({"step": step, "split": "train", "loss": 1.0 / step, "ce": 0.5, "kd": 0.3, "int": 0.2,
-                          "grad_norm": 1.0, "mapping": [1, 3, 6], "learning_rate": 1e-4}) + "\n")
+      f.write(
+        json.dumps(
+          {
+            "step": step,
+            "split": "train",
+            "loss": 1.0 / step,
+            "ce": 0.5,
+            "kd": 0.3,
+            "int": 0.2,
+            "grad_norm": 1.0,
+            "mapping": [1, 3, 6],
+            "learning_rate": 1e-4,
+          }
+        )
+        + "\n"
+      )
       if step % 50 == 0:
         for split in ("dev", "test"):
-          f.write(json.dumps({"step": step, "split": split, "accuracy": 0.5 + step / 400, "macro_f1": 0.5,
-                              "loss": 0.6}) + "\n")
+          f.write(
+            json.dumps({"step": step, "split": split, "accuracy": 0.5 + step / 400, "macro_f1": 0.5, "loss": 0.6})
+            + "\n"
+          )
     f.write(json.dumps({"step": 100, "split": "summary", "train_seconds": 12.0, "steps": 100}) + "\n")
     f.write('{"step": 100, "split": "tra')  # a run killed mid-write
   if with_counts:
@@ -62,10 +79,11 @@ def test_write_run_plots_without_mapping_or_metrics(tmp_path):
 
 
 def test_demo_chart(tmp_path):
-  rows = [{"name": "teacher", "label": "teacher", "accuracy": 0.8, "train_seconds": 120.0},
-          {"name": "student_none", "label": "3-layer student, student without KD", "accuracy": 0.75,
-           "train_seconds": 60.0},
-          {"name": "student_rail_l", "label": "3-layer student, RAIL-KD", "accuracy": 0.77, "train_seconds": 80.0}]
+  rows = [
+    {"name": "teacher", "label": "teacher", "accuracy": 0.8, "train_seconds": 120.0},
+    {"name": "student_none", "label": "3-layer student, student without KD", "accuracy": 0.75, "train_seconds": 60.0},
+    {"name": "student_rail_l", "label": "3-layer student, RAIL-KD", "accuracy": 0.77, "train_seconds": 80.0},
+  ]
   path = plots.write_demo_chart(rows, str(tmp_path / "demo.png"))
   assert path and _is_png(path)
   assert plots.write_demo_chart([], str(tmp_path / "none.png")) is None
@@ -74,8 +92,14 @@ def test_demo_chart(tmp_path):
 def _spec(resample_every, steps_per_epoch, n=6, m=3, seed=0):
   dcfg = distill_config.default_distill_config()
   dcfg.resample_every = resample_every
-  return types.SimpleNamespace(method=methods_lib.METHODS["rail_l"], dcfg=dcfg, seed=seed, num_teacher_layers=n,
-                               num_student_layers=m, steps_per_epoch=steps_per_epoch)
+  return types.SimpleNamespace(
+    method=methods_lib.METHODS["rail_l"],
+    dcfg=dcfg,
+    seed=seed,
+    num_teacher_layers=n,
+    num_student_layers=m,
+    steps_per_epoch=steps_per_epoch,
+  )
 
 
 def test_demo_rail_counts_use_every_teacher_layer():
@@ -127,8 +151,9 @@ def test_rail_run_writes_counts_and_heat_map(tmp_path):
   # The counts are those of the mappings the steps logged.
   logged = [r["mapping"] for r in map(json.loads, open(os.path.join(wd, "metrics.jsonl"))) if r["split"] == "train"]
   assert all(len(mp) == m and mp == sorted(mp) for mp in logged)
-  manual = layer_sampling.pairing_counts(np.asarray(
-      [np.asarray(train.current_mapping(_spec("step", 1, n, m, config.seed), s)) for s in range(24)]), n)
+  manual = layer_sampling.pairing_counts(
+    np.asarray([np.asarray(train.current_mapping(_spec("step", 1, n, m, config.seed), s)) for s in range(24)]), n
+  )
   np.testing.assert_array_equal(counts, manual)
   assert os.path.isfile(os.path.join(wd, plots.PAIRING_FILE)) and _is_png(os.path.join(wd, plots.PAIRING_FILE))
   assert plots.load_pairing_counts(wd).tolist() == counts.tolist()

@@ -54,8 +54,7 @@ def test_linear_layers():
   assert abs(float(jnp.std(p["kernel"])) - projections.INIT_STDDEV) < 0.002
   np.testing.assert_array_equal(p["bias"], 0.0)
   rng = np.random.default_rng(1)
-  p = {"kernel": rng.normal(size=(4, 3)).astype(np.float32),
-       "bias": rng.normal(size=(3,)).astype(np.float32)}
+  p = {"kernel": rng.normal(size=(4, 3)).astype(np.float32), "bias": rng.normal(size=(3,)).astype(np.float32)}
   x = rng.normal(size=(2, 5, 4)).astype(np.float32)
   np.testing.assert_allclose(projections.linear(p, x), x @ p["kernel"] + p["bias"], rtol=1e-5)
   stack = projections.init_linear_stack(jax.random.PRNGKey(1), 3, 4, 2)

@@ -1,5 +1,6 @@
 """Through the command line: kill -9 at a random step and run again == never stopped;
 SIGTERM saves a checkpoint at the current step and exits 0."""
+
 import json
 import os
 import random
@@ -18,10 +19,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL, EVERY = 120, 20
 # A distillation run whose every random stream matters: the mapping is resampled every
 # step, the student has dropout, and evaluation, logging and checkpoints interleave.
-ARGS = ("--config=configs/tiny.py", "--config.mode=distill", "--config.distill.method=rail_l",
-        "--config.distill.resample_every=step", "--config.student.dropout=0.1", f"--config.train.num_steps={TOTAL}",
-        "--config.train.log_every=1", "--config.train.eval_every=30", f"--config.checkpoint.every={EVERY}",
-        "--config.train.plots=False", "--config.data.bucket=False")
+ARGS = (
+  "--config=configs/tiny.py",
+  "--config.mode=distill",
+  "--config.distill.method=rail_l",
+  "--config.distill.resample_every=step",
+  "--config.student.dropout=0.1",
+  f"--config.train.num_steps={TOTAL}",
+  "--config.train.log_every=1",
+  "--config.train.eval_every=30",
+  f"--config.checkpoint.every={EVERY}",
+  "--config.train.plots=False",
+  "--config.data.bucket=False",
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +39,13 @@ def env(tmp_path_factory):
   # The same programs are compiled by every run: a shared persistent compilation cache
   # makes the later runs start in seconds (and changes no result).
   cache = str(tmp_path_factory.mktemp("jax_cache"))
-  return dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", HF_HUB_OFFLINE="1",
-              JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  return dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    HF_HUB_OFFLINE="1",
+    JAX_COMPILATION_CACHE_DIR=cache,
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+  )
 
 
 def _cmd(workdir, *extra):
@@ -61,7 +76,9 @@ def _committed_steps(workdir):
   d = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(d):
     return []
-  return sorted(int(n) for n in os.listdir(d) if n.isdigit() and os.path.exists(os.path.join(d, n, "commit_success.txt")))
+  return sorted(
+    int(n) for n in os.listdir(d) if n.isdigit() and os.path.exists(os.path.join(d, n, "commit_success.txt"))
+  )
 
 
 def _wait_for(predicate, proc, timeout=300.0):
@@ -79,6 +96,7 @@ def _final_state(workdir):
   ck = ckpt_lib.Checkpointer(workdir, keep=10)
   step = ck.latest_step()
   import jax
+
   template = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), ck.manager.item_metadata(step)["state"].tree)
   state = ck.read_state(step, template, ck.read_meta(step))
   ck.close()
@@ -122,6 +140,7 @@ def test_kill_9_then_rerun_equals_uninterrupted(reference, env, tmp_path):
   step, state = _final_state(wd)
   assert step == ref_step == TOTAL
   import jax
+
   jax.tree.map(np.testing.assert_array_equal, state, ref_state)  # bitwise
   print(f"killed at step ~{killed_at} (asked {kill_at}), resumed from {resumed_from}")
 
@@ -129,8 +148,7 @@ def test_kill_9_then_rerun_equals_uninterrupted(reference, env, tmp_path):
 @pytest.mark.slow
 def test_sigterm_saves_current_step_and_exits_0(env, reference, tmp_path):
   wd = str(tmp_path)
-  proc = subprocess.Popen(_cmd(wd), cwd=REPO, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(_cmd(wd), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   try:
     _wait_for(lambda: _last_logged_step(wd) >= 7, proc)
     step_at_signal = _last_logged_step(wd)

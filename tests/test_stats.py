@@ -1,4 +1,5 @@
 """Seed statistics against scipy on fixed, made-up numbers (not results)."""
+
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
@@ -36,8 +37,9 @@ def test_paired_bootstrap_interval():
   assert got == again  # seeded
   d = np.subtract(A, B)
   assert d.min() <= got["low"] <= got["mean"] <= got["high"] <= d.max()
-  ref = scipy_stats.bootstrap((d,), np.mean, confidence_level=0.95, method="percentile", n_resamples=10_000,
-                              random_state=3).confidence_interval
+  ref = scipy_stats.bootstrap(
+    (d,), np.mean, confidence_level=0.95, method="percentile", n_resamples=10_000, random_state=3
+  ).confidence_interval
   assert got["low"] == pytest.approx(ref.low, abs=0.1) and got["high"] == pytest.approx(ref.high, abs=0.1)
 
 

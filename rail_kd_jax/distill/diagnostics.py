@@ -74,8 +74,13 @@ def _pair_stats(s, t, w, axis_name, rank):
   ratio = (own + _RATIO_EPS) / (other + _RATIO_EPS)
   if not rank:
     return dir_var_s, dir_var_t, ratio
-  return (dir_var_s, dir_var_t, ratio, _participation_ratio(su, s_sum / safe_n, w, axis_name),
-          _participation_ratio(tu, t_sum / safe_n, w, axis_name))
+  return (
+    dir_var_s,
+    dir_var_t,
+    ratio,
+    _participation_ratio(su, s_sum / safe_n, w, axis_name),
+    _participation_ratio(tu, t_sum / safe_n, w, axis_name),
+  )
 
 
 def collapse_stats(pairs: Sequence, weights, axis_name: str | None = None, rank: bool = True) -> dict:
@@ -125,8 +130,10 @@ class CollapseWatch:
 
   def advice(self, side: str) -> str:
     if self.method in ("rail_l", "rail_c") and self.projection == "both":
-      return ("use distill.projection='student_to_teacher' (a fixed target), or keep 'both' with "
-              "distill.center=True or distill.distance='infonce'")
+      return (
+        "use distill.projection='student_to_teacher' (a fixed target), or keep 'both' with "
+        "distill.center=True or distill.distance='infonce'"
+      )
     return "lower distill.int_weight or optim.learning_rate, or try distill.center=True (rail_*)"
 
   def update(self, step: int, values: dict) -> list[str]:
@@ -146,10 +153,13 @@ class CollapseWatch:
         if v < self.threshold:
           what = (f"dir_var_{side}={v:.3f} has stayed under {self.threshold:g}", "sends every example the same way")
         else:
-          what = (f"rank_{side}={float(r):.2f} has stayed under {RANK_FLOOR:g}",
-                  "varies along about one axis (e.g. two opposite clusters)")
+          what = (
+            f"rank_{side}={float(r):.2f} has stayed under {RANK_FLOOR:g}",
+            "varies along about one axis (e.g. two opposite clusters)",
+          )
         lines.append(
-            f"collapse: method {self.method} (projection={self.projection}): {what[0]} for {self._low[side]} "
-            f"logs up to step {step}, so the {side} side {what[1]} and the intermediate term teaches little; "
-            f"{self.advice(side)}")
+          f"collapse: method {self.method} (projection={self.projection}): {what[0]} for {self._low[side]} "
+          f"logs up to step {step}, so the {side} side {what[1]} and the intermediate term teaches little; "
+          f"{self.advice(side)}"
+        )
     return lines

@@ -41,8 +41,7 @@ def sample_layers(key, num_teacher_layers: int, num_student_layers: int):
   """
   n, m = int(num_teacher_layers), int(num_student_layers)
   if not 1 <= m <= n:
-    raise ValueError(
-        f"num_student_layers={m} must be between 1 and num_teacher_layers={n}.")
+    raise ValueError(f"num_student_layers={m} must be between 1 and num_teacher_layers={n}.")
   # The first M entries of a uniform random permutation are a uniform M-subset.
   chosen = jax.random.permutation(key, n)[:m]
   return jnp.sort(chosen).astype(jnp.int32) + 1
@@ -83,8 +82,9 @@ def fixed_layers(layers, num_teacher_layers: int, num_student_layers: int):
   layers = parse_layers(layers)
   if len(layers) != num_student_layers:
     raise ValueError(
-        f"fixed_layers={layers} has {len(layers)} entries; the student has "
-        f"{num_student_layers} layers, so exactly {num_student_layers} are needed.")
+      f"fixed_layers={layers} has {len(layers)} entries; the student has "
+      f"{num_student_layers} layers, so exactly {num_student_layers} are needed."
+    )
   return jnp.asarray(layers, jnp.int32)
 
 
@@ -115,8 +115,7 @@ def make_mapping(dcfg, key, num_teacher_layers: int, num_student_layers: int):
     return sample_blockwise(key, num_teacher_layers, num_student_layers)
   if sampling == "fixed":
     return fixed_layers(dcfg.fixed_layers, num_teacher_layers, num_student_layers)
-  raise ValueError(
-      f"distill.sampling={sampling!r} is not valid; choose one of {SAMPLINGS}.")
+  raise ValueError(f"distill.sampling={sampling!r} is not valid; choose one of {SAMPLINGS}.")
 
 
 def pairing_counts(mappings, num_teacher_layers: int) -> np.ndarray:
@@ -138,4 +137,3 @@ def pairing_counts(mappings, num_teacher_layers: int) -> np.ndarray:
   rows = np.broadcast_to(np.arange(m), (s, m))
   np.add.at(counts, (rows.ravel(), mappings.ravel()), 1)
   return counts
-

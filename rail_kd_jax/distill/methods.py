@@ -68,6 +68,7 @@ class MethodInputs:
   If a pooled/cls field is None but the hidden states and token_mask are
   given, the method pools them itself.
   """
+
   student_logits: Array = None
   labels: Array = None
   example_mask: Array = None
@@ -209,8 +210,7 @@ def pkd_teacher_layers(pkd_mapping: str, num_teacher_layers: int, num_student_la
     return [j * n // m for j in range(1, m)]
   if pkd_mapping == "last":
     return [n - m + j for j in range(1, m)]
-  raise ValueError(
-      f"distill.pkd_mapping={pkd_mapping!r} is not valid; choose one of {PKD_MAPPINGS}.")
+  raise ValueError(f"distill.pkd_mapping={pkd_mapping!r} is not valid; choose one of {PKD_MAPPINGS}.")
 
 
 def pkd_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
@@ -283,9 +283,12 @@ def ckd_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
   del dcfg
   bounds = layer_sampling.block_bounds(N, M)
   keys = jax.random.split(key, M)
-  return {"student_proj": {
+  return {
+    "student_proj": {
       f"group_{j + 1}": projections.init_linear(keys[j], student_dim, (hi - lo) * teacher_dim)
-      for j, (lo, hi) in enumerate(bounds)}}
+      for j, (lo, hi) in enumerate(bounds)
+    }
+  }
 
 
 def ckd_loss(head_params, inputs: MethodInputs, dcfg):
@@ -366,12 +369,13 @@ def _rail_heads(key, dcfg, din_s, din_t, count):
       # vectors with the teacher's (as projection='none') and the map learns a correction.
       # From N(0, 0.02) the map first learns the teacher's mean direction and passes the
       # student almost no signal for ~100 steps (measured on the demo, docs/DEMO.md).
-      heads["student_proj"]["kernel"] = jnp.broadcast_to(jnp.eye(din_s, dtype=jnp.float32),
-                                                         (count, din_s, din_s))
+      heads["student_proj"]["kernel"] = jnp.broadcast_to(jnp.eye(din_s, dtype=jnp.float32), (count, din_s, din_s))
     return heads
   u = dcfg.proj_dim
-  return {"student_proj": projections.init_linear_stack(ks, count, din_s, u, bias=bias),
-          _teacher_proj_key(dcfg): projections.init_linear_stack(kt, count, din_t, u, bias=bias)}
+  return {
+    "student_proj": projections.init_linear_stack(ks, count, din_s, u, bias=bias),
+    _teacher_proj_key(dcfg): projections.init_linear_stack(kt, count, din_t, u, bias=bias),
+  }
 
 
 def rail_l_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
@@ -448,22 +452,15 @@ def rail_c_loss(head_params, inputs: MethodInputs, dcfg):
 # The table.
 
 METHODS = {
-    "none": Method(_no_heads, none_loss, needs_teacher=False, needs_token_states=False,
-                   uses_mapping=False),
-    "kd": Method(_no_heads, kd_loss, needs_teacher=True, needs_token_states=False,
-                 uses_mapping=False),
-    "pkd": Method(pkd_init_heads, pkd_loss, needs_teacher=True, needs_token_states=False,
-                  uses_mapping=False),
-    "alp_kd": Method(alp_init_heads, alp_kd_loss, needs_teacher=True,
-                     needs_token_states=False, uses_mapping=False),
-    # True because ckd_granularity='token' reads the hidden states; with 'pooled'
-    # they are passed but unused (XLA drops them).
-    "ckd": Method(ckd_init_heads, ckd_loss, needs_teacher=True, needs_token_states=True,
-                  uses_mapping=False),
-    "rail_l": Method(rail_l_init_heads, rail_l_loss, needs_teacher=True,
-                     needs_token_states=False, uses_mapping=True),
-    "rail_c": Method(rail_c_init_heads, rail_c_loss, needs_teacher=True,
-                     needs_token_states=False, uses_mapping=True),
+  "none": Method(_no_heads, none_loss, needs_teacher=False, needs_token_states=False, uses_mapping=False),
+  "kd": Method(_no_heads, kd_loss, needs_teacher=True, needs_token_states=False, uses_mapping=False),
+  "pkd": Method(pkd_init_heads, pkd_loss, needs_teacher=True, needs_token_states=False, uses_mapping=False),
+  "alp_kd": Method(alp_init_heads, alp_kd_loss, needs_teacher=True, needs_token_states=False, uses_mapping=False),
+  # True because ckd_granularity='token' reads the hidden states; with 'pooled'
+  # they are passed but unused (XLA drops them).
+  "ckd": Method(ckd_init_heads, ckd_loss, needs_teacher=True, needs_token_states=True, uses_mapping=False),
+  "rail_l": Method(rail_l_init_heads, rail_l_loss, needs_teacher=True, needs_token_states=False, uses_mapping=True),
+  "rail_c": Method(rail_c_init_heads, rail_c_loss, needs_teacher=True, needs_token_states=False, uses_mapping=True),
 }
 
 # Methods that pair student layers with teacher layers (need M <= N).
@@ -472,8 +469,7 @@ _LAYERWISE = ("pkd", "alp_kd", "ckd", "rail_l", "rail_c")
 
 def get_method(name: str) -> Method:
   if name not in METHODS:
-    raise ValueError(
-        f"unknown distillation method {name!r}; valid: {', '.join(METHODS)}.")
+    raise ValueError(f"unknown distillation method {name!r}; valid: {', '.join(METHODS)}.")
   return METHODS[name]
 
 
@@ -483,8 +479,10 @@ def trainable_mask(head_params):
   Frozen heads get zero gradient, but decoupled weight decay would still shrink
   them; give this mask to `optax.masked` (or zero their updates) in the optimizer.
   """
+
   def is_trainable(path, _):
     return not any(str(getattr(k, "key", "")).startswith(FROZEN_PREFIX) for k in path)
+
   return jax.tree_util.tree_map_with_path(is_trainable, head_params)
 
 
@@ -495,18 +493,18 @@ def trainable_mask(head_params):
 # named reimplementation's) loss weights and temperature of each method. Only these
 # fields; everything else keeps its configured value.
 PAPER_PRESETS = {
-    "none": {},
-    # Hinton KD on BERT as the PKD authors ran it (their kd.cls preset, minus the patient term).
-    "kd": {"temperature": 10.0, "kd_alpha": 0.7},
-    # PKD code, src/argument_parser.py 'kd.cls': T=10, alpha=0.7, beta=500 (normalised CLS).
-    "pkd": {"temperature": 10.0, "kd_alpha": 0.7, "pkd_beta": 500.0},
-    # No code from the authors; aitsc/GLMKD's ALP-KD run: soft 0.7, hard 0.1, T=20, lambda 0.2.
-    "alp_kd": {"temperature": 20.0, "ce_weight": 0.1, "kd_weight": 0.7, "int_weight": 0.2},
-    # CKD_pytorch README: alpha (soft) 0.2, beta (intermediate) 0.7, hard 1 - alpha - beta; T=1.
-    "ckd": {"temperature": 1.0, "ce_weight": 0.1, "kd_weight": 0.2, "int_weight": 0.7},
-    # aitsc/GLMKD's RAIL-KD run: soft = hard = intermediate = 1/3, T=10.
-    "rail_l": {"temperature": 10.0, "ce_weight": 1 / 3, "kd_weight": 1 / 3, "int_weight": 1 / 3},
-    "rail_c": {"temperature": 10.0, "ce_weight": 1 / 3, "kd_weight": 1 / 3, "int_weight": 1 / 3},
+  "none": {},
+  # Hinton KD on BERT as the PKD authors ran it (their kd.cls preset, minus the patient term).
+  "kd": {"temperature": 10.0, "kd_alpha": 0.7},
+  # PKD code, src/argument_parser.py 'kd.cls': T=10, alpha=0.7, beta=500 (normalised CLS).
+  "pkd": {"temperature": 10.0, "kd_alpha": 0.7, "pkd_beta": 500.0},
+  # No code from the authors; aitsc/GLMKD's ALP-KD run: soft 0.7, hard 0.1, T=20, lambda 0.2.
+  "alp_kd": {"temperature": 20.0, "ce_weight": 0.1, "kd_weight": 0.7, "int_weight": 0.2},
+  # CKD_pytorch README: alpha (soft) 0.2, beta (intermediate) 0.7, hard 1 - alpha - beta; T=1.
+  "ckd": {"temperature": 1.0, "ce_weight": 0.1, "kd_weight": 0.2, "int_weight": 0.7},
+  # aitsc/GLMKD's RAIL-KD run: soft = hard = intermediate = 1/3, T=10.
+  "rail_l": {"temperature": 10.0, "ce_weight": 1 / 3, "kd_weight": 1 / 3, "int_weight": 1 / 3},
+  "rail_c": {"temperature": 10.0, "ce_weight": 1 / 3, "kd_weight": 1 / 3, "int_weight": 1 / 3},
 }
 
 
@@ -526,8 +524,9 @@ def _check_preset(dcfg):
     given = dcfg[field]
     if not (np.isclose(given, defaults[field]) or np.isclose(given, value)):
       raise ValueError(
-          f"distill.{field}={given!r} conflicts with distill.preset='paper', which sets it to {value:g} for "
-          f"{dcfg.method}; drop the override or use preset='uniform'.")
+        f"distill.{field}={given!r} conflicts with distill.preset='paper', which sets it to {value:g} for "
+        f"{dcfg.method}; drop the override or use preset='uniform'."
+      )
 
 
 def apply_preset(dcfg):
@@ -549,8 +548,7 @@ def apply_preset(dcfg):
 def _check_choice(dcfg, field, choices):
   value = dcfg[field]
   if value not in choices:
-    raise ValueError(
-        f"distill.{field}={value!r} is not valid; choose one of {', '.join(choices)}.")
+    raise ValueError(f"distill.{field}={value!r} is not valid; choose one of {', '.join(choices)}.")
 
 
 def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = None) -> list[str]:
@@ -601,8 +599,9 @@ def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = N
   method = dcfg.method
   if method in _LAYERWISE and M > N:
     raise ValueError(
-        f"distill.method={method!r} pairs each student layer with a teacher layer, "
-        f"but the student has more layers (M={M}) than the teacher (N={N}).")
+      f"distill.method={method!r} pairs each student layer with a teacher layer, "
+      f"but the student has more layers (M={M}) than the teacher (N={N})."
+    )
   if METHODS[method].uses_mapping and dcfg.sampling == "fixed":
     _validate_fixed(dcfg.fixed_layers, M, N)
   _check_preset(dcfg)
@@ -617,62 +616,72 @@ def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = N
   if ignored and METHODS[method].needs_teacher:
     warnings.append(f"distill.{', distill.'.join(ignored)} only apply to rail_l/rail_c; {method} ignores them.")
   if method == "pkd" and 0 < dcfg.pkd_beta < 1:
-    warnings.append(f"distill.pkd_beta={dcfg.pkd_beta:g} is on the PKD authors' scale now (a mean over pairs "
-                    f"and features; their grid 10-1000): the old 0.1 is about 100.")
+    warnings.append(
+      f"distill.pkd_beta={dcfg.pkd_beta:g} is on the PKD authors' scale now (a mean over pairs "
+      f"and features; their grid 10-1000): the old 0.1 is about 100."
+    )
   return warnings
 
 
 def _validate_rail(dcfg, student_dim, teacher_dim) -> list[str]:
   """The projection rules of rail_*: refusals with an exact trivial minimiser, warnings."""
   proj, dist = dcfg.projection, dcfg.distance
-  if (proj == "none" and student_dim is not None and teacher_dim is not None
-      and student_dim != teacher_dim):
+  if proj == "none" and student_dim is not None and teacher_dim is not None and student_dim != teacher_dim:
     raise ValueError(
-        f"distill.projection='none' compares raw vectors, which needs equal widths, "
-        f"but the student is {student_dim} wide and the teacher {teacher_dim}; "
-        f"use 'student_to_teacher'.")
+      f"distill.projection='none' compares raw vectors, which needs equal widths, "
+      f"but the student is {student_dim} wide and the teacher {teacher_dim}; "
+      f"use 'student_to_teacher'."
+    )
   if proj == "both" and dist == "mse":
     raise ValueError(
-        "distill.distance='mse' with distill.projection='both' has an exact zero whatever the "
-        "inputs (both maps -> 0), so it trains nothing; use projection='student_to_teacher' "
-        "(a fixed target) or distance='infonce'.")
+      "distill.distance='mse' with distill.projection='both' has an exact zero whatever the "
+      "inputs (both maps -> 0), so it trains nothing; use projection='student_to_teacher' "
+      "(a fixed target) or distance='infonce'."
+    )
   if proj == "both" and dist in ("sq_l2", "cosine") and not dcfg.center:
-    return [f"distill.projection='both' with distance={dist!r} and center=False has a trivial "
-            f"minimiser (both maps send every example to one direction, loss 0) and collapses in "
-            f"practice; watch dir_var_teacher, or use projection='student_to_teacher', center=True "
-            f"or distance='infonce'."]
+    return [
+      f"distill.projection='both' with distance={dist!r} and center=False has a trivial "
+      f"minimiser (both maps send every example to one direction, loss 0) and collapses in "
+      f"practice; watch dir_var_teacher, or use projection='student_to_teacher', center=True "
+      f"or distance='infonce'."
+    ]
   return []
 
 
 def resampling_warnings(dcfg, M: int, N: int, total_steps: int, steps_per_epoch: int) -> list[str]:
   """A warning line when resample_every='epoch' leaves a run with few distinct mappings."""
-  if (not get_method(dcfg.method).uses_mapping or dcfg.sampling == "fixed" or dcfg.resample_every_steps
-      or dcfg.resample_every != "epoch"):
+  if (
+    not get_method(dcfg.method).uses_mapping
+    or dcfg.sampling == "fixed"
+    or dcfg.resample_every_steps
+    or dcfg.resample_every != "epoch"
+  ):
     return []
   if total_steps >= 2 * steps_per_epoch:
     return []
   seen = -(-int(total_steps) // int(steps_per_epoch))
   possible = math.comb(N, M) if dcfg.sampling == "uniform" else None
   of = f" of the {possible} possible" if possible else ""
-  return [f"distill.resample_every='epoch' on a run of {total_steps} steps ({total_steps / steps_per_epoch:.2f} "
-          f"epochs) samples at most {seen} distinct layer mapping(s){of}; use resample_every='step' or "
-          f"resample_every_steps=k to see more."]
+  return [
+    f"distill.resample_every='epoch' on a run of {total_steps} steps ({total_steps / steps_per_epoch:.2f} "
+    f"epochs) samples at most {seen} distinct layer mapping(s){of}; use resample_every='step' or "
+    f"resample_every_steps=k to see more."
+  ]
 
 
 def _validate_fixed(fixed, M, N):
   try:
     layers = layer_sampling.parse_layers(fixed)
   except (TypeError, ValueError):
-    raise ValueError(
-        f"distill.fixed_layers={fixed!r} must be a tuple of {M} ints in 1..{N}.") from None
+    raise ValueError(f"distill.fixed_layers={fixed!r} must be a tuple of {M} ints in 1..{N}.") from None
   if len(layers) != M:
     raise ValueError(
-        f"distill.fixed_layers={layers} has {len(layers)} entries; sampling='fixed' "
-        f"needs one teacher layer per student layer ({M}).")
+      f"distill.fixed_layers={layers} has {len(layers)} entries; sampling='fixed' "
+      f"needs one teacher layer per student layer ({M})."
+    )
   bad = [x for x in layers if not 1 <= x <= N]
   if bad:
-    raise ValueError(
-        f"distill.fixed_layers={layers} has layers {bad} outside the teacher's 1..{N}.")
+    raise ValueError(f"distill.fixed_layers={layers} has layers {bad} outside the teacher's 1..{N}.")
   if len(set(layers)) != len(layers):
     raise ValueError(f"distill.fixed_layers={layers} has duplicate teacher layers.")
   if list(layers) != sorted(layers):

@@ -23,8 +23,7 @@ def init_linear(key, din: int, dout: int, stddev: float = INIT_STDDEV, bias: boo
   return {"kernel": kernel, "bias": jnp.zeros((dout,), jnp.float32)}
 
 
-def init_linear_stack(key, num: int, din: int, dout: int, stddev: float = INIT_STDDEV,
-                      bias: bool = True):
+def init_linear_stack(key, num: int, din: int, dout: int, stddev: float = INIT_STDDEV, bias: bool = True):
   """`num` independent linear layers stacked: kernel [num, din, dout], bias [num, dout]."""
   keys = jax.random.split(key, num)
   return jax.vmap(lambda k: init_linear(k, din, dout, stddev, bias))(keys)

@@ -31,6 +31,7 @@ from flax import struct
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from rail_kd_jax.models.config import EncoderConfig
+
 # Hash-based dropout masks: ~35x cheaper than threefry on XLA CPU (models/dropout.py).
 from rail_kd_jax.models.dropout import Dropout
 
@@ -39,426 +40,437 @@ Dtype = Any
 
 @struct.dataclass
 class EncoderOutput:
-    """hidden_states: [num_layers + 1, B, T, H] (embedding output first), in the compute dtype.
-    logits: [B, num_labels] float32, or None when the model has no task head."""
+  """hidden_states: [num_layers + 1, B, T, H] (embedding output first), in the compute dtype.
+  logits: [B, num_labels] float32, or None when the model has no task head."""
 
-    hidden_states: jax.Array
-    logits: jax.Array | None = None
+  hidden_states: jax.Array
+  logits: jax.Array | None = None
 
 
 def _gelu_erf(x: jax.Array) -> jax.Array:
-    """Exact GELU as PyTorch writes it, 0.5 x (1 + erf(x / sqrt 2)): on XLA CPU 2-3x faster
-    than jax.nn.gelu(approximate=False), whose erfc form has two polynomial branches;
-    max error vs float64 1.1e-6 (PyTorch float32: 1.3e-6)."""
-    return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(1.0 / math.sqrt(2.0), x.dtype)))
+  """Exact GELU as PyTorch writes it, 0.5 x (1 + erf(x / sqrt 2)): on XLA CPU 2-3x faster
+  than jax.nn.gelu(approximate=False), whose erfc form has two polynomial branches;
+  max error vs float64 1.1e-6 (PyTorch float32: 1.3e-6)."""
+  return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(1.0 / math.sqrt(2.0), x.dtype)))
 
 
 def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
-    """HF activation names: 'gelu' is the exact erf GELU; the 'gelu_*' variants are tanh."""
-    if name == "gelu":
-        return _gelu_erf
-    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
-        return functools.partial(jax.nn.gelu, approximate=True)
-    if name == "relu":
-        return jax.nn.relu
-    raise ValueError(f"hidden_act={name!r} is not supported.")
+  """HF activation names: 'gelu' is the exact erf GELU; the 'gelu_*' variants are tanh."""
+  if name == "gelu":
+    return _gelu_erf
+  if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+    return functools.partial(jax.nn.gelu, approximate=True)
+  if name == "relu":
+    return jax.nn.relu
+  raise ValueError(f"hidden_act={name!r} is not supported.")
 
 
 def _normal(std: float):
-    return nn.initializers.normal(stddev=std)
+  return nn.initializers.normal(stddev=std)
 
 
 def _embed_init(std: float, zero_row: int | None):
-    """normal(std), with the padding row zeroed as HF's nn.Embedding(padding_idx=...) does."""
+  """normal(std), with the padding row zeroed as HF's nn.Embedding(padding_idx=...) does."""
 
-    def init(key, shape, dtype=jnp.float32):
-        table = jax.random.normal(key, shape, dtype) * jnp.asarray(std, dtype)
-        if zero_row is not None:
-            table = table.at[zero_row].set(0)
-        return table
+  def init(key, shape, dtype=jnp.float32):
+    table = jax.random.normal(key, shape, dtype) * jnp.asarray(std, dtype)
+    if zero_row is not None:
+      table = table.at[zero_row].set(0)
+    return table
 
-    return init
+  return init
 
 
 def _sinusoidal_init(key, shape, dtype=jnp.float32):
-    """DistilBERT's sinusoidal position table (sinusoidal_pos_embds=True)."""
-    del key
-    n_pos, dim = shape
-    pos = np.arange(n_pos)[:, None]
-    j = np.arange(dim)[None, :]
-    angle = pos / np.power(10000, 2 * (j // 2) / dim)
-    table = np.where(j % 2 == 0, np.sin(angle), np.cos(angle))
-    return jnp.asarray(table, dtype)
+  """DistilBERT's sinusoidal position table (sinusoidal_pos_embds=True)."""
+  del key
+  n_pos, dim = shape
+  pos = np.arange(n_pos)[:, None]
+  j = np.arange(dim)[None, :]
+  angle = pos / np.power(10000, 2 * (j // 2) / dim)
+  table = np.where(j % 2 == 0, np.sin(angle), np.cos(angle))
+  return jnp.asarray(table, dtype)
 
 
 def position_ids_for(config: EncoderConfig, input_ids: jax.Array) -> jax.Array:
-    """[B, T] int32 position ids: 0..T-1, or RoBERTa's cumsum(non-pad) + padding_idx
-    (HF create_position_ids_from_input_ids: pads keep padding_idx)."""
-    if config.model_type == "roberta":
-        mask = (input_ids != config.pad_token_id).astype(jnp.int32)
-        return jnp.cumsum(mask, axis=1) * mask + config.pad_token_id
-    return jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
+  """[B, T] int32 position ids: 0..T-1, or RoBERTa's cumsum(non-pad) + padding_idx
+  (HF create_position_ids_from_input_ids: pads keep padding_idx)."""
+  if config.model_type == "roberta":
+    mask = (input_ids != config.pad_token_id).astype(jnp.int32)
+    return jnp.cumsum(mask, axis=1) * mask + config.pad_token_id
+  return jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
 
 
 class LayerNorm(nn.Module):
-    """HF LayerNorm: statistics in float32 (two-pass variance), output in `dtype`."""
+  """HF LayerNorm: statistics in float32 (two-pass variance), output in `dtype`."""
 
-    epsilon: float
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
+  epsilon: float
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
 
-    @nn.compact
-    def __call__(self, x):
-        features = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
-        bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
-        xf = x.astype(jnp.float32)
-        mean = jnp.mean(xf, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
-        y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
-        y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
-        return y.astype(self.dtype)
+  @nn.compact
+  def __call__(self, x):
+    features = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
+    bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
+    xf = x.astype(jnp.float32)
+    mean = jnp.mean(xf, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
+    y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
+    y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
+    return y.astype(self.dtype)
 
 
 class Embeddings(nn.Module):
-    config: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    deterministic: bool = True
+  config: EncoderConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  deterministic: bool = True
 
-    @nn.compact
-    def __call__(self, input_ids, token_type_ids):
-        """input_ids, token_type_ids: [B, T] int -> [B, T, H] in dtype."""
-        cfg = self.config
-        pad_row = cfg.pad_token_id
-        word = nn.Embed(cfg.vocab_size, cfg.hidden_size, param_dtype=self.param_dtype,
-                        embedding_init=_embed_init(cfg.initializer_range, pad_row),
-                        name="word_embeddings")
-        if cfg.sinusoidal_pos_embds:
-            pos_init = _sinusoidal_init
-        else:
-            pos_init = _embed_init(cfg.initializer_range,
-                                   pad_row if cfg.model_type == "roberta" else None)
-        pos = nn.Embed(cfg.max_position_embeddings, cfg.hidden_size, param_dtype=self.param_dtype,
-                       embedding_init=pos_init, name="position_embeddings")
-        # Gathers stay in float32 (param dtype) and the sum is cast once, as HF does.
-        x = word(input_ids).astype(jnp.float32)
-        if cfg.type_vocab_size > 0:
-            tok = nn.Embed(cfg.type_vocab_size, cfg.hidden_size, param_dtype=self.param_dtype,
-                           embedding_init=_embed_init(cfg.initializer_range, None),
-                           name="token_type_embeddings")
-            x = x + tok(token_type_ids).astype(jnp.float32)
-        x = x + pos(position_ids_for(cfg, input_ids)).astype(jnp.float32)
-        x = LayerNorm(cfg.layer_norm_eps, self.dtype, self.param_dtype, name="LayerNorm")(x)
-        return Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
+  @nn.compact
+  def __call__(self, input_ids, token_type_ids):
+    """input_ids, token_type_ids: [B, T] int -> [B, T, H] in dtype."""
+    cfg = self.config
+    pad_row = cfg.pad_token_id
+    word = nn.Embed(
+      cfg.vocab_size,
+      cfg.hidden_size,
+      param_dtype=self.param_dtype,
+      embedding_init=_embed_init(cfg.initializer_range, pad_row),
+      name="word_embeddings",
+    )
+    if cfg.sinusoidal_pos_embds:
+      pos_init = _sinusoidal_init
+    else:
+      pos_init = _embed_init(cfg.initializer_range, pad_row if cfg.model_type == "roberta" else None)
+    pos = nn.Embed(
+      cfg.max_position_embeddings,
+      cfg.hidden_size,
+      param_dtype=self.param_dtype,
+      embedding_init=pos_init,
+      name="position_embeddings",
+    )
+    # Gathers stay in float32 (param dtype) and the sum is cast once, as HF does.
+    x = word(input_ids).astype(jnp.float32)
+    if cfg.type_vocab_size > 0:
+      tok = nn.Embed(
+        cfg.type_vocab_size,
+        cfg.hidden_size,
+        param_dtype=self.param_dtype,
+        embedding_init=_embed_init(cfg.initializer_range, None),
+        name="token_type_embeddings",
+      )
+      x = x + tok(token_type_ids).astype(jnp.float32)
+    x = x + pos(position_ids_for(cfg, input_ids)).astype(jnp.float32)
+    x = LayerNorm(cfg.layer_norm_eps, self.dtype, self.param_dtype, name="LayerNorm")(x)
+    return Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
 
 
 def _dense(cfg: EncoderConfig, features: int, dtype, param_dtype, name: str) -> nn.Dense:
-    return nn.Dense(features, dtype=dtype, param_dtype=param_dtype,
-                    kernel_init=_normal(cfg.initializer_range), bias_init=nn.initializers.zeros,
-                    name=name)
+  return nn.Dense(
+    features,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    kernel_init=_normal(cfg.initializer_range),
+    bias_init=nn.initializers.zeros,
+    name=name,
+  )
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention; q/k/v as [B, heads, T, D] and batched matmul (fast on XLA CPU)."""
+  """Multi-head self-attention; q/k/v as [B, heads, T, D] and batched matmul (fast on XLA CPU)."""
 
-    config: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    deterministic: bool = True
+  config: EncoderConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  deterministic: bool = True
 
-    @nn.compact
-    def __call__(self, x, mask_bias):
-        """x: [B, T, H]; mask_bias: [B, 1, 1, T] float32 additive -> [B, T, H] in dtype."""
-        cfg = self.config
-        b, t, _ = x.shape
-        h, d = cfg.num_attention_heads, cfg.head_dim
+  @nn.compact
+  def __call__(self, x, mask_bias):
+    """x: [B, T, H]; mask_bias: [B, 1, 1, T] float32 additive -> [B, T, H] in dtype."""
+    cfg = self.config
+    b, t, _ = x.shape
+    h, d = cfg.num_attention_heads, cfg.head_dim
 
-        def heads(name):
-            y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, name)(x)
-            return y.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # [B, h, T, D]
+    def heads(name):
+      y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, name)(x)
+      return y.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # [B, h, T, D]
 
-        q, k, v = heads("query"), heads("key"), heads("value")
-        # Scores accumulate and leave the matmul in float32 even for bf16 inputs.
-        scores = jnp.matmul(q, k.transpose(0, 1, 3, 2),
-                            preferred_element_type=jnp.float32)  # [B, h, T, T]
-        scores = scores * (1.0 / math.sqrt(d)) + mask_bias
-        probs = jax.nn.softmax(scores, axis=-1)
-        probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=self.deterministic)
-        ctx = jnp.matmul(probs.astype(self.dtype), v)  # [B, h, T, D]
-        return ctx.transpose(0, 2, 1, 3).reshape(b, t, h * d)
+    q, k, v = heads("query"), heads("key"), heads("value")
+    # Scores accumulate and leave the matmul in float32 even for bf16 inputs.
+    scores = jnp.matmul(q, k.transpose(0, 1, 3, 2), preferred_element_type=jnp.float32)  # [B, h, T, T]
+    scores = scores * (1.0 / math.sqrt(d)) + mask_bias
+    probs = jax.nn.softmax(scores, axis=-1)
+    probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=self.deterministic)
+    ctx = jnp.matmul(probs.astype(self.dtype), v)  # [B, h, T, D]
+    return ctx.transpose(0, 2, 1, 3).reshape(b, t, h * d)
 
 
 class DenseLayerNorm(nn.Module):
-    """HF *Output block: dense -> dropout -> LayerNorm(x + residual)."""
+  """HF *Output block: dense -> dropout -> LayerNorm(x + residual)."""
 
-    config: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    deterministic: bool = True
+  config: EncoderConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  deterministic: bool = True
 
-    @nn.compact
-    def __call__(self, x, residual):
-        cfg = self.config
-        y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(x)
-        y = Dropout(cfg.hidden_dropout_prob)(y, deterministic=self.deterministic)
-        return LayerNorm(cfg.layer_norm_eps, self.dtype, self.param_dtype, name="LayerNorm")(
-            y + residual)
+  @nn.compact
+  def __call__(self, x, residual):
+    cfg = self.config
+    y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(x)
+    y = Dropout(cfg.hidden_dropout_prob)(y, deterministic=self.deterministic)
+    return LayerNorm(cfg.layer_norm_eps, self.dtype, self.param_dtype, name="LayerNorm")(y + residual)
 
 
 class Attention(nn.Module):
-    config: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    deterministic: bool = True
+  config: EncoderConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  deterministic: bool = True
 
-    @nn.compact
-    def __call__(self, x, mask_bias):
-        kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype,
-                  deterministic=self.deterministic)
-        ctx = SelfAttention(**kw, name="self")(x, mask_bias)
-        return DenseLayerNorm(**kw, name="output")(ctx, x)
+  @nn.compact
+  def __call__(self, x, mask_bias):
+    kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype, deterministic=self.deterministic)
+    ctx = SelfAttention(**kw, name="self")(x, mask_bias)
+    return DenseLayerNorm(**kw, name="output")(ctx, x)
 
 
 class Intermediate(nn.Module):
-    config: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    deterministic: bool = True
+  config: EncoderConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  deterministic: bool = True
 
-    @nn.compact
-    def __call__(self, x):
-        """[B, T, H] -> [B, T, intermediate_size]."""
-        cfg = self.config
-        y = _dense(cfg, cfg.intermediate_size, self.dtype, self.param_dtype, "dense")(x)
-        return activation_fn(cfg.hidden_act)(y)
+  @nn.compact
+  def __call__(self, x):
+    """[B, T, H] -> [B, T, intermediate_size]."""
+    cfg = self.config
+    y = _dense(cfg, cfg.intermediate_size, self.dtype, self.param_dtype, "dense")(x)
+    return activation_fn(cfg.hidden_act)(y)
 
 
 class Layer(nn.Module):
-    """One post-LN transformer block: [B, T, H] -> [B, T, H].
+  """One post-LN transformer block: [B, T, H] -> [B, T, H].
 
-    carry_output=True returns (y, y), the (carry, per-step output) form nn.scan wants.
-    """
+  carry_output=True returns (y, y), the (carry, per-step output) form nn.scan wants.
+  """
 
-    config: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    deterministic: bool = True
-    carry_output: bool = False
+  config: EncoderConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  deterministic: bool = True
+  carry_output: bool = False
 
-    @nn.compact
-    def __call__(self, x, mask_bias):
-        kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype,
-                  deterministic=self.deterministic)
-        h = Attention(**kw, name="attention")(x, mask_bias)
-        y = Intermediate(**kw, name="intermediate")(h)
-        y = DenseLayerNorm(**kw, name="output")(y, h)
-        return (y, y) if self.carry_output else y
+  @nn.compact
+  def __call__(self, x, mask_bias):
+    kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype, deterministic=self.deterministic)
+    h = Attention(**kw, name="attention")(x, mask_bias)
+    y = Intermediate(**kw, name="intermediate")(h)
+    y = DenseLayerNorm(**kw, name="output")(y, h)
+    return (y, y) if self.carry_output else y
 
 
 class LayerStack(nn.Module):
-    """The layer stack: [B, T, H] -> every layer's output, stacked [num_layers, B, T, H].
+  """The layer stack: [B, T, H] -> every layer's output, stacked [num_layers, B, T, H].
 
-    scan_layers=True runs one nn.scan over the layers (compile time independent of depth;
-    params under `layer` with a leading [num_layers] axis); otherwise params are `layer_{i}`.
-    remat=True recomputes each layer's activations in the backward pass (nn.remat).
-    """
+  scan_layers=True runs one nn.scan over the layers (compile time independent of depth;
+  params under `layer` with a leading [num_layers] axis); otherwise params are `layer_{i}`.
+  remat=True recomputes each layer's activations in the backward pass (nn.remat).
+  """
 
-    config: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    deterministic: bool = True
-    scan_layers: bool = False
-    remat: bool = False
+  config: EncoderConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  deterministic: bool = True
+  scan_layers: bool = False
+  remat: bool = False
 
-    @nn.compact
-    def __call__(self, x, mask_bias):
-        cfg = self.config
-        if self.scan_layers:
-            cls = nn.remat(Layer, prevent_cse=False) if self.remat else Layer
-            scanned = nn.scan(
-                cls,
-                variable_axes={"params": 0},
-                split_rngs={"params": True, "dropout": True},
-                in_axes=nn.broadcast,
-                length=cfg.num_hidden_layers,
-            )
-            _, ys = scanned(cfg, self.dtype, self.param_dtype, self.deterministic, True,
-                            name="layer")(x, mask_bias)
-            return ys
-        cls = nn.remat(Layer) if self.remat else Layer
-        outs = []
-        for i in range(cfg.num_hidden_layers):
-            x = cls(cfg, self.dtype, self.param_dtype, self.deterministic, name=f"layer_{i}")(
-                x, mask_bias)
-            outs.append(x)
-        return jnp.stack(outs)
+  @nn.compact
+  def __call__(self, x, mask_bias):
+    cfg = self.config
+    if self.scan_layers:
+      cls = nn.remat(Layer, prevent_cse=False) if self.remat else Layer
+      scanned = nn.scan(
+        cls,
+        variable_axes={"params": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=nn.broadcast,
+        length=cfg.num_hidden_layers,
+      )
+      _, ys = scanned(cfg, self.dtype, self.param_dtype, self.deterministic, True, name="layer")(x, mask_bias)
+      return ys
+    cls = nn.remat(Layer) if self.remat else Layer
+    outs = []
+    for i in range(cfg.num_hidden_layers):
+      x = cls(cfg, self.dtype, self.param_dtype, self.deterministic, name=f"layer_{i}")(x, mask_bias)
+      outs.append(x)
+    return jnp.stack(outs)
 
 
 class Pooler(nn.Module):
-    """BERT pooler: tanh(dense(first token)), [B, T, H] -> [B, H]."""
+  """BERT pooler: tanh(dense(first token)), [B, T, H] -> [B, H]."""
 
-    config: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
+  config: EncoderConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
 
-    @nn.compact
-    def __call__(self, x):
-        cfg = self.config
-        return jnp.tanh(_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(x[:, 0]))
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.config
+    return jnp.tanh(_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(x[:, 0]))
 
 
 class RobertaClassificationHead(nn.Module):
-    """RoBERTa head on the <s> token: dropout, dense, tanh, dropout, out_proj. [B, T, H] -> [B, C]."""
+  """RoBERTa head on the <s> token: dropout, dense, tanh, dropout, out_proj. [B, T, H] -> [B, C]."""
 
-    config: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    deterministic: bool = True
+  config: EncoderConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  deterministic: bool = True
 
-    @nn.compact
-    def __call__(self, x):
-        cfg = self.config
-        rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
-        y = Dropout(rate)(x[:, 0], deterministic=self.deterministic)
-        y = jnp.tanh(_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(y))
-        y = Dropout(rate)(y, deterministic=self.deterministic)
-        return _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "out_proj")(y)
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.config
+    rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
+    y = Dropout(rate)(x[:, 0], deterministic=self.deterministic)
+    y = jnp.tanh(_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(y))
+    y = Dropout(rate)(y, deterministic=self.deterministic)
+    return _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "out_proj")(y)
 
 
 class Encoder(nn.Module):
-    """A BERT-family encoder with an optional sequence-classification/regression head.
+  """A BERT-family encoder with an optional sequence-classification/regression head.
 
-    Attributes:
-      config: the architecture (EncoderConfig); config.num_labels = 0 means no head.
-      dtype: compute dtype (float32 or bfloat16); softmax and LayerNorm statistics stay float32.
-      param_dtype: dtype the params are created in.
-      scan_layers: one nn.scan over the layers (params carry a leading layer axis).
-      remat: activation checkpointing of each layer.
+  Attributes:
+    config: the architecture (EncoderConfig); config.num_labels = 0 means no head.
+    dtype: compute dtype (float32 or bfloat16); softmax and LayerNorm statistics stay float32.
+    param_dtype: dtype the params are created in.
+    scan_layers: one nn.scan over the layers (params carry a leading layer axis).
+    remat: activation checkpointing of each layer.
+  """
+
+  config: EncoderConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  scan_layers: bool = False
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, deterministic=True):
+    """input_ids, attention_mask, token_type_ids: [B, T] ints (mask 1 = real token).
+
+    Returns EncoderOutput(hidden_states [L + 1, B, T, H] in `dtype`, logits [B, C] float32
+    or None). token_type_ids default to zeros and are ignored by DistilBERT. Dropout draws
+    from the "dropout" rng collection when deterministic=False.
     """
+    cfg = self.config
+    input_ids = jnp.asarray(input_ids, jnp.int32)
+    if input_ids.ndim != 2:
+      raise ValueError(f"input_ids must be [B, T]; got shape {input_ids.shape}.")
+    # RoBERTa's positions run from pad_token_id + 1 to pad_token_id + T.
+    last_pos = input_ids.shape[1] - 1 + (cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0)
+    if last_pos >= cfg.max_position_embeddings:
+      raise ValueError(
+        f"input length T={input_ids.shape[1]} needs position {last_pos}, but "
+        f"max_position_embeddings={cfg.max_position_embeddings}; truncate the inputs."
+      )
+    if attention_mask is None:
+      attention_mask = jnp.ones_like(input_ids)
+    if token_type_ids is None:
+      token_type_ids = jnp.zeros_like(input_ids)
+    token_type_ids = jnp.asarray(token_type_ids, jnp.int32)
+    kw = dict(config=cfg, dtype=self.dtype, param_dtype=self.param_dtype)
 
-    config: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    scan_layers: bool = False
-    remat: bool = False
+    emb = Embeddings(**kw, deterministic=deterministic, name="embeddings")(input_ids, token_type_ids)
+    # Additive key mask [B, 1, 1, T] in float32, like HF's eager path (finfo.min).
+    mask_bias = jnp.where(jnp.asarray(attention_mask)[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min).astype(
+      jnp.float32
+    )
+    layers = LayerStack(
+      **kw, deterministic=deterministic, scan_layers=self.scan_layers, remat=self.remat, name="encoder"
+    )(emb, mask_bias)
+    hidden_states = jnp.concatenate([emb[None], layers], axis=0)
+    last = layers[-1]
 
-    @nn.compact
-    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, deterministic=True):
-        """input_ids, attention_mask, token_type_ids: [B, T] ints (mask 1 = real token).
-
-        Returns EncoderOutput(hidden_states [L + 1, B, T, H] in `dtype`, logits [B, C] float32
-        or None). token_type_ids default to zeros and are ignored by DistilBERT. Dropout draws
-        from the "dropout" rng collection when deterministic=False.
-        """
-        cfg = self.config
-        input_ids = jnp.asarray(input_ids, jnp.int32)
-        if input_ids.ndim != 2:
-            raise ValueError(f"input_ids must be [B, T]; got shape {input_ids.shape}.")
-        # RoBERTa's positions run from pad_token_id + 1 to pad_token_id + T.
-        last_pos = input_ids.shape[1] - 1 + (cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0)
-        if last_pos >= cfg.max_position_embeddings:
-            raise ValueError(
-                f"input length T={input_ids.shape[1]} needs position {last_pos}, but "
-                f"max_position_embeddings={cfg.max_position_embeddings}; truncate the inputs.")
-        if attention_mask is None:
-            attention_mask = jnp.ones_like(input_ids)
-        if token_type_ids is None:
-            token_type_ids = jnp.zeros_like(input_ids)
-        token_type_ids = jnp.asarray(token_type_ids, jnp.int32)
-        kw = dict(config=cfg, dtype=self.dtype, param_dtype=self.param_dtype)
-
-        emb = Embeddings(**kw, deterministic=deterministic, name="embeddings")(
-            input_ids, token_type_ids)
-        # Additive key mask [B, 1, 1, T] in float32, like HF's eager path (finfo.min).
-        mask_bias = jnp.where(jnp.asarray(attention_mask)[:, None, None, :] > 0,
-                              0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
-        layers = LayerStack(**kw, deterministic=deterministic, scan_layers=self.scan_layers,
-                            remat=self.remat, name="encoder")(emb, mask_bias)
-        hidden_states = jnp.concatenate([emb[None], layers], axis=0)
-        last = layers[-1]
-
-        logits = None
-        if cfg.model_type == "bert":
-            # BertModel and BertFor* both carry the pooler, so it always exists.
-            pooled = Pooler(**kw, name="pooler")(last)
-            if cfg.num_labels > 0:
-                rate = (cfg.classifier_dropout if cfg.classifier_dropout is not None
-                        else cfg.hidden_dropout_prob)
-                pooled = Dropout(rate)(pooled, deterministic=deterministic)
-                logits = _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(pooled)
-        elif cfg.num_labels > 0 and cfg.model_type == "roberta":
-            logits = RobertaClassificationHead(**kw, deterministic=deterministic,
-                                               name="classifier")(last)
-        elif cfg.num_labels > 0:  # distilbert
-            rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else 0.2
-            y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "pre_classifier")(last[:, 0])
-            y = Dropout(rate)(jax.nn.relu(y), deterministic=deterministic)
-            logits = _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(y)
-        if logits is not None:
-            logits = logits.astype(jnp.float32)
-        return EncoderOutput(hidden_states=hidden_states, logits=logits)
+    logits = None
+    if cfg.model_type == "bert":
+      # BertModel and BertFor* both carry the pooler, so it always exists.
+      pooled = Pooler(**kw, name="pooler")(last)
+      if cfg.num_labels > 0:
+        rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
+        pooled = Dropout(rate)(pooled, deterministic=deterministic)
+        logits = _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(pooled)
+    elif cfg.num_labels > 0 and cfg.model_type == "roberta":
+      logits = RobertaClassificationHead(**kw, deterministic=deterministic, name="classifier")(last)
+    elif cfg.num_labels > 0:  # distilbert
+      rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else 0.2
+      y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "pre_classifier")(last[:, 0])
+      y = Dropout(rate)(jax.nn.relu(y), deterministic=deterministic)
+      logits = _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(y)
+    if logits is not None:
+      logits = logits.astype(jnp.float32)
+    return EncoderOutput(hidden_states=hidden_states, logits=logits)
 
 
 def dummy_inputs(batch: int = 1, length: int = 2):
-    """Smallest inputs that create every param: (input_ids, attention_mask) [B, T] int32."""
-    return jnp.ones((batch, length), jnp.int32), jnp.ones((batch, length), jnp.int32)
+  """Smallest inputs that create every param: (input_ids, attention_mask) [B, T] int32."""
+  return jnp.ones((batch, length), jnp.int32), jnp.ones((batch, length), jnp.int32)
 
 
 def param_shapes(model: Encoder):
-    """The params tree as jax.ShapeDtypeStruct leaves (nothing materialised)."""
-    ids, mask = dummy_inputs()
-    return jax.eval_shape(lambda r: model.init(r, ids, mask)["params"], jax.random.PRNGKey(0))
+  """The params tree as jax.ShapeDtypeStruct leaves (nothing materialised)."""
+  ids, mask = dummy_inputs()
+  return jax.eval_shape(lambda r: model.init(r, ids, mask)["params"], jax.random.PRNGKey(0))
 
 
 def hf_init(model: Encoder, rng: jax.Array, paths=None) -> dict:
-    """HF-style random values for the params of `model` (or only the leaves in `paths`, a
-    list of path tuples), as a flat {path: array} dict.
+  """HF-style random values for the params of `model` (or only the leaves in `paths`, a
+  list of path tuples), as a flat {path: array} dict.
 
-    normal(initializer_range) for kernels and embeddings (padding rows zeroed, DistilBERT's
-    sinusoidal table when asked), zero biases, LayerNorm scale 1 -- the same distribution as
-    the modules' own initializers, but drawn as ONE normal vector: XLA compiles every
-    threefry call separately (~50 ms each on CPU), which made a per-leaf init of even a tiny
-    model cost seconds.
-    """
-    cfg = model.config
-    shapes = flatten_dict(param_shapes(model))
-    paths = list(shapes) if paths is None else [tuple(p) for p in paths]
-    random_paths = [p for p in paths if p[-1] in ("kernel", "embedding")]
-    sizes = [int(np.prod(shapes[p].shape)) for p in random_paths]
-    offsets = np.cumsum([0] + sizes)
+  normal(initializer_range) for kernels and embeddings (padding rows zeroed, DistilBERT's
+  sinusoidal table when asked), zero biases, LayerNorm scale 1 -- the same distribution as
+  the modules' own initializers, but drawn as ONE normal vector: XLA compiles every
+  threefry call separately (~50 ms each on CPU), which made a per-leaf init of even a tiny
+  model cost seconds.
+  """
+  cfg = model.config
+  shapes = flatten_dict(param_shapes(model))
+  paths = list(shapes) if paths is None else [tuple(p) for p in paths]
+  random_paths = [p for p in paths if p[-1] in ("kernel", "embedding")]
+  sizes = [int(np.prod(shapes[p].shape)) for p in random_paths]
+  offsets = np.cumsum([0] + sizes)
 
-    def make(key):
-        noise = jax.random.normal(key, (max(int(offsets[-1]), 1),), jnp.float32)
-        noise = noise * cfg.initializer_range
-        out = {}
-        for p, start, size in zip(random_paths, offsets[:-1], sizes):
-            out[p] = noise[start:start + size].reshape(shapes[p].shape)
-        for p in paths:
-            if p in out:
-                continue
-            if p[-1] == "scale":
-                out[p] = jnp.ones(shapes[p].shape, jnp.float32)
-            elif p[-1] == "bias":
-                out[p] = jnp.zeros(shapes[p].shape, jnp.float32)
-            else:
-                raise AssertionError(f"no init rule for param {'/'.join(p)}")
-        word = ("embeddings", "word_embeddings", "embedding")
-        pos = ("embeddings", "position_embeddings", "embedding")
-        if word in out:
-            out[word] = out[word].at[cfg.pad_token_id].set(0)
-        if pos in out and cfg.sinusoidal_pos_embds:
-            out[pos] = _sinusoidal_init(None, shapes[pos].shape)
-        elif pos in out and cfg.model_type == "roberta":
-            out[pos] = out[pos].at[cfg.pad_token_id].set(0)
-        return {p: v.astype(shapes[p].dtype) for p, v in out.items()}
+  def make(key):
+    noise = jax.random.normal(key, (max(int(offsets[-1]), 1),), jnp.float32)
+    noise = noise * cfg.initializer_range
+    out = {}
+    for p, start, size in zip(random_paths, offsets[:-1], sizes):
+      out[p] = noise[start : start + size].reshape(shapes[p].shape)
+    for p in paths:
+      if p in out:
+        continue
+      if p[-1] == "scale":
+        out[p] = jnp.ones(shapes[p].shape, jnp.float32)
+      elif p[-1] == "bias":
+        out[p] = jnp.zeros(shapes[p].shape, jnp.float32)
+      else:
+        raise AssertionError(f"no init rule for param {'/'.join(p)}")
+    word = ("embeddings", "word_embeddings", "embedding")
+    pos = ("embeddings", "position_embeddings", "embedding")
+    if word in out:
+      out[word] = out[word].at[cfg.pad_token_id].set(0)
+    if pos in out and cfg.sinusoidal_pos_embds:
+      out[pos] = _sinusoidal_init(None, shapes[pos].shape)
+    elif pos in out and cfg.model_type == "roberta":
+      out[pos] = out[pos].at[cfg.pad_token_id].set(0)
+    return {p: v.astype(shapes[p].dtype) for p, v in out.items()}
 
-    return jax.jit(make)(rng)
+  return jax.jit(make)(rng)
 
 
 def init_params(model: Encoder, rng: jax.Array) -> dict:
-    """HF-style random params for `model` (see hf_init), in the model's layout.
+  """HF-style random params for `model` (see hf_init), in the model's layout.
 
-    Shapes come from jax.eval_shape (nothing materialised, no compile of the model); the
-    tree is then materialised once by one small jitted program."""
-    return unflatten_dict(hf_init(model, rng))
+  Shapes come from jax.eval_shape (nothing materialised, no compile of the model); the
+  tree is then materialised once by one small jitted program."""
+  return unflatten_dict(hf_init(model, rng))

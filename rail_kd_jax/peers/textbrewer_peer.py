@@ -12,6 +12,7 @@ One step is what `BasicDistiller.train_with_num_steps` does per batch:
 `train_on_batch` (teacher forward under no_grad, student forward, adaptors,
 `compute_loss`), `write_loss`, backward, clip, AdamW step, scheduler step.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -49,15 +50,25 @@ class TextBrewerPeer:
     matches = []
     if method == "pkd":
       for j, t in zip(range(1, m), pkd_teacher_layers(dcfg.pkd_mapping, n, m)):
-        match = {"layer_T": int(t), "layer_S": j, "feature": "hidden", "loss": "pkd",
-                 # TextBrewer's pkd loss sums over the features and pairs; ours averages over both.
-                 "weight": dcfg.pkd_beta / ((m - 1) * ht)}
+        match = {
+          "layer_T": int(t),
+          "layer_S": j,
+          "feature": "hidden",
+          "loss": "pkd",
+          # TextBrewer's pkd loss sums over the features and pairs; ours averages over both.
+          "weight": dcfg.pkd_beta / ((m - 1) * ht),
+        }
         if hs != ht:
           match["proj"] = ["linear", hs, ht]
         matches.append(match)
     a = dcfg.kd_alpha
-    d_config = DistillationConfig(temperature=dcfg.temperature, hard_label_weight=1.0 - a, kd_loss_type="ce",
-                                  kd_loss_weight=a, intermediate_matches=matches)
+    d_config = DistillationConfig(
+      temperature=dcfg.temperature,
+      hard_label_weight=1.0 - a,
+      kd_loss_type="ce",
+      kd_loss_weight=a,
+      intermediate_matches=matches,
+    )
     self._outdir = tempfile.TemporaryDirectory(prefix="textbrewer_peer_")
     t_config = TrainingConfig(device="cpu", output_dir=self._outdir.name, log_dir=None)
     self.distiller = GeneralDistiller(t_config, d_config, self.teacher, self.student, _adaptor, _adaptor)

@@ -8,6 +8,7 @@ formula of `distill.methods`, written with torch ops; the optimizer is
 norm clipping and linear warmup/decay as `optim.make_optimizer`. The teacher
 runs in eval mode under `torch.no_grad()`; the student trains with dropout.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -124,6 +125,7 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
   w = lambda inter: dcfg.ce_weight * ce + dcfg.kd_weight * kd + dcfg.int_weight * inter
   if method == "pkd":
     from rail_kd_jax.distill.methods import pkd_teacher_layers
+
     layers = pkd_teacher_layers(dcfg.pkd_mapping, n, m)
     s, t = s_hidden[1:m, :, 0], t_hidden[layers, :, 0]
     if hasattr(heads, "student_proj"):
@@ -173,9 +175,12 @@ def adamw(params_named, opt_cfg, total_steps: int):
   decay, no_decay = [], []
   for name, p in params_named:
     (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
-  opt = torch.optim.AdamW([{"params": decay, "weight_decay": opt_cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}], lr=opt_cfg.learning_rate,
-                          betas=(opt_cfg.b1, opt_cfg.b2), eps=opt_cfg.eps)
+  opt = torch.optim.AdamW(
+    [{"params": decay, "weight_decay": opt_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+    lr=opt_cfg.learning_rate,
+    betas=(opt_cfg.b1, opt_cfg.b2),
+    eps=opt_cfg.eps,
+  )
   warmup = int(opt_cfg.warmup_ratio * total_steps)
 
   def factor(step):
@@ -219,7 +224,7 @@ class TorchPeer:
   def _mapping(self) -> torch.Tensor | None:
     if self.method not in ("rail_l", "rail_c"):
       return None
-    return torch.sort(torch.randperm(self.n, generator=self.gen)[:self.m]).values + 1
+    return torch.sort(torch.randperm(self.n, generator=self.gen)[: self.m]).values + 1
 
   def step(self) -> torch.Tensor:
     t_out = None
