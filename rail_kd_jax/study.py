@@ -35,7 +35,6 @@ import json
 import math
 import os
 import time
-from typing import Any
 
 import numpy as np
 from absl import logging
@@ -228,7 +227,7 @@ def _stage_configs(
   for m, pts in grid.items():
     for p in pts:
       out[("tune", m, point_name(p))] = (make(m, p, s.tune_seed, bool(s.cache_teacher)), p)
-  for key, (c, p) in out.items():
+  for key, (c, _) in out.items():
     # The teacher and the student's start do not exist yet: check the rest against the source.
     v = c.copy_and_resolve_references()
     v.teacher.path = teacher_src
@@ -443,7 +442,7 @@ def run_study(config, workdir: str) -> dict:
     return result
 
   tuning: dict[str, list[dict]] = {}
-  for (kind, m, pname), (cfg, point) in plan.items():
+  for (_, m, pname), (cfg, point) in plan.items():
     result = run(f"tune/{m}/{pname}", m, cfg)
     tuning.setdefault(m, []).append({"point": point, "name": pname, "facts": run_facts(result)})
   selected = {}

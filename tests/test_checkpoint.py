@@ -269,7 +269,6 @@ def test_refuses_breaking_config_change_allows_harmless(stopped_on_8, tmp_path):
 
 
 def test_checkpoint_holds_student_state_only(stopped_on_8):
-  directory = os.path.join(stopped_on_8["ref_wd"], "checkpoints")
   ck = ckpt_lib.Checkpointer(stopped_on_8["ref_wd"], keep=10)
   step = ck.latest_step()
   assert step == TOTAL

@@ -66,10 +66,10 @@ def _records(workdir):
 def _last_logged_step(workdir) -> int:
   try:
     with open(os.path.join(workdir, "metrics.jsonl"), "rb") as f:
-      lines = [l for l in f.read().splitlines() if l.endswith(b"}")]
+      lines = [line for line in f.read().splitlines() if line.endswith(b"}")]
   except FileNotFoundError:
     return 0
-  return max((json.loads(l)["step"] for l in lines if b'"train"' in l), default=0)
+  return max((json.loads(line)["step"] for line in lines if b'"train"' in line), default=0)
 
 
 def _committed_steps(workdir):

@@ -83,7 +83,7 @@ def test_runlocal_writes_every_output(finished):
     assert row["selected"] in [p["name"] for p in s["grid"][m]]
   # The grid: 2 points for kd and rail_l, the selected one the best on dev (ties: earlier).
   assert [len(s["grid"][m]) for m in METHODS] == [1, 2, 1, 1, 1, 2, 1]
-  for m, pts in s["grid"].items():
+  for pts in s["grid"].values():
     best = max(range(len(pts)), key=lambda i: (pts[i]["dev"], -i))
     assert pts[best]["selected"] and sum(p["selected"] for p in pts) == 1
   # Every run of the selected points is a (method, seed) row; tuning runs follow.

@@ -170,7 +170,7 @@ def _cli_message(extra, tmp) -> tuple[int, str]:
     env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1"),
   )
   assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-  lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
   assert len(lines) == 1, proc.stderr[-2000:]
   return proc.returncode, lines[0][len("error: ") :]
 
