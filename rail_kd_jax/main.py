@@ -4,7 +4,8 @@ r"""Command-line entry point.
       --config.mode=distill --config.distill.method=rail_c
 
 Parses absl flags, loads the ml_collections config, initialises multi-host JAX
-when asked, and hands over to `train.train_and_evaluate`. Nothing else lives here.
+when asked, and hands `config.mode` over: finetune/distill to `train.train_and_evaluate`,
+demo to `demo.run_demo`, study to `study.run_study`. Nothing else lives here.
 
 Exit codes: 0 done, or stopped by SIGTERM/Ctrl-C after saving a checkpoint (run the
 same command again to resume); 1 training diverged (non-finite loss for
@@ -55,7 +56,7 @@ def _flag_error_message(e: Exception, argv) -> str:
     # An override naming a field the config does not have; ml_collections suggests one.
     key = re.search(r"[A-Za-z_]\w*", text.replace("\\'", "'"))
     key = key.group(0) if key else "?"
-    from rail_kd_jax.distill.config import renamed_flag_message  # pylint: disable=g-import-not-at-top
+    from rail_kd_jax.distill.methods import renamed_flag_message
 
     renamed = renamed_flag_message(key)
     if renamed:
@@ -91,12 +92,23 @@ def parse_flags(argv):
     _user_error(_flag_error_message(e, argv))
 
 
+def run(config, workdir: str) -> dict:
+  """Runs `config.mode` in `workdir`: the training loop, or the demo or the study built on it."""
+  from rail_kd_jax import demo, study, train
+
+  if config.mode == "demo":
+    return demo.run_demo(config, workdir)
+  if config.mode == "study":
+    return study.run_study(config, workdir)
+  return train.train_and_evaluate(config, workdir)
+
+
 def main(argv):
   if len(argv) > 1:
     _user_error(f"unexpected arguments: {' '.join(argv[1:])}; overrides look like --config.train.num_steps=100")
-  # Imported here so that `--help` is fast and flag errors come before JAX starts.
+  # Imported here, not at the top, so that `--help` and flag errors come before JAX loads.
   from rail_kd_jax import parallel, train
-  from rail_kd_jax.validation import ConfigError
+  from rail_kd_jax.errors import ConfigError
 
   config = _CONFIG.value
   try:
@@ -106,7 +118,7 @@ def main(argv):
       config.distributed.num_processes,
       config.distributed.process_id,
     )
-    train.train_and_evaluate(config, _WORKDIR.value)
+    run(config, _WORKDIR.value)
   except ConfigError as e:
     # A user error: one sentence, exit code 2, no traceback unless --verbosity>=1.
     if logging.get_verbosity() >= logging.DEBUG:

@@ -76,12 +76,27 @@ def without_wall_clock(records: list[dict]) -> list[dict]:
   return [{k: v for k, v in r.items() if k not in WALL_CLOCK_KEYS} for r in records]
 
 
-def read_metrics(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
+def read_jsonl(path: str) -> list[dict]:
+  """The records of a JSONL file ([] when it does not exist). A line that is not JSON (the
+  partial last line of a run killed mid-write) is skipped with a warning."""
+  if not os.path.isfile(path):
     return []
+  records = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for number, line in enumerate(f, 1):
+      line = line.strip()
+      if not line:
+        continue
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        logging.warning("%s: line %d is not JSON (a run killed mid-write?); skipped", path, number)
+  return records
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """The records of `workdir/metrics.jsonl`."""
+  return read_jsonl(os.path.join(workdir, "metrics.jsonl"))
 
 
 class Progress:

@@ -11,10 +11,7 @@ from typing import Any
 import jax
 import optax
 
-# Parameters whose path contains one of these never receive updates (e.g. the
-# `frozen_random` teacher projections of RAIL-KD). They stay in the train state so
-# that a checkpoint is self-contained, but the optimizer leaves them untouched.
-FROZEN_MARKERS = ("frozen",)
+from rail_kd_jax.distill import methods
 
 
 def _path_names(path) -> list[str]:
@@ -44,9 +41,12 @@ def decay_mask(params: Any) -> Any:
 
 
 def frozen_labels(params: Any) -> Any:
+  """'frozen' for the parameters `methods.is_frozen` names (e.g. the `frozen_random` teacher
+  projections of RAIL-KD: kept in the state so a checkpoint is self-contained, never
+  updated), 'train' for the rest."""
+
   def label(path, _):
-    names = [n.lower() for n in _path_names(path)]
-    return "frozen" if any(m in n for n in names for m in FROZEN_MARKERS) else "train"
+    return "frozen" if methods.is_frozen(path) else "train"
 
   return jax.tree_util.tree_map_with_path(label, params)
 

@@ -17,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rail_kd_jax.step import AXIS
-from rail_kd_jax.validation import ConfigError
+from rail_kd_jax.errors import ConfigError
 
 KINDS = ("pmap", "shard_map")
 
@@ -41,6 +41,25 @@ def maybe_initialize_distributed(
   )
 
 
+def select_devices(num_devices: int = 0) -> list:
+  """The devices a run uses: every device of every host (multi-host), else the first
+  `num_devices` local ones (0 = all). ConfigError when the count cannot be met."""
+  if jax.process_count() > 1:
+    devices = jax.devices()
+    if num_devices not in (0, len(devices)):
+      raise ConfigError(f"num_devices={num_devices} must be 0 (all) on a multi-host run")
+    return devices
+  available = jax.local_devices()
+  if num_devices > len(available):
+    raise ConfigError(f"num_devices={num_devices} but only {len(available)} devices are visible")
+  return available[:num_devices] if num_devices > 0 else available
+
+
+def local_devices(devices) -> list:
+  """This host's share of `devices`."""
+  return [d for d in devices if d.process_index == jax.process_index()]
+
+
 class DataParallel:
   """Places state and batches and compiles the step for one of `KINDS`."""
 
@@ -48,18 +67,10 @@ class DataParallel:
     if kind not in KINDS:
       raise ConfigError(f"parallel={kind!r} is not supported; valid: {', '.join(KINDS)}")
     self.kind = kind
-    if jax.process_count() > 1:
-      devices = jax.devices()  # multi-host: every device of every host
-      if num_devices not in (0, len(devices)):
-        raise ConfigError(f"num_devices={num_devices} must be 0 (all) on a multi-host run")
-    else:
-      available = jax.local_devices()
-      if num_devices > len(available):
-        raise ConfigError(f"num_devices={num_devices} but only {len(available)} devices are visible")
-      devices = available[:num_devices] if num_devices > 0 else available
+    devices = select_devices(num_devices)
     self.devices = devices
     self.num_devices = len(devices)
-    self.num_local_devices = len([d for d in devices if d.process_index == jax.process_index()])
+    self.num_local_devices = len(local_devices(devices))
     self.mesh = Mesh(np.array(devices), (AXIS,))
     self._replicated = NamedSharding(self.mesh, P())
     self._split = NamedSharding(self.mesh, P(AXIS))

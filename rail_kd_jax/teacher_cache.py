@@ -61,9 +61,10 @@ from flax.traverse_util import flatten_dict
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rail_kd_jax import parallel
 from rail_kd_jax.data import loader
 from rail_kd_jax.step import AXIS, StepSpec, teacher_outputs
-from rail_kd_jax.validation import ConfigError
+from rail_kd_jax.errors import ConfigError
 
 CACHE_VERSION = 1
 DTYPES = ("bfloat16", "float32")
@@ -258,11 +259,9 @@ def attach(config, workdir: str, spec: StepSpec, teacher_params: Any, train_arra
   check_supported(config.distill)
   d = config.data
   root = os.path.join(d.cache_dir, "teacher") if d.cache_dir else os.path.join(workdir, "teacher_cache")
-  if jax.process_count() > 1:
-    devices = jax.local_devices()
-  else:
-    devices = jax.local_devices()[:num_devices] if num_devices > 0 else jax.local_devices()
-  per_device = int(config.train.batch_size) // max(1, num_devices) // int(config.train.grad_accum_steps)
+  selected = parallel.select_devices(num_devices)
+  devices = parallel.local_devices(selected)
+  per_device = int(config.train.batch_size) // len(selected) // int(config.train.grad_accum_steps)
   bucket = dict(bucket=bool(d.bucket), bucket_multiple=int(d.bucket_multiple), buckets=tuple(d.buckets) or None)
   cached = build_or_load(
     spec,

@@ -29,14 +29,18 @@ from flax import serialization
 
 from rail_kd_jax import builders, metrics as metrics_lib, parallel as parallel_lib
 from rail_kd_jax import checkpoint as checkpoint_lib
+from rail_kd_jax import plots
 from rail_kd_jax import evaluate as evaluate_lib
 from rail_kd_jax.data import loader
 from rail_kd_jax.distill import diagnostics, layer_sampling
 from rail_kd_jax.step import current_mapping, make_eval_step, make_train_step, mapping_counter
 from rail_kd_jax.train_state import TrainState, param_count
-from rail_kd_jax.validation import ConfigError, prepare_workdir, validate_config
+from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.validation import prepare_workdir, validate_config
 
 # Per-step metrics that are not loss terms (never named as "the term that went non-finite").
+# The modes this loop runs; the demo and the study (modes too) are built on it.
+TRAIN_MODES = ("finetune", "distill")
 _NOT_TERMS = ("finite", "skipped", "mapping", "learning_rate", "param_norm", "epoch", "step_ms") + diagnostics.ALL_NAMES
 
 
@@ -449,8 +453,6 @@ class Trainer:
           f,
         )
     if self.config.train.plots:
-      from rail_kd_jax import plots
-
       plots.write_run_plots(self.workdir)
 
 
@@ -465,13 +467,12 @@ def pairing_counts_for(spec, num_steps: int) -> np.ndarray:
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-  """Runs `config.mode` in `workdir`; returns the final eval metrics per split."""
-  if config.mode == "demo":
-    from rail_kd_jax import demo
+  """Fine-tunes or distils (`config.mode`) in `workdir`; returns the final eval metrics per split.
 
-    return demo.run_demo(config, workdir)
-  if config.mode == "study":
-    from rail_kd_jax import study
-
-    return study.run_study(config, workdir)
+  The demo and the study are built on this function; `main.run` dispatches to them.
+  """
+  if config.mode not in TRAIN_MODES:
+    raise ConfigError(
+      f"mode={config.mode!r} is not a training mode ({', '.join(TRAIN_MODES)}); run it with `python -m rail_kd_jax.main`"
+    )
   return Trainer(config, workdir).fit()

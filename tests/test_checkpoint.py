@@ -13,7 +13,7 @@ import pytest
 from rail_kd_jax import checkpoint as ckpt_lib
 from rail_kd_jax import metrics as metrics_lib
 from rail_kd_jax import train
-from rail_kd_jax.validation import ConfigError
+from rail_kd_jax.errors import ConfigError
 
 import helpers
 
@@ -335,7 +335,7 @@ def test_older_checkpoints_resume_unless_their_loss_changed():
   """A checkpoint written before the rail-only distill fields existed still resumes a kd or
   finetune run; a rail_l run whose projection cannot be known is refused, saying why."""
   from rail_kd_jax import checkpoint as ck
-  from rail_kd_jax.validation import ConfigError
+  from rail_kd_jax.errors import ConfigError
 
   new = {
     "mode": "distill",

@@ -19,11 +19,11 @@ import optax
 import pytest
 
 from rail_kd_jax import train
-from rail_kd_jax.distill import config as config_lib
 from rail_kd_jax.distill import diagnostics, methods
 from rail_kd_jax.distill.methods import MethodInputs
 
 import helpers
+from rail_kd_jax import defaults
 
 N_EX, M, N, HS, HT = 256, 2, 4, 24, 48
 COMMON, NOISE = 1.0, 0.3
@@ -48,7 +48,7 @@ def features(seed=0):
 def train_heads(steps=2000, **options):
   """Trains only the rail_l heads; returns the diagnostics and the intermediate loss at the end."""
   s, t = features()
-  d = config_lib.default_distill_config()
+  d = defaults.distill_config()
   d.method = "rail_l"
   d.proj_dim = 16
   d.ce_weight, d.kd_weight, d.int_weight = 0.0, 0.0, 1.0

@@ -8,7 +8,8 @@ import pytest
 
 from rail_kd_jax import builders, defaults, models, train
 from rail_kd_jax.data import synthetic
-from rail_kd_jax.validation import ConfigError, validate_config
+from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.validation import validate_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rail_kd_jax.data import loader, synthetic, tasks, tokenize
+from rail_kd_jax import defaults
 
 GLUE = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
 
@@ -22,7 +23,7 @@ def tok(tiny):
 
 @pytest.fixture(scope="module")
 def task(tiny):
-  c = tasks.default_data_config()
+  c = defaults.data_config()
   c.data_dir = tiny.data_dir
   return tasks.load_task(c)
 
@@ -86,7 +87,7 @@ def test_encode_glue_pair_fixture(tok):
 
 
 def _cfg(**kw):
-  c = tasks.default_data_config()
+  c = defaults.data_config()
   c.update(kw)
   return c
 

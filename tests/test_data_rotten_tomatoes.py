@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from rail_kd_jax.data import rotten_tomatoes, tasks
+from rail_kd_jax import defaults
 
 # docs/DATA.md documents these (seed 0).
 EXPECTED = {"train": 10185, "dev": 1279, "test": 1287}
@@ -37,7 +38,7 @@ def test_idempotent(rt):
 
 
 def test_loads_as_local_task(rt):
-  c = tasks.default_data_config()
+  c = defaults.data_config()
   c.data_dir = rt.data_dir
   c.label_names = rotten_tomatoes.LABEL_NAMES
   t = tasks.load_task(c)

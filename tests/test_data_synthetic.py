@@ -8,6 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from rail_kd_jax.data import synthetic, tasks
+from rail_kd_jax import defaults
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_idempotent(tiny):
 
 
 def test_loads_as_local_task(tiny):
-  c = tasks.default_data_config()
+  c = defaults.data_config()
   c.data_dir = tiny.data_dir
   c.label_names = tiny.label_names
   t = tasks.load_task(c)

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from rail_kd_jax.data import tasks
+from rail_kd_jax import defaults
 
 GLUE = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
 
 
 def cfg(**kw):
-  c = tasks.default_data_config()
+  c = defaults.data_config()
   for k, v in kw.items():
     setattr(c, k, v)
   return c
@@ -159,7 +160,7 @@ def test_local_tsv_string_labels_inferred_and_regression(tmp_path):
 
 
 def test_default_config_is_overridable_from_command_line_types():
-  c = tasks.default_data_config()
+  c = defaults.data_config()
   c.eval_files = {"validation": "/x/dev.csv"}  # dicts assign into the ConfigDict fields
   c.label_names = ["rotten", "fresh"]
   assert c.eval_files.validation == "/x/dev.csv" and c.label_names == ("rotten", "fresh")

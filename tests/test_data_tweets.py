@@ -5,6 +5,7 @@ import csv
 import pytest
 
 from rail_kd_jax.data import tasks, tweets
+from rail_kd_jax import defaults
 
 
 def _rows(path):
@@ -42,7 +43,7 @@ def test_too_few_tweets_is_a_clear_error(tmp_path):
 
 def test_loads_as_an_ood_eval_split(tmp_path):
   t = tweets.prepare_tweets_ood(str(tmp_path), per_class=50)
-  cfg = tasks.default_data_config()
+  cfg = defaults.data_config()
   cfg.train_file = t.path
   cfg.label_names = t.label_names
   cfg.ood_eval_files = {"ood_tweets": t.path}

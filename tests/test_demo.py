@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from rail_kd_jax import demo
-from rail_kd_jax.validation import ConfigError, validate_config
+from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.validation import validate_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROW_KEYS = ("name", "method", "accuracy", "train_seconds", "export_dir")

@@ -10,6 +10,7 @@ from sklearn import metrics as skm
 
 from rail_kd_jax import evaluate
 from rail_kd_jax.data import tasks
+from rail_kd_jax import defaults
 
 GLUE = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
 SPECS = tasks.GLUE_TASKS
@@ -67,7 +68,7 @@ def test_degenerate_cases_are_zero_not_nan():
 
 
 def test_glue_fixtures_evaluate_with_the_task_metrics():
-  cfg = tasks.default_data_config()
+  cfg = defaults.data_config()
   expected = {
     "sst2": ("SST-2", {"accuracy"}),
     "mrpc": ("MRPC", {"f1", "accuracy", "combined_score"}),

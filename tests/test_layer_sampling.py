@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from rail_kd_jax.distill import config
 from rail_kd_jax.distill import layer_sampling as ls
+from rail_kd_jax import defaults
 
 
 def _many(fn, n, m, count, seed=0):
@@ -52,7 +52,7 @@ def test_mapping_key_replayable_and_traceable():
   a = ls.sample_layers(ls.mapping_key(3, 17), 12, 6)
   b = ls.sample_layers(ls.mapping_key(3, 17), 12, 6)
   np.testing.assert_array_equal(a, b)
-  dcfg = config.default_distill_config()
+  dcfg = defaults.distill_config()
 
   @jax.jit
   def traced(counter):
@@ -80,7 +80,7 @@ def test_blockwise_stays_in_blocks(n, m):
 
 
 def test_make_mapping_dispatch_and_fixed():
-  dcfg = config.default_distill_config()
+  dcfg = defaults.distill_config()
   key = ls.mapping_key(0, 0)
   np.testing.assert_array_equal(ls.make_mapping(dcfg, key, 12, 6), ls.sample_layers(key, 12, 6))
   dcfg.sampling = "blockwise"

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rail_kd_jax.distill import config
 from rail_kd_jax.distill import diagnostics
 from rail_kd_jax.distill import methods
 from rail_kd_jax.distill.methods import MethodInputs
+from rail_kd_jax import defaults
 
 B, T, M, N, C = 5, 6, 3, 7, 3
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -103,7 +103,7 @@ def lin(p, v):
 
 
 def dcfg_for(name, **kw):
-  d = config.default_distill_config()
+  d = defaults.distill_config()
   d.method = name
   d.temperature = 2.0
   d.ce_weight, d.kd_weight, d.int_weight = 0.2, 0.3, 0.5
@@ -340,7 +340,7 @@ def test_rail_regression_cls_pooling(name):
 
 
 def test_default_config_head_shapes_and_weights():
-  d = config.default_distill_config()
+  d = defaults.distill_config()
   assert d.method == "rail_l" and d.projection == "student_to_teacher" and d.temperature == 1.0
   assert d.ce_weight == d.kd_weight == d.int_weight == pytest.approx(1 / 3)
   methods.validate(d, M, N, 8, 12)
@@ -467,7 +467,7 @@ def test_frozen_random_teacher_projection_gets_zero_gradient(name):
 @pytest.mark.parametrize(
   "overrides,m,n,dims,match",
   [
-    ({"method": "tinybert"}, 3, 7, None, "unknown distillation method 'tinybert'"),
+    ({"method": "tinybert"}, 3, 7, None, "distill.method='tinybert' is not valid"),
     ({}, 8, 7, None, r"more layers \(M=8\) than the teacher \(N=7\)"),
     ({"sampling": "fixed", "fixed_layers": (1, 2)}, 3, 7, None, "distill.fixed_layers.*2 entries"),
     ({"sampling": "fixed", "fixed_layers": (0, 2, 3)}, 3, 7, None, "distill.fixed_layers.*outside"),
@@ -502,7 +502,7 @@ def test_frozen_random_teacher_projection_gets_zero_gradient(name):
   ],
 )
 def test_validate_rejects(overrides, m, n, dims, match):
-  d = config.default_distill_config()
+  d = defaults.distill_config()
   for k, v in overrides.items():
     d[k] = v
   dims = dims or (None, None)
@@ -511,7 +511,7 @@ def test_validate_rejects(overrides, m, n, dims, match):
 
 
 def test_validate_accepts_good_configs():
-  d = config.default_distill_config()
+  d = defaults.distill_config()
   methods.validate(d, 6, 12, 384, 768)
   methods.validate(d, 6, 6)
   d.sampling, d.fixed_layers = "fixed", (2, 4, 6)
@@ -530,7 +530,7 @@ def test_validate_accepts_good_configs():
 
 
 def test_resampling_warning_counts_the_mappings():
-  d = config.default_distill_config()
+  d = defaults.distill_config()
   (line,) = methods.resampling_warnings(d, 6, 12, total_steps=300, steps_per_epoch=200)
   assert "at most 2 distinct layer mapping(s) of the 924 possible" in line
   assert methods.resampling_warnings(d, 6, 12, total_steps=400, steps_per_epoch=200) == []
@@ -543,7 +543,7 @@ def test_resampling_warning_counts_the_mappings():
 def test_resample_every_steps_counter():
   from rail_kd_jax import step as step_lib
 
-  d = config.default_distill_config()
+  d = defaults.distill_config()
   d.resample_every_steps = 5
   spec = type("Spec", (), {"dcfg": d, "steps_per_epoch": 100})()
   assert [int(step_lib.mapping_counter(spec, s)) for s in (0, 4, 5, 14, 15)] == [0, 0, 1, 2, 3]
@@ -553,7 +553,7 @@ def test_resample_every_steps_counter():
 
 @pytest.mark.parametrize("name", list(methods.PAPER_PRESETS))
 def test_paper_preset_sets_the_published_values(name):
-  d = config.default_distill_config()
+  d = defaults.distill_config()
   d.method, d.preset = name, "paper"
   out = methods.apply_preset(d)
   for field, value in methods.PAPER_PRESETS[name].items():
@@ -625,7 +625,7 @@ def test_global_batch_terms_on_8_devices_equal_1(options):
 
 @pytest.mark.parametrize("name", ["rail_l", "rail_c"])
 def test_student_to_teacher_starts_at_identity_for_equal_widths(name):
-  d = config.default_distill_config()
+  d = defaults.distill_config()
   d.method = name
   p = methods.METHODS[name].init_heads(jax.random.PRNGKey(0), d, 8, 8, M, N)
   k = np.asarray(p["student_proj"]["kernel"])

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from rail_kd_jax import plots, train
-from rail_kd_jax.distill import config as distill_config
 from rail_kd_jax.distill import layer_sampling
 from rail_kd_jax.distill import methods as methods_lib
 
 import helpers
+from rail_kd_jax import defaults
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -90,7 +90,7 @@ def test_demo_chart(tmp_path):
 
 
 def _spec(resample_every, steps_per_epoch, n=6, m=3, seed=0):
-  dcfg = distill_config.default_distill_config()
+  dcfg = defaults.distill_config()
   dcfg.resample_every = resample_every
   return types.SimpleNamespace(
     method=methods_lib.METHODS["rail_l"],

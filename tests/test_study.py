@@ -19,7 +19,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from rail_kd_jax import study, teacher_cache
-from rail_kd_jax.validation import ConfigError
+from rail_kd_jax.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLUE = os.path.join(REPO, "tests", "fixtures", "glue")
@@ -179,6 +179,7 @@ _SLOW_MAIN = """
 import os, sys, time
 from absl import app
 from rail_kd_jax import main, train
+from rail_kd_jax import defaults
 slow, marker = os.environ["STUDY_SLOW_RUN"], os.environ["STUDY_MARKER"]
 real = train.Trainer.train_on
 def train_on(self, batch):
@@ -307,12 +308,13 @@ def test_glue_study_on_the_tsv_fixtures(tmp_path, jax_cache):
     s = study.run_study(config, str(tmp_path))
   assert s["data"]["counts"] == {"train": 5, "dev": 1, "test": 4}  # 6 train rows: 1 held out as dev
   # The written splits hold GLUE's sentences unchanged (quotes included) and their labels.
+  from rail_kd_jax import defaults
   from rail_kd_jax.data import tasks
 
-  glue = tasks.default_data_config()
+  glue = defaults.data_config()
   glue.task, glue.data_dir = "sst2", os.path.join(GLUE, "SST-2")
   fixture = tasks.load_task(glue)
-  local = tasks.default_data_config()
+  local = defaults.data_config()
   local.train_file = str(tmp_path / "data" / "train.tsv")
   local.eval_files = {"dev": str(tmp_path / "data" / "dev.tsv"), "test": str(tmp_path / "data" / "test.tsv")}
   local.label_names = ("negative", "positive")

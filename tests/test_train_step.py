@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rail_kd_jax import train
-from rail_kd_jax.validation import ConfigError
+from rail_kd_jax.errors import ConfigError
 
 import helpers
 

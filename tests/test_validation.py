@@ -18,7 +18,7 @@ import pytest
 from rail_kd_jax import checkpoint as ckpt_lib
 from rail_kd_jax import train
 from rail_kd_jax.data import synthetic
-from rail_kd_jax.validation import ConfigError
+from rail_kd_jax.errors import ConfigError
 
 import helpers
 
@@ -294,7 +294,7 @@ def render_doc(messages, warnings_seen) -> str:
       "| `--config.study.grid='{not json'` | study.grid is neither one of default, runlocal nor a JSON object "
       "{method: [{field: value}, ...]} (...) |",
       "| `--config.study.grid='{\"kd\": [{\"temprature\": 2.0}]}'` | study.grid['kd'] point {'temprature': 2.0} "
-      "sets 'temprature', which is not a distill field the grid may set (see rail_kd_jax/distill/config.py) |",
+      "sets 'temprature', which is not a distill field the grid may set (see distill_config in rail_kd_jax/defaults.py) |",
       "| `--config.study.grid='{\"kd\": []}'` | study.grid['kd'] must be a non-empty list of {field: value} "
       "objects, got [] |",
       "| `--config.study.tune_seed=7` | study.tune_seed=7 must be one of study.seeds=[0, 1, 2, 3, 4] (its tuning "

@@ -13,7 +13,7 @@ Typical use:
 
 from rail_kd_jax.data import loader, tasks, tokenize
 from rail_kd_jax.data.loader import batches, encode, steps_per_epoch
-from rail_kd_jax.data.tasks import GLUE_TASKS, Task, TaskSpec, default_data_config, load_task
+from rail_kd_jax.data.tasks import GLUE_TASKS, Task, TaskSpec, load_task
 from rail_kd_jax.data.tokenize import load_tokenizer
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
   "GLUE_TASKS",
   "Task",
   "TaskSpec",
-  "default_data_config",
   "load_task",
   "load_tokenizer",
 ]

@@ -22,6 +22,7 @@ import tempfile
 import numpy as np
 
 from rail_kd_jax.data import tasks
+from rail_kd_jax import defaults
 
 _VERSION = 1
 
@@ -48,7 +49,7 @@ def prepare(config, workdir: str) -> tuple[dict, dict, dict]:
   one sentence on a missing folder or file, a regression task, or too few train rows.
   """
   s = config.study
-  dcfg = tasks.default_data_config()
+  dcfg = defaults.data_config()
   dcfg.task = s.glue_task
   dcfg.data_dir = config.data.data_dir
   if not dcfg.data_dir:

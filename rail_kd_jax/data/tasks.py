@@ -182,42 +182,6 @@ _GLUE_LAYOUTS: dict[str, _GlueLayout] = {
 GLUE_FOLDERS = {name: layout.folder for name, layout in _GLUE_LAYOUTS.items()}
 
 
-def default_data_config() -> ml_collections.ConfigDict:
-  """Every data option with its default (the `config.data` block)."""
-  c = ml_collections.ConfigDict()
-  # A GLUE task name (cola sst2 mrpc qqp stsb mnli qnli rte wnli) or 'local'.
-  c.task = LOCAL
-  # GLUE: the task's folder of GLUE TSVs (e.g. /data/glue/SST-2; the parent glue/ also works).
-  # local: the folder that relative file names below are resolved against; when the
-  # file names are empty it is searched for train/dev/test.{csv,tsv,jsonl}.
-  c.data_dir = ""
-  # local task files (.csv, .tsv or .jsonl); eval_files maps split name -> file.
-  c.train_file = ""
-  c.eval_files = ml_collections.ConfigDict()
-  c.test_file = ""
-  # Extra labelled eval splits (name -> file) with the task's columns, e.g. HANS for MNLI.
-  c.ood_eval_files = ml_collections.ConfigDict()
-  # local task columns.
-  c.text_column = "text"
-  c.text_pair_column = ""  # '' = single-sentence task.
-  c.label_column = "label"
-  # Class names in id order; file labels may be these names or integer ids.
-  c.label_names = ()
-  c.num_labels = 0  # 0 = from label_names, else inferred from the train labels; 1 = regression.
-  c.main_metric = ""  # '' = the task's default (see TaskSpec.main_metric).
-  # Keep only the first N rows of a split (0 = all); for quick runs.
-  c.max_train_examples = 0
-  c.max_eval_examples = 0
-  # Tokenization and batching.
-  c.tokenizer = ""  # '' = the model folder's tokenizer (the trainer decides which model).
-  c.max_length = 128
-  c.cache_dir = ""  # '' = no on-disk cache of the tokenized arrays.
-  c.bucket = True  # trim every batch to its bucket length.
-  c.bucket_multiple = 16
-  c.buckets = ()  # explicit bucket lengths; overrides bucket_multiple when set.
-  return c
-
-
 # ----------------------------------------------------------------------------- reading
 
 
@@ -621,17 +585,25 @@ def _load_local(cfg) -> Task:
 # ----------------------------------------------------------------------------- entry
 
 
+# Other spellings users type for a task name (after lower-casing and dropping '-').
+TASK_ALIASES = {"sst": "sst2", "sts": "stsb", "mnlim": "mnli"}
+
+
+def task_name(task: str) -> str:
+  """The canonical name of `data.task`: 'SST-2' -> 'sst2', '' -> 'local' (not checked)."""
+  name = str(task or LOCAL).lower().replace("-", "")
+  return TASK_ALIASES.get(name, name)
+
+
 def load_task(data_cfg) -> Task:
-  """Loads the task named by `data_cfg.task` (see `default_data_config`).
+  """Loads the task named by `data_cfg.task` (see `defaults.data_config`).
 
   Returns a `Task` whose `splits` hold 'train', every name in `spec.eval_splits`
   (including the out-of-domain ones from `data_cfg.ood_eval_files`), and the test
   splits whose files exist. Raises ValueError with one sentence naming the file,
   column or value on any bad input, before anything is tokenized.
   """
-  name = str(data_cfg.get("task", LOCAL) or LOCAL).lower().replace("-", "")
-  aliases = {"sst": "sst2", "sts": "stsb", "stsb": "stsb", "mnlim": "mnli"}
-  name = aliases.get(name, name)
+  name = task_name(data_cfg.get("task", LOCAL))
   if name == LOCAL:
     task = _load_local(data_cfg)
   elif name in GLUE_TASKS:

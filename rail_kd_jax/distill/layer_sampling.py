@@ -100,7 +100,7 @@ def make_mapping(dcfg, key, num_teacher_layers: int, num_student_layers: int):
   """The mapping for `dcfg.sampling` in {uniform, blockwise, fixed}; traceable.
 
   Args:
-    dcfg: distillation config (`config.default_distill_config()`).
+    dcfg: distillation config (`defaults.distill_config()`).
     key: PRNG key, normally `mapping_key(seed, counter)` (ignored for fixed).
     num_teacher_layers: N (static).
     num_student_layers: M (static).

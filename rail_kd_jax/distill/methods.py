@@ -24,12 +24,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rail_kd_jax import checks
 from rail_kd_jax.distill import compare
-from rail_kd_jax.distill import config as config_lib
 from rail_kd_jax.distill import diagnostics
 from rail_kd_jax.distill import layer_sampling
 from rail_kd_jax.distill import pooling as pooling_lib
 from rail_kd_jax.distill import projections
+from rail_kd_jax.errors import ConfigError
+from rail_kd_jax import defaults
 
 Array = Any
 
@@ -473,6 +475,11 @@ def get_method(name: str) -> Method:
   return METHODS[name]
 
 
+def is_frozen(path) -> bool:
+  """True for a parameter under a key starting with FROZEN_PREFIX: the optimizer never updates it."""
+  return any(str(getattr(k, "key", "")).startswith(FROZEN_PREFIX) for k in path)
+
+
 def trainable_mask(head_params):
   """Pytree of bools like `head_params`: False under any key starting with 'frozen_'.
 
@@ -480,10 +487,7 @@ def trainable_mask(head_params):
   them; give this mask to `optax.masked` (or zero their updates) in the optimizer.
   """
 
-  def is_trainable(path, _):
-    return not any(str(getattr(k, "key", "")).startswith(FROZEN_PREFIX) for k in path)
-
-  return jax.tree_util.tree_map_with_path(is_trainable, head_params)
+  return jax.tree_util.tree_map_with_path(lambda path, _: not is_frozen(path), head_params)
 
 
 # ----------------------------------------------------------------------------
@@ -519,10 +523,10 @@ def _check_preset(dcfg):
   """A field the user moved off its default that the preset would overwrite is an error."""
   if dcfg.get("preset", "uniform") == "uniform":
     return
-  defaults = config_lib.default_distill_config()
+  default = defaults.distill_config()
   for field, value in preset_values(dcfg).items():
     given = dcfg[field]
-    if not (np.isclose(given, defaults[field]) or np.isclose(given, value)):
+    if not (np.isclose(given, default[field]) or np.isclose(given, value)):
       raise ValueError(
         f"distill.{field}={given!r} conflicts with distill.preset='paper', which sets it to {value:g} for "
         f"{dcfg.method}; drop the override or use preset='uniform'."
@@ -531,8 +535,8 @@ def _check_preset(dcfg):
 
 def apply_preset(dcfg):
   """A copy of `dcfg` with its preset's values written in (raises ValueError on a conflict)."""
-  get_method(dcfg.method)
-  _check_choice(dcfg, "preset", PRESETS)
+  checks.choice("distill.method", dcfg.method, tuple(METHODS))
+  checks.choice("distill.preset", dcfg.preset, PRESETS)
   _check_preset(dcfg)
   out = dcfg.copy_and_resolve_references()
   with out.unlocked():
@@ -545,10 +549,55 @@ def apply_preset(dcfg):
 # Validation (before any compile).
 
 
-def _check_choice(dcfg, field, choices):
-  value = dcfg[field]
-  if value not in choices:
-    raise ValueError(f"distill.{field}={value!r} is not valid; choose one of {', '.join(choices)}.")
+# Fields that were renamed: an old config naming one gets an error naming the new one.
+RENAMED = {"teacher_proj": "projection"}
+_RENAME_HINT = {"teacher_proj": "the old 'trainable' is 'both'"}
+
+
+def renamed_field_message(dcfg) -> str | None:
+  """The one-sentence error for a distill config that still sets a renamed field, or None."""
+  for old, new in RENAMED.items():
+    if old in dcfg:
+      return (
+        f"distill.{old} was replaced by distill.{new} (one of {', '.join(PROJECTIONS)}; "
+        f"{_RENAME_HINT[old]}); set distill.{new} instead"
+      )
+  return None
+
+
+def renamed_flag_message(key: str) -> str | None:
+  """The same for a command-line override `--config.distill.<key>=...`, or None."""
+  if key not in RENAMED:
+    return None
+  return f"--config.distill.{key} was replaced by --config.distill.{RENAMED[key]} ({_RENAME_HINT[key]})"
+
+
+def check_options(dcfg) -> None:
+  """The options' own rules (choices, types, ranges), whatever the models: ConfigError on a bad one."""
+  renamed = renamed_field_message(dcfg)
+  if renamed:
+    raise ConfigError(renamed)
+  checks.choice("distill.method", dcfg.method, tuple(METHODS))
+  checks.choice("distill.sampling", dcfg.sampling, layer_sampling.SAMPLINGS)
+  checks.choice("distill.resample_every", dcfg.resample_every, RESAMPLE_EVERY)
+  checks.choice("distill.pooling", dcfg.pooling, pooling_lib.POOLINGS)
+  checks.choice("distill.distance", dcfg.distance, DISTANCES)
+  checks.choice("distill.projection", dcfg.projection, PROJECTIONS)
+  checks.choice("distill.proj_index", dcfg.proj_index, PROJ_INDEXES)
+  checks.choice("distill.pkd_mapping", dcfg.pkd_mapping, PKD_MAPPINGS)
+  checks.choice("distill.ckd_granularity", dcfg.ckd_granularity, CKD_GRANULARITIES)
+  checks.choice("distill.preset", dcfg.preset, PRESETS)
+  checks.positive("distill.temperature", dcfg.temperature)
+  checks.positive("distill.infonce_tau", dcfg.infonce_tau)
+  for field in ("ce_weight", "kd_weight", "int_weight", "pkd_beta"):
+    checks.positive(f"distill.{field}", dcfg[field], allow_zero=True)
+  checks.in_range("distill.kd_alpha", dcfg.kd_alpha, 0, 1)
+  checks.in_range("distill.collapse_threshold", dcfg.collapse_threshold, 0, 1)
+  checks.boolean("distill.center", dcfg.center)
+  checks.boolean("distill.cache_teacher", dcfg.cache_teacher)
+  checks.integer("distill.proj_dim", dcfg.proj_dim, minimum=1)
+  checks.integer("distill.resample_every_steps", dcfg.resample_every_steps, minimum=0)
+  checks.integer("distill.collapse_patience", dcfg.collapse_patience, minimum=0)
 
 
 def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = None) -> list[str]:
@@ -562,38 +611,7 @@ def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = N
   Returns:
     Warning lines (one sentence each) for accepted but doubtful combinations.
   """
-  renamed = config_lib.renamed_field_message(dcfg)
-  if renamed:
-    raise ValueError(renamed + ".")
-  get_method(dcfg.method)
-  _check_choice(dcfg, "sampling", layer_sampling.SAMPLINGS)
-  _check_choice(dcfg, "resample_every", RESAMPLE_EVERY)
-  _check_choice(dcfg, "pooling", pooling_lib.POOLINGS)
-  _check_choice(dcfg, "distance", DISTANCES)
-  _check_choice(dcfg, "projection", PROJECTIONS)
-  _check_choice(dcfg, "proj_index", PROJ_INDEXES)
-  _check_choice(dcfg, "pkd_mapping", PKD_MAPPINGS)
-  _check_choice(dcfg, "ckd_granularity", CKD_GRANULARITIES)
-  _check_choice(dcfg, "preset", PRESETS)
-  if not dcfg.temperature > 0:
-    raise ValueError(f"distill.temperature={dcfg.temperature!r} must be > 0.")
-  if not dcfg.infonce_tau > 0:
-    raise ValueError(f"distill.infonce_tau={dcfg.infonce_tau!r} must be > 0.")
-  for field in ("ce_weight", "kd_weight", "int_weight", "pkd_beta"):
-    if not dcfg[field] >= 0:
-      raise ValueError(f"distill.{field}={dcfg[field]!r} must be >= 0.")
-  if not 0 <= dcfg.kd_alpha <= 1:
-    raise ValueError(f"distill.kd_alpha={dcfg.kd_alpha!r} must be in [0, 1].")
-  if not isinstance(dcfg.center, bool):
-    raise ValueError(f"distill.center={dcfg.center!r} must be True or False.")
-  if not 0 <= dcfg.collapse_threshold <= 1:
-    raise ValueError(f"distill.collapse_threshold={dcfg.collapse_threshold!r} must be in [0, 1].")
-  for field in ("proj_dim", "resample_every_steps", "collapse_patience"):
-    value = dcfg[field]
-    low = 1 if field == "proj_dim" else 0
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-      kind = "a positive int" if low else "an int >= 0"
-      raise ValueError(f"distill.{field}={value!r} must be {kind}.")
+  check_options(dcfg)
   if M < 1 or N < 1:
     raise ValueError(f"student layers M={M} and teacher layers N={N} must both be >= 1.")
   method = dcfg.method
@@ -611,8 +629,8 @@ def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = N
       warnings.append("distill.proj_index='teacher_layer' only applies to rail_l; rail_c has one map per side.")
     return warnings
   warnings = []
-  defaults = config_lib.default_distill_config()
-  ignored = [f for f in ("projection", "center", "proj_index", "distance") if dcfg[f] != defaults[f]]
+  default = defaults.distill_config()
+  ignored = [f for f in ("projection", "center", "proj_index", "distance") if dcfg[f] != default[f]]
   if ignored and METHODS[method].needs_teacher:
     warnings.append(f"distill.{', distill.'.join(ignored)} only apply to rail_l/rail_c; {method} ignores them.")
   if method == "pkd" and 0 < dcfg.pkd_beta < 1:

@@ -1,0 +1,187 @@
+"""The package's import graph: no cycles, and no module imports from a layer above its own.
+
+Layers, top to bottom (README "Layout" draws the same):
+
+  main                     flags -> config -> run(mode)
+  experiments              demo, study, sweep, benchmark: applications built on training
+  train                    the training loop
+  run parts                builders, step, checkpoint, metrics, evaluate, parallel,
+                           teacher_cache, optim, train_state, validation, plots, stats
+  library                  data, models, distill
+  base                     defaults, errors, checks
+
+A module may import its own layer or any layer below. Imports inside functions are
+allowed only where listed in IN_FUNCTION (each with its reason); never to dodge a cycle.
+"""
+
+import ast
+import os
+
+import pytest
+
+PACKAGE = "rail_kd_jax"
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
+LAYERS = (
+  ("main",),
+  ("demo", "study", "sweep", "benchmark"),
+  ("train",),
+  (
+    "builders",
+    "step",
+    "checkpoint",
+    "metrics",
+    "evaluate",
+    "parallel",
+    "teacher_cache",
+    "optim",
+    "train_state",
+    "validation",
+    "plots",
+    "stats",
+  ),
+  ("data", "models", "distill"),
+  ("defaults", "errors", "checks"),
+)
+# (importing module, imported module) pairs allowed inside a function, and why.
+IN_FUNCTION = {
+  # `--help` and flag errors answer before JAX is imported.
+  ("main", "parallel"): "fast --help",
+  ("main", "train"): "fast --help",
+  ("main", "errors"): "fast --help",
+  ("main", "demo"): "fast --help",
+  ("main", "study"): "fast --help",
+  ("main", "distill.methods"): "fast --help",
+  # torch is optional: the peers are imported only when a peer row runs.
+  ("benchmark.sections", "benchmark.peers.torch_peer"): "torch is optional",
+  ("benchmark.sections", "benchmark.peers.textbrewer_peer"): "torch is optional",
+  ("benchmark.cases", "benchmark.peers.torch_peer"): "torch is optional",
+  ("benchmark.timing", "benchmark.peers.torch_peer"): "torch is optional",
+}
+
+
+def _modules():
+  """{dotted module name below the package: (path, is_package)}."""
+  out = {}
+  for dirpath, _, files in os.walk(ROOT):
+    for f in files:
+      if f.endswith(".py"):
+        rel = os.path.relpath(os.path.join(dirpath, f), ROOT)[:-3].replace(os.sep, ".")
+        is_pkg = rel.endswith("__init__") or rel == "__init__"
+        name = rel[: -len(".__init__")] if rel.endswith(".__init__") else ("" if rel == "__init__" else rel)
+        out[name] = (os.path.join(dirpath, f), is_pkg)
+  return out
+
+
+MODULES = _modules()
+
+
+def _resolve(name: str) -> str | None:
+  """'rail_kd_jax.distill.methods.METHODS' -> 'distill.methods' (the longest module prefix)."""
+  if not name.startswith(PACKAGE):
+    return None
+  parts = name.split(".")[1:]
+  for k in range(len(parts), -1, -1):
+    cand = ".".join(parts[:k])
+    if cand in MODULES:
+      return cand
+  return None
+
+
+def _imports(module: str):
+  """[(imported module, inside a function?)] of one module (the package's own imports only)."""
+  path, is_pkg = MODULES[module]
+  tree = ast.parse(open(path).read(), path)
+  found = []
+
+  def visit(node, in_function):
+    for child in ast.iter_child_nodes(node):
+      inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+      names = []
+      if isinstance(child, ast.Import):
+        names = [a.name for a in child.names]
+      elif isinstance(child, ast.ImportFrom):
+        if child.level:
+          base = [PACKAGE] + (module.split(".") if module else [])
+          base = base if is_pkg else base[:-1]
+          base = base[: len(base) - (child.level - 1)]
+          prefix = ".".join(base + ([child.module] if child.module else []))
+        else:
+          prefix = child.module or ""
+        # `from pkg import sub` imports the module pkg.sub; `from mod import name`, mod.
+        names = [
+          f"{prefix}.{a.name}" if _resolve(f"{prefix}.{a.name}") == f"{prefix}.{a.name}"[len(PACKAGE) + 1 :] else prefix
+          for a in child.names
+        ]
+      for n in names:
+        target = _resolve(n)
+        if target is not None and target != module:
+          found.append((target, in_function))
+      visit(child, inside)
+
+  visit(tree, False)
+  return sorted(set(found))
+
+
+def _layer(module: str) -> int:
+  top = module.split(".")[0]
+  for i, names in enumerate(LAYERS):
+    if top in names:
+      return i
+  raise AssertionError(f"{PACKAGE}.{module} is in no layer: add it to LAYERS (and to README's Layout)")
+
+
+GRAPH = {m: _imports(m) for m in MODULES if m}
+
+
+def test_every_module_has_a_layer():
+  for m in GRAPH:
+    _layer(m)
+
+
+def test_no_upward_import():
+  bad = [
+    f"{m} (layer {_layer(m)}) imports {t} (layer {_layer(t)})"
+    for m, deps in GRAPH.items()
+    for t, _ in deps
+    if _layer(t) < _layer(m)
+  ]
+  assert not bad, "\n".join(bad)
+
+
+def test_in_function_imports_only_where_listed():
+  bad = [
+    f"{m} imports {t} inside a function"
+    for m, deps in GRAPH.items()
+    for t, inner in deps
+    if inner and (m, t) not in IN_FUNCTION
+  ]
+  assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycle():
+  edges = {m: sorted({t for t, _ in deps if t in GRAPH}) for m, deps in GRAPH.items()}
+  state, stack = {}, []
+
+  def dfs(m):
+    state[m] = 1
+    stack.append(m)
+    for t in edges[m]:
+      if state.get(t) == 1:
+        cycle = stack[stack.index(t) :] + [t]
+        pytest.fail("import cycle: " + " -> ".join(cycle))
+      if t not in state:
+        dfs(t)
+    stack.pop()
+    state[m] = 2
+
+  for m in sorted(edges):
+    if m not in state:
+      dfs(m)
+
+
+def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
+  # The parser on a fabricated module: an upward in-function import is found as such.
+  src = "def f():\n  from rail_kd_jax import train\n"
+  tree = ast.parse(src)
+  inner = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+  assert inner and _resolve("rail_kd_jax.train") == "train" and _layer("train") < _layer("data.loader")
