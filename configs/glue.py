@@ -27,7 +27,7 @@ Models and data come from local folders (nothing is downloaded):
 empty `data.data_dir` the GLUE task is read from the local Hugging Face datasets
 cache, offline. Out-of-domain sets: --config.data.ood_eval_files="{'hans': '/data/hans.tsv'}".
 
-Setup (SPEC §1): AdamW lr 2e-5 (warmup 10%, linear decay, weight decay 0.01), batch 32,
+Setup (the paper's): AdamW lr 2e-5 (warmup 10%, linear decay, weight decay 0.01), batch 32,
 max length 128; teachers 3 epochs; students up to 20 epochs with an eval of every
 split at each epoch's end (`python -m rail_kd_jax.sweep collect --select=best` reads
 the best dev epoch); RAIL-KD resamples its layer mapping every epoch. Seeds and
@@ -41,11 +41,6 @@ from rail_kd_jax.distill.methods import METHODS
 MODES = ("finetune", "distill")
 FAMILIES = ("bert", "roberta")
 DEFAULT_METHOD = "rail_l"
-# What the model folders should hold, for the help text of an empty path.
-FAMILY_MODELS = {
-  "bert": {"teacher": "bert-base-uncased (12 layers, 768 wide)", "student": "distilbert-base-uncased (6 layers)"},
-  "roberta": {"teacher": "roberta-large (24 layers, 1024 wide)", "student": "distilroberta-base (6 layers)"},
-}
 # Student widths (the teachers' widths come from their checkpoints).
 STUDENT_LAYERS = 6
 TEACHER_EPOCHS = 3.0

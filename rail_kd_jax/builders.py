@@ -1,5 +1,8 @@
 """From a config to everything a run needs: data arrays, models, method, step spec.
 
+`build_run` composes the named parts (`load_task`, `load_run_tokenizer`, `build_models`,
+`encode_splits`, `make_step_spec`); the benchmark builds its step specs with `make_step_spec`.
+
 All user-facing checks happen here, before anything is compiled; a user error
 surfaces as `validation.ConfigError` with one sentence.
 """
@@ -27,7 +30,7 @@ class Run:
   """Everything built from a config before the first step."""
 
   config: Any
-  spec: tasks.TaskSpec
+  task_spec: tasks.TaskSpec
   tokenizer: Any
   arrays: dict[str, dict[str, np.ndarray]]
   eval_splits: tuple[str, ...]
@@ -152,28 +155,63 @@ def resolve_presets(config):
   return config
 
 
-def build_run(config, workdir: str, num_devices: int) -> Run:
-  """Loads data and models and builds the step spec; raises ConfigError on bad input.
+@dataclasses.dataclass
+class Data:
+  """The task and its tokenized splits (`build_data`)."""
 
-  `config` should already hold its presets' values (`resolve_presets`; idempotent).
-  """
-  config = resolve_presets(config)
+  task_spec: tasks.TaskSpec
+  tokenizer: Any
+  tokenizer_path: str
+  arrays: dict[str, dict[str, np.ndarray]]
+  eval_splits: tuple[str, ...]
+  test_splits: tuple[str, ...]
+
+
+@dataclasses.dataclass
+class Models:
+  """The student (the model trained), the teacher (distill mode) and the method (`build_models`)."""
+
+  student: models.Encoder
+  student_params: Any
+  teacher: models.Encoder | None
+  teacher_params: Any
+  method: methods_lib.Method
+  head_params: Any
+  export_name: str
+
+  @property
+  def num_student_layers(self) -> int:
+    return self.student.config.num_hidden_layers
+
+  @property
+  def num_teacher_layers(self) -> int:
+    return self.teacher.config.num_hidden_layers if self.teacher is not None else self.num_student_layers
+
+
+def load_task(config, workdir: str):
+  """(data config, Task): `data.synthetic` applied and the task's files read; ConfigError on bad input."""
   data_cfg = _resolve_data(config, workdir)
   try:
     task = tasks.load_task(data_cfg)
   except (ValueError, FileNotFoundError) as e:
     raise ConfigError(str(e)) from None
-  spec = task.spec
   if "train" not in task.splits:
     raise ConfigError("the data has no train split; set data.train_file (local) or data.data_dir (GLUE)")
+  return data_cfg, task
+
+
+def load_run_tokenizer(config, data_cfg) -> tuple[Any, str]:
+  """(tokenizer, its folder): data.tokenizer, else the pretrained model's own."""
   tok_path = data_cfg.tokenizer or _tokenizer_path(config)
   try:
-    tokenizer = tokenize.load_tokenizer(tok_path)
+    return tokenize.load_tokenizer(tok_path), tok_path
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  vocab_size = len(tokenizer)
 
-  num_labels = spec.num_labels
+
+def build_models(config, num_labels: int, vocab_size: int) -> Models:
+  """The encoders from `model` (finetune) or `teacher` + `student` (distill), the method and
+  its head params, all from `config.seed`; the method's options checked against the models."""
   rng = jax.random.PRNGKey(config.seed)
   k_teacher, k_student, k_heads = jax.random.split(rng, 3)
   teacher = teacher_params = None
@@ -186,21 +224,17 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
     student, student_params = build_model(
       config.student, "student", num_labels, vocab_size, k_student, teacher=(teacher, teacher_params)
     )
-    try:
-      method = methods_lib.get_method(config.distill.method)
-    except ValueError as e:
-      raise ConfigError(f"distill.method: {e}") from None
+    method = methods_lib.get_method(config.distill.method)
     export_name = "student"
   scfg = student.config
-  n_student = scfg.num_hidden_layers
-  n_teacher = teacher.config.num_hidden_layers if teacher is not None else n_student
-  t_dim = teacher.config.hidden_size if teacher is not None else scfg.hidden_size
+  num_student_layers = scfg.num_hidden_layers
+  num_teacher_layers = teacher.config.num_hidden_layers if teacher is not None else num_student_layers
+  teacher_dim = teacher.config.hidden_size if teacher is not None else scfg.hidden_size
   if config.mode == "distill":
-    try:
-      for line in methods_lib.validate(config.distill, n_student, n_teacher, scfg.hidden_size, t_dim):
-        logging.warning("%s", line)
-    except ValueError as e:
-      raise ConfigError(str(e)) from None
+    for line in methods_lib.validate(
+      config.distill, num_student_layers, num_teacher_layers, scfg.hidden_size, teacher_dim
+    ):
+      logging.warning("%s", line)
     if config.distill.get("cache_teacher", False):
       teacher_cache.check_supported(config.distill)
     if teacher.config.vocab_size != scfg.vocab_size:
@@ -209,6 +243,16 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
         teacher.config.vocab_size,
         scfg.vocab_size,
       )
+  head_params = method.init_heads(
+    k_heads, config.distill, scfg.hidden_size, teacher_dim, num_student_layers, num_teacher_layers
+  )
+  return Models(student, student_params, teacher, teacher_params, method, head_params, export_name)
+
+
+def encode_splits(task, tokenizer, tok_path: str, data_cfg, student: models.Encoder) -> Data:
+  """Every split of `task` tokenized to the student's positions (`loader.encode`)."""
+  scfg = student.config
+  vocab_size = len(tokenizer)
   if vocab_size > scfg.vocab_size:
     raise ConfigError(
       f"the tokenizer at {tok_path!r} has {vocab_size} tokens but the model's embedding "
@@ -217,7 +261,7 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
   max_len = min(int(data_cfg.max_length), scfg.max_position_embeddings - (2 if scfg.model_type == "roberta" else 0))
   if max_len < int(data_cfg.max_length):
     logging.warning("data.max_length=%d exceeds the model's positions; using %d", data_cfg.max_length, max_len)
-
+  spec = task.spec
   cache_dir = data_cfg.cache_dir or None
   arrays = {}
   for split, cols in task.splits.items():
@@ -226,6 +270,57 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
       arrays[split]["idx"] = np.asarray(cols["idx"])
   eval_splits = tuple(s for s in arrays if s != "train" and s not in spec.test_splits)
   test_splits = tuple(s for s in arrays if s in spec.test_splits)
+  return Data(spec, tokenizer, tok_path, arrays, eval_splits, test_splits)
+
+
+def make_step_spec(
+  config,
+  student: models.Encoder,
+  teacher: models.Encoder | None,
+  method: methods_lib.Method,
+  *,
+  steps_per_epoch: int,
+  total_steps: int,
+  is_regression: bool = False,
+  cached_teacher: bool = False,
+) -> StepSpec:
+  """The static half of the train step: modules, method, options, optimizer and schedule."""
+  num_student_layers = student.config.num_hidden_layers
+  tx, schedule = optim.make_optimizer(config.optim, total_steps)
+  return StepSpec(
+    student=student,
+    teacher=teacher,
+    method=method,
+    dcfg=config.distill,
+    tx=tx,
+    schedule=schedule,
+    seed=int(config.seed),
+    num_student_layers=num_student_layers,
+    num_teacher_layers=teacher.config.num_hidden_layers if teacher is not None else num_student_layers,
+    steps_per_epoch=steps_per_epoch,
+    is_regression=is_regression,
+    grad_accum_steps=int(config.train.grad_accum_steps),
+    cached_teacher=cached_teacher,
+  )
+
+
+def build_run(config, workdir: str, num_devices: int) -> Run:
+  """Loads data and models and builds the step spec; raises ConfigError on bad input.
+
+  The parts, in order: `load_task`, `load_run_tokenizer`, `build_models`, `encode_splits`,
+  the schedule's length, `make_step_spec`, and the teacher cache when configured.
+  """
+  config = resolve_presets(config)
+  data_cfg, task = load_task(config, workdir)
+  tokenizer, tok_path = load_run_tokenizer(config, data_cfg)
+  try:
+    built = build_models(config, task.spec.num_labels, len(tokenizer))
+  except ConfigError:
+    raise
+  except ValueError as e:  # methods.validate's checks against the models
+    raise ConfigError(str(e)) from None
+  data = encode_splits(task, tokenizer, tok_path, data_cfg, built.student)
+  arrays = data.arrays
 
   global_bs = int(config.train.batch_size)
   n_train = len(arrays["train"]["labels"])
@@ -234,25 +329,21 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
   steps_per_epoch = loader.steps_per_epoch(n_train, global_bs, drop_remainder=True)
   total_steps = total_steps_for(config, steps_per_epoch)
   if config.mode == "distill":
-    for line in methods_lib.resampling_warnings(config.distill, n_student, n_teacher, total_steps, steps_per_epoch):
+    for line in methods_lib.resampling_warnings(
+      config.distill, built.num_student_layers, built.num_teacher_layers, total_steps, steps_per_epoch
+    ):
       logging.warning("%s", line)
-  tx, schedule = optim.make_optimizer(config.optim, total_steps)
-  head_params = method.init_heads(k_heads, config.distill, scfg.hidden_size, t_dim, n_student, n_teacher)
-  step_spec = StepSpec(
-    student=student,
-    teacher=teacher,
-    method=method,
-    dcfg=config.distill,
-    tx=tx,
-    schedule=schedule,
-    seed=int(config.seed),
-    num_student_layers=n_student,
-    num_teacher_layers=n_teacher,
+  step_spec = make_step_spec(
+    config,
+    built.student,
+    built.teacher,
+    built.method,
     steps_per_epoch=steps_per_epoch,
-    is_regression=spec.is_regression,
-    grad_accum_steps=int(config.train.grad_accum_steps),
+    total_steps=total_steps,
+    is_regression=data.task_spec.is_regression,
   )
-  if config.mode == "distill" and config.distill.get("cache_teacher", False) and method.needs_teacher:
+  teacher_params = built.teacher_params
+  if config.mode == "distill" and config.distill.get("cache_teacher", False) and built.method.needs_teacher:
     # Teacher cache: the train step reads the teacher's outputs from the batch and
     # never runs (nor holds) the teacher; it is only needed to build the cache.
     arrays["train"] = teacher_cache.attach(config, workdir, step_spec, teacher_params, arrays["train"], num_devices)
@@ -260,35 +351,35 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
     teacher_params = None
   logging.info(
     "task %s: %s; %d steps/epoch, %d steps",
-    spec.name,
+    data.task_spec.name,
     ", ".join(f"{k}={len(v['input_ids'])}" for k, v in arrays.items()),
     steps_per_epoch,
     total_steps,
   )
   return Run(
     config=config,
-    spec=spec,
+    task_spec=data.task_spec,
     tokenizer=tokenizer,
     arrays=arrays,
-    eval_splits=eval_splits,
-    test_splits=test_splits,
-    student=student,
-    student_params=student_params,
-    teacher=teacher,
+    eval_splits=data.eval_splits,
+    test_splits=data.test_splits,
+    student=built.student,
+    student_params=built.student_params,
+    teacher=built.teacher,
     teacher_params=teacher_params,
-    head_params=head_params,
+    head_params=built.head_params,
     step_spec=step_spec,
     steps_per_epoch=steps_per_epoch,
     total_steps=total_steps,
-    export_name=export_name,
+    export_name=built.export_name,
   )
 
 
 def export(run: Run, student_params: Any, out_dir: str) -> None:
   """save_pretrained of the trained model (distillation heads dropped) + its tokenizer."""
   model = run.student
-  if run.spec.label_names:
-    names = tuple(run.spec.label_names)
+  if run.task_spec.label_names:
+    names = tuple(run.task_spec.label_names)
     model = model.clone(
       config=dataclasses.replace(
         model.config, id2label={i: n for i, n in enumerate(names)}, label2id={n: i for i, n in enumerate(names)}

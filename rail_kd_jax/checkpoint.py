@@ -118,6 +118,45 @@ def flat_config(config) -> dict[str, Any]:
   return out
 
 
+def metadata(
+  config,
+  workdir: str,
+  *,
+  step: int,
+  steps_per_epoch: int,
+  total_steps: int,
+  mapping_counter: int,
+  par,
+  bad_run: int,
+  train_seconds: float,
+  eval_results: dict | None,
+  final: bool,
+) -> dict[str, Any]:
+  """What a checkpoint records next to the state: the position in the run, the config (and
+  its hash, to refuse a resume with other settings), the topology, and how far
+  metrics.jsonl had got (a resume truncates it back to there)."""
+  epoch, in_epoch = divmod(step, steps_per_epoch)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  flat = flat_config(config)
+  return {
+    "epoch": epoch,
+    "step_in_epoch": in_epoch,
+    "steps_per_epoch": steps_per_epoch,
+    "total_steps": total_steps,
+    "seed": int(config.seed),
+    "mapping_counter": mapping_counter,
+    "num_devices": par.num_devices,
+    "parallel": par.kind,
+    "config": flat,
+    "config_hash": config_hash(flat),
+    "metrics_bytes": os.path.getsize(metrics_path) if os.path.exists(metrics_path) else 0,
+    "bad_run": bad_run,
+    "train_seconds": train_seconds,
+    "eval": eval_results or {},
+    "final": bool(final),
+  }
+
+
 def config_hash(flat: dict[str, Any]) -> str:
   return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -88,12 +88,12 @@ def distill_config() -> ml_collections.ConfigDict:
   """Every distillation option, with its default. Checked by `distill.methods.check_options`."""
   c = ml_collections.ConfigDict()
   # Which method of `methods.METHODS`: none | kd | pkd | alp_kd | ckd | rail_l | rail_c.
-  # rail_l (layer-wise RAIL-KD, SPEC §1.3 first variant) is the default.
+  # rail_l (layer-wise RAIL-KD, the paper's first variant) is the default.
   c.method = "rail_l"
   # Softmax temperature T of the KD term T^2 KL(softmax(z_T/T) || softmax(z_S/T)).
   c.temperature = 1.0
   # Weights of CE, KD and the intermediate term for alp_kd, ckd, rail_l, rail_c:
-  # L = ce_weight*CE + kd_weight*KD + int_weight*L_int (SPEC §1.4: 1/3 each).
+  # L = ce_weight*CE + kd_weight*KD + int_weight*L_int (the paper: 1/3 each).
   c.ce_weight = 1.0 / 3.0
   c.kd_weight = 1.0 / 3.0
   c.int_weight = 1.0 / 3.0
@@ -131,7 +131,7 @@ def distill_config() -> ml_collections.ConfigDict:
   # 'frozen_random' (as 'both', the teacher's map drawn once and never trained; lives
   #   under a 'frozen_' key, see methods.trainable_mask), or
   # 'none' (raw vectors on both sides; needs equal widths).
-  # Replaces the old field teacher_proj ('trainable' is now 'both').
+  # (A config that sets distill.teacher_proj gets an error naming this field.)
   c.projection = "student_to_teacher"
   # rail_*: width u of the maps of projection='both'/'frozen_random'.
   c.proj_dim = 128
@@ -191,10 +191,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.export = True  # save_pretrained the trained model under workdir/export/
   c.train.plots = True  # PNG plots of losses, eval metrics and layer pairings in the workdir
   # Stop after this many consecutive steps whose loss or gradient is not finite (each
-  # such step is skipped: no update). Test hook: debug_nan_steps lists steps (as logged,
-  # 1-based) whose teacher outputs are made NaN (distill mode); leave it empty.
+  # such step is skipped: no update).
   c.train.max_bad_steps = 10
-  c.train.debug_nan_steps = ()
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 2e-5

@@ -1,4 +1,4 @@
-"""Data parallelism two ways: `jax.pmap` (the design card) and `jax.jit` + `jax.shard_map`.
+"""Data parallelism two ways: `jax.pmap` and `jax.jit` + `jax.shard_map`.
 
 Both wrap the same per-device step from `step.py`, whose gradient all-reduce is a
 `lax.pmean` over the axis named `step.AXIS`. The state and the teacher params are

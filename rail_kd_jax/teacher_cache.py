@@ -13,7 +13,7 @@ in `distill.cache_dtype` (bfloat16 by default, float32 for bit-exact runs),
 stored as `.npy` files that are memory-mapped, not loaded. They are added to
 `run.arrays["train"]`, so `data.loader.batches` gathers each batch's rows along
 with its tokens, and the step (`StepSpec.cached_teacher=True`) reads them
-instead of running the teacher: the train step no longer contains the teacher
+instead of running the teacher: the train step does not contain the teacher
 forward at all (nor its params).
 
 Valid for every method that distils logits and pooled vectors (kd, pkd, alp_kd,
@@ -82,10 +82,6 @@ def check_supported(dcfg) -> None:
       "ckd_granularity='token' compares every token's hidden states; use "
       "ckd_granularity='pooled' or cache_teacher=False"
     )
-
-
-def _np_dtype(name: str):
-  return ml_dtypes.bfloat16 if name == "bfloat16" else np.float32
 
 
 def _hash_arrays(h, tree: Mapping[str, Any]) -> None:

@@ -44,6 +44,30 @@ TRAIN_MODES = ("finetune", "distill")
 _NOT_TERMS = ("finite", "skipped", "mapping", "learning_rate", "param_norm", "epoch", "step_ms") + diagnostics.ALL_NAMES
 
 
+# Test hook, not a config field: comma-separated step numbers (1-based, as logged) whose
+# teacher outputs are made NaN, to exercise the non-finite-step guard (tests/test_checkpoint.py).
+NAN_STEPS_ENV = "RAIL_KD_DEBUG_NAN_STEPS"
+
+
+def nan_steps_from_env(config) -> frozenset[int]:
+  """The steps named by $RAIL_KD_DEBUG_NAN_STEPS (empty when unset); ConfigError when malformed."""
+  text = os.environ.get(NAN_STEPS_ENV, "").strip()
+  if not text:
+    return frozenset()
+  try:
+    steps = frozenset(int(s) for s in text.split(","))
+  except ValueError:
+    steps = frozenset({0})
+  if min(steps) < 1:
+    raise ConfigError(f"${NAN_STEPS_ENV}={text!r} must be comma-separated step numbers >= 1 (a test hook; unset it)")
+  if config.mode != "distill" or config.distill.method == "none":
+    raise ConfigError(
+      f"${NAN_STEPS_ENV} poisons the teacher's outputs, so it needs mode='distill' with a "
+      "distill.method that uses the teacher (a test hook; unset it)"
+    )
+  return steps
+
+
 class Preempted(Exception):
   """The run stopped at a step boundary on request (SIGTERM / Ctrl-C, or `fit(stop_at=)`)
   after saving a checkpoint; running the same command again resumes it."""
@@ -88,7 +112,7 @@ class Trainer:
       f"{param_count(run.student_params):,}",
       "none" if run.teacher_params is None else f"{param_count(run.teacher_params):,} params (frozen)",
     )
-    self.spec = run.step_spec
+    self.step_spec = run.step_spec
     # Checkpoints: restore before anything is compiled or written to metrics.jsonl.
     self.ckpt = self._make_checkpointer()
     self.resumed_meta: dict | None = None
@@ -97,16 +121,16 @@ class Trainer:
     params = {"student": run.student_params, "heads": run.head_params}
     host_state = self._restore(params) if self.ckpt is not None else None
     if host_state is None:
-      host_state = TrainState.create(params, self.spec.tx)
+      host_state = TrainState.create(params, self.step_spec.tx)
       if self.ckpt is not None and self.is_main:
         checkpoint_lib.set_aside_stale_metrics(workdir)
     self.state = self.par.replicate(host_state)
     self.step = int(np.asarray(host_state.step))
     self.teacher_params = self.par.replicate(run.teacher_params) if run.teacher_params is not None else None
-    self.train_step = self.par.compile_train(make_train_step(self.spec))
-    self.eval_step = self.par.compile_eval(make_eval_step(self.spec))
+    self.train_step = self.par.compile_train(make_train_step(self.step_spec))
+    self.eval_step = self.par.compile_eval(make_eval_step(self.step_spec))
     self.writer = metrics_lib.MetricsWriter(workdir, enabled=self.is_main)
-    dcfg = self.spec.dcfg
+    dcfg = self.step_spec.dcfg
     self.collapse_watch = diagnostics.CollapseWatch(
       dcfg.method,
       dcfg.get("projection", ""),
@@ -114,14 +138,14 @@ class Trainer:
       dcfg.get("collapse_patience", 3),
       batch_size=config.train.batch_size,
     )
-    self._nan_steps = frozenset(int(s) for s in config.train.get("debug_nan_steps", ()))
+    self._nan_steps = nan_steps_from_env(config)
 
   # ---- checkpoints ----------------------------------------------------------------
   def _make_checkpointer(self) -> checkpoint_lib.Checkpointer | None:
     c = self.config.checkpoint
     if not c.enabled:
       return None
-    metric = evaluate_lib.main_metric(self.run.spec) if self.run.eval_splits else None
+    metric = evaluate_lib.main_metric(self.run.task_spec) if self.run.eval_splits else None
     return checkpoint_lib.Checkpointer(
       self.workdir,
       keep=int(c.keep),
@@ -150,7 +174,7 @@ class Trainer:
       )
 
   def _restore(self, params) -> TrainState | None:
-    abstract = jax.eval_shape(lambda p: TrainState.create(p, self.spec.tx), params)
+    abstract = jax.eval_shape(lambda p: TrainState.create(p, self.step_spec.tx), params)
     restored = self.ckpt.restore_latest(checkpoint_lib.state_template(abstract), self._check_meta)
     if restored is None:
       return None
@@ -177,25 +201,19 @@ class Trainer:
     if self.ckpt is None:
       return False
     run = self.run
-    epoch, in_epoch = divmod(self.step, run.steps_per_epoch)
-    metrics_path = os.path.join(self.workdir, "metrics.jsonl")
-    meta = {
-      "epoch": epoch,
-      "step_in_epoch": in_epoch,
-      "steps_per_epoch": run.steps_per_epoch,
-      "total_steps": run.total_steps,
-      "seed": int(self.config.seed),
-      "mapping_counter": int(np.asarray(jax.device_get(mapping_counter(self.spec, np.int32(self.step))))),
-      "num_devices": self.par.num_devices,
-      "parallel": self.par.kind,
-      "config": checkpoint_lib.flat_config(self.config),
-      "config_hash": checkpoint_lib.config_hash(checkpoint_lib.flat_config(self.config)),
-      "metrics_bytes": os.path.getsize(metrics_path) if os.path.exists(metrics_path) else 0,
-      "bad_run": self._bad_run,
-      "train_seconds": self._train_seconds_before + train_seconds,
-      "eval": eval_results or {},
-      "final": bool(final),
-    }
+    meta = checkpoint_lib.metadata(
+      self.config,
+      self.workdir,
+      step=self.step,
+      steps_per_epoch=run.steps_per_epoch,
+      total_steps=run.total_steps,
+      mapping_counter=int(np.asarray(jax.device_get(mapping_counter(self.step_spec, np.int32(self.step))))),
+      par=self.par,
+      bad_run=self._bad_run,
+      train_seconds=self._train_seconds_before + train_seconds,
+      eval_results=eval_results,
+      final=final,
+    )
     main = run.eval_splits[0] if run.eval_splits else None
     saved = self.ckpt.save(
       self.step, checkpoint_lib.to_host(self.par, self.state), meta, (eval_results or {}).get(main) if main else None
@@ -250,7 +268,7 @@ class Trainer:
     return metrics
 
   def _poisoned(self, batch: dict) -> tuple[dict, Any]:
-    """Test hook `train.debug_nan_steps`: this step's teacher outputs become NaN (the cached
+    """Test hook $RAIL_KD_DEBUG_NAN_STEPS: this step's teacher outputs become NaN (the cached
     teacher arrays of the batch, or a NaN copy of the teacher's params), so the distillation
     terms and the gradient are non-finite while the student's inputs stay valid."""
     cached = [k for k in batch if k.startswith("teacher_")]
@@ -282,7 +300,7 @@ class Trainer:
       count += float(self.par.scalar(out["count"]))
     arrays = self.run.arrays[split]
     logits = np.concatenate(outs)[: len(arrays["labels"])]
-    result = evaluate_lib.compute_metrics(self.run.spec, logits, np.asarray(arrays["labels"]))
+    result = evaluate_lib.compute_metrics(self.run.task_spec, logits, np.asarray(arrays["labels"]))
     result["loss"] = loss_sum / max(count, 1.0)
     return result
 
@@ -434,21 +452,21 @@ class Trainer:
       preds = self.predict(split)
       if self.is_main:
         path = evaluate_lib.write_submission(
-          run.spec, preds, os.path.join(self.workdir, "predictions"), split, index=run.arrays[split].get("idx")
+          run.task_spec, preds, os.path.join(self.workdir, "predictions"), split, index=run.arrays[split].get("idx")
         )
         logging.info("predictions for %s written to %s", split, path)
     if not self.is_main:
       return
-    if self.spec.method.uses_mapping:
-      counts = pairing_counts_for(self.spec, self.step)
+    if self.step_spec.method.uses_mapping:
+      counts = pairing_counts_for(self.step_spec, self.step)
       with open(os.path.join(self.workdir, "mapping_counts.json"), "w") as f:
         json.dump(
           {
             "counts": counts.tolist(),
             "steps": self.step,
-            "num_teacher_layers": self.spec.num_teacher_layers,
-            "num_student_layers": self.spec.num_student_layers,
-            "resample_every": self.spec.dcfg.resample_every,
+            "num_teacher_layers": self.step_spec.num_teacher_layers,
+            "num_student_layers": self.step_spec.num_student_layers,
+            "resample_every": self.step_spec.dcfg.resample_every,
           },
           f,
         )

@@ -228,16 +228,6 @@ def validate_config(config, num_devices: int | None = None) -> None:
   for field in ("export", "plots"):
     checks.boolean(f"train.{field}", t[field])
   checks.integer("train.max_bad_steps", t.get("max_bad_steps", 10), minimum=1)
-  nan_steps = tuple(t.get("debug_nan_steps", ()))
-  if not all(checks.is_int(s) and s >= 1 for s in nan_steps):
-    raise ConfigError(
-      f"train.debug_nan_steps={nan_steps!r} must be a tuple of step numbers >= 1 (a test hook; leave it empty)"
-    )
-  if nan_steps and (config.mode != "distill" or config.distill.method == "none"):
-    raise ConfigError(
-      "train.debug_nan_steps poisons the teacher's outputs, so it needs mode='distill' with a "
-      "distill.method that uses the teacher (a test hook; leave it empty)"
-    )
   o = config.optim
   checks.positive("optim.learning_rate", o.learning_rate)
   checks.positive("optim.weight_decay", o.weight_decay, allow_zero=True)

@@ -306,12 +306,10 @@ def _flat_keys(tree, prefix=""):
 # ------------------------------------------------------------------- numerical guards
 
 
-def test_nan_is_skipped_and_persistent_nan_stops(tmp_path):
+def test_nan_is_skipped_and_persistent_nan_stops(tmp_path, monkeypatch):
   # Step 3's batch is poisoned once (skipped, counted); steps 8.. are poisoned for good.
-  config = distill_config(
-    num_devices=1,
-    **{"train.debug_nan_steps": (3,) + tuple(range(8, TOTAL + 1)), "train.max_bad_steps": 4, "checkpoint.every": 0},
-  )
+  monkeypatch.setenv(train.NAN_STEPS_ENV, ",".join(str(s) for s in (3,) + tuple(range(8, TOTAL + 1))))
+  config = distill_config(num_devices=1, **{"train.max_bad_steps": 4, "checkpoint.every": 0})
   trainer = train.Trainer(config, str(tmp_path))
   with pytest.raises(train.TrainingDiverged) as err:
     trainer.fit()

@@ -25,7 +25,7 @@ from rail_kd_jax.distill.methods import MethodInputs
 import helpers
 from rail_kd_jax import defaults
 
-N_EX, M, N, HS, HT = 256, 2, 4, 24, 48
+N_EX, num_student_layers, num_teacher_layers, HS, HT = 256, 2, 4, 24, 48
 COMMON, NOISE = 1.0, 0.3
 
 
@@ -42,7 +42,7 @@ def features(seed=0):
       out.append(common + np.tanh(z[:, :factors]) @ mix + noise * rng.normal(size=(N_EX, width)))
     return np.stack(out).astype(np.float32)
 
-  return side(HS, M, 3, NOISE), side(HT, N, 8, 0.05)
+  return side(HS, num_student_layers, 3, NOISE), side(HT, num_teacher_layers, 8, 0.05)
 
 
 def train_heads(steps=2000, **options):
@@ -54,7 +54,7 @@ def train_heads(steps=2000, **options):
   d.ce_weight, d.kd_weight, d.int_weight = 0.0, 0.0, 1.0
   for k, v in options.items():
     d[k] = v
-  methods.validate(d, M, N, HS, HT)
+  methods.validate(d, num_student_layers, num_teacher_layers, HS, HT)
   x = MethodInputs(
     student_logits=jnp.zeros((N_EX, 2)),
     labels=jnp.zeros((N_EX,), jnp.int32),
@@ -63,7 +63,9 @@ def train_heads(steps=2000, **options):
     teacher_pooled=jnp.asarray(t),
     mapping=jnp.array([2, 4], jnp.int32),
   )
-  params = methods.METHODS["rail_l"].init_heads(jax.random.PRNGKey(0), d, HS, HT, M, N)
+  params = methods.METHODS["rail_l"].init_heads(
+    jax.random.PRNGKey(0), d, HS, HT, num_student_layers, num_teacher_layers
+  )
   tx = optax.adam(1e-2)
   state = tx.init(params)
 

@@ -10,7 +10,7 @@ from rail_kd_jax.distill import methods
 from rail_kd_jax.distill.methods import MethodInputs
 from rail_kd_jax import defaults
 
-B, T, M, N, C = 5, 6, 3, 7, 3
+B, T, num_student_layers, num_teacher_layers, C = 5, 6, 3, 7, 3
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
@@ -23,7 +23,7 @@ def make_inputs(hs, ht, regression=False, seed=0):
   f32 = lambda *s: (0.4 * rng.normal(size=s)).astype(np.float32)
   lengths = np.array([6, 4, 1, 3, 2])
   token_mask = (np.arange(T)[None] < lengths[:, None]).astype(np.int32)
-  sh, th = f32(M + 1, B, T, hs), f32(N + 1, B, T, ht)
+  sh, th = f32(num_student_layers + 1, B, T, hs), f32(num_teacher_layers + 1, B, T, ht)
 
   def mean_pool(h):
     m = token_mask[None, :, :, None].astype(np.float64)
@@ -50,7 +50,9 @@ def make_inputs(hs, ht, regression=False, seed=0):
 
 def heads(name, dcfg, hs, ht, seed=1):
   """init_heads, then every leaf replaced by N(0, 0.3) so biases matter too."""
-  params = methods.METHODS[name].init_heads(jax.random.PRNGKey(seed), dcfg, hs, ht, M, N)
+  params = methods.METHODS[name].init_heads(
+    jax.random.PRNGKey(seed), dcfg, hs, ht, num_student_layers, num_teacher_layers
+  )
   rng = np.random.default_rng(seed)
   return jax.tree.map(lambda x: (0.3 * rng.normal(size=x.shape)).astype(np.float32), params)
 
@@ -151,12 +153,12 @@ def test_pkd(pkd_mapping, teacher_layers, hs, ht, regression):
   assert (p == {}) == (hs == ht)
   pn = np_tree(p)
   per = np.zeros(B)
-  for j, t in zip(range(1, M), teacher_layers):  # student layers 1..M-1
+  for j, t in zip(range(1, num_student_layers), teacher_layers):  # student layers 1..M-1
     s = np.asarray(x.student_cls[j], np.float64)
     if hs != ht:
       s = lin({k: v[j - 1] for k, v in pn["student_proj"].items()}, s)
     # The PKD code's F.mse_loss of the unit vectors: a mean over pairs and features.
-    per += ((unit(s) - unit(np.asarray(x.teacher_cls[t], np.float64))) ** 2).mean(-1) / (M - 1)
+    per += ((unit(s) - unit(np.asarray(x.teacher_cls[t], np.float64))) ** 2).mean(-1) / (num_student_layers - 1)
   pt = wmean(per, x.example_mask)
   ce, kd = ref_ce(x), ref_kd(x, 2.0)
   check("pkd", d, x, p, 0.6 * ce + 0.4 * kd + 1.5 * pt, {"ce": ce, "kd": kd, "int": pt})
@@ -170,7 +172,7 @@ def test_alp_kd(hs, ht, regression):
   pn = np_tree(p)
   tch = np.asarray(x.teacher_cls[1:], np.float64)  # [N, B, Ht]
   per = np.zeros(B)
-  for j in range(1, M + 1):
+  for j in range(1, num_student_layers + 1):
     s = np.asarray(x.student_cls[j], np.float64)
     if hs != ht:
       s = lin({k: v[j - 1] for k, v in pn["student_proj"].items()}, s)
@@ -178,7 +180,7 @@ def test_alp_kd(hs, ht, regression):
       scores = tch[:, b] @ s[b]
       w = np.exp(scores - scores.max())
       w /= w.sum()
-      per[b] += ((s[b] - w @ tch[:, b]) ** 2).mean() / M
+      per[b] += ((s[b] - w @ tch[:, b]) ** 2).mean() / num_student_layers
   inter = wmean(per, x.example_mask)
   ce, kd = ref_ce(x), ref_kd(x, 2.0)
   check("alp_kd", d, x, p, 0.2 * ce + 0.3 * kd + 0.5 * inter, {"ce": ce, "kd": kd, "int": inter})
@@ -242,7 +244,7 @@ def ref_rail(name, x, pn, dcfg):
   """NumPy RAIL-KD: pairs, optional centring, the maps of `dcfg.projection`, distance."""
   s_all = np.asarray(x.student_pooled if dcfg.pooling == "mean" else x.student_cls, np.float64)
   t_all = np.asarray(x.teacher_pooled if dcfg.pooling == "mean" else x.teacher_cls, np.float64)
-  s = [s_all[j] for j in range(1, M + 1)]
+  s = [s_all[j] for j in range(1, num_student_layers + 1)]
   t = [t_all[int(i)] for i in np.asarray(x.mapping)]
   w = x.example_mask
   tkey = "frozen_teacher_proj" if dcfg.projection == "frozen_random" else "teacher_proj"
@@ -251,7 +253,7 @@ def ref_rail(name, x, pn, dcfg):
   elif dcfg.proj_index == "teacher_layer":
     index = [int(i) - 1 for i in np.asarray(x.mapping)]
   else:
-    index = list(range(M))
+    index = list(range(num_student_layers))
   per = np.zeros(B)
   for k, (a, b) in zip(index, zip(s, t)):
     if dcfg.center:
@@ -284,7 +286,7 @@ RAIL_OPTIONS = [
 def test_rail(name, distance, projection, hs, ht):
   x = make_inputs(hs, ht)
   d = dcfg_for(name, distance=distance, projection=projection, proj_dim=16)
-  methods.validate(d, M, N, hs, ht)
+  methods.validate(d, num_student_layers, num_teacher_layers, hs, ht)
   p = heads(name, d, hs, ht)
   if projection == "none":
     assert p == {}
@@ -302,11 +304,11 @@ def test_rail_projection_options(name, options):
   ht = 8 if options["projection"] == "none" else 12
   x = make_inputs(hs, ht)
   d = dcfg_for(name, proj_dim=16, **options)
-  methods.validate(d, M, N, hs, ht)
+  methods.validate(d, num_student_layers, num_teacher_layers, hs, ht)
   p = heads(name, d, hs, ht)
   if d.center:
     assert not any("bias" in str(path) for path, _ in jax.tree_util.tree_leaves_with_path(p))
-  count = 1 if name == "rail_c" else (N if d.proj_index == "teacher_layer" else M)
+  count = 1 if name == "rail_c" else (num_teacher_layers if d.proj_index == "teacher_layer" else num_student_layers)
   for leaf in jax.tree.leaves(p):
     assert leaf.shape[0] == count
   inter = ref_rail(name, x, np_tree(p), d)
@@ -320,7 +322,7 @@ def test_rail_diagnostics_read_the_compared_vectors():
   p = heads("rail_l", d, 8, 12)
   pn = np_tree(p)
   s_all, t_all = np.asarray(x.student_pooled, np.float64), np.asarray(x.teacher_pooled, np.float64)
-  s = np.stack([lin({n: v[j] for n, v in pn["student_proj"].items()}, s_all[j + 1]) for j in range(M)])
+  s = np.stack([lin({n: v[j] for n, v in pn["student_proj"].items()}, s_all[j + 1]) for j in range(num_student_layers)])
   t = np.stack([t_all[int(i)] for i in x.mapping])
   want = diagnostics.collapse_stats([(jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32))], x.example_mask)
   _, got = methods.rail_l_loss(p, x, d)
@@ -343,19 +345,21 @@ def test_default_config_head_shapes_and_weights():
   d = defaults.distill_config()
   assert d.method == "rail_l" and d.projection == "student_to_teacher" and d.temperature == 1.0
   assert d.ce_weight == d.kd_weight == d.int_weight == pytest.approx(1 / 3)
-  methods.validate(d, M, N, 8, 12)
-  p = methods.METHODS["rail_l"].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N)
-  assert set(p) == {"student_proj"} and p["student_proj"]["kernel"].shape == (M, 8, 12)
+  methods.validate(d, num_student_layers, num_teacher_layers, 8, 12)
+  p = methods.METHODS["rail_l"].init_heads(jax.random.PRNGKey(0), d, 8, 12, num_student_layers, num_teacher_layers)
+  assert set(p) == {"student_proj"} and p["student_proj"]["kernel"].shape == (num_student_layers, 8, 12)
   d.projection = "both"
-  p = methods.METHODS["rail_l"].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N)
-  assert p["student_proj"]["kernel"].shape == (M, 8, 128)
-  assert p["teacher_proj"]["kernel"].shape == (M, 12, 128)
+  p = methods.METHODS["rail_l"].init_heads(jax.random.PRNGKey(0), d, 8, 12, num_student_layers, num_teacher_layers)
+  assert p["student_proj"]["kernel"].shape == (num_student_layers, 8, 128)
+  assert p["teacher_proj"]["kernel"].shape == (num_student_layers, 12, 128)
   d.method = "rail_c"
-  p = methods.METHODS["rail_c"].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N)
-  assert p["student_proj"]["kernel"].shape == (1, M * 8, 128)
-  assert p["teacher_proj"]["kernel"].shape == (1, M * 12, 128)
+  p = methods.METHODS["rail_c"].init_heads(jax.random.PRNGKey(0), d, 8, 12, num_student_layers, num_teacher_layers)
+  assert p["student_proj"]["kernel"].shape == (1, num_student_layers * 8, 128)
+  assert p["teacher_proj"]["kernel"].shape == (1, num_student_layers * 12, 128)
   for name in ("none", "kd"):
-    assert methods.METHODS[name].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N) == {}
+    assert (
+      methods.METHODS[name].init_heads(jax.random.PRNGKey(0), d, 8, 12, num_student_layers, num_teacher_layers) == {}
+    )
   flags = {k: (m.needs_teacher, m.uses_mapping) for k, m in methods.METHODS.items()}
   assert flags["none"] == (False, False) and flags["rail_c"] == (True, True)
 
@@ -468,7 +472,7 @@ def test_frozen_random_teacher_projection_gets_zero_gradient(name):
   "overrides,m,n,dims,match",
   [
     ({"method": "tinybert"}, 3, 7, None, "distill.method='tinybert' is not valid"),
-    ({}, 8, 7, None, r"more layers \(M=8\) than the teacher \(N=7\)"),
+    ({}, 8, 7, None, r"more layers \(8\) than the teacher \(7\)"),
     ({"sampling": "fixed", "fixed_layers": (1, 2)}, 3, 7, None, "distill.fixed_layers.*2 entries"),
     ({"sampling": "fixed", "fixed_layers": (0, 2, 3)}, 3, 7, None, "distill.fixed_layers.*outside"),
     ({"sampling": "fixed", "fixed_layers": (2, 3, 8)}, 3, 7, None, "distill.fixed_layers.*outside"),
@@ -587,8 +591,8 @@ def test_global_batch_terms_on_8_devices_equal_1(options):
     labels=rng.integers(0, C, b),
     example_mask=np.ones(b, np.float32),
     teacher_logits=rng.normal(size=(b, C)).astype(np.float32),
-    student_pooled=(rng.normal(size=(M + 1, b, hs)) + 1.0).astype(np.float32),
-    teacher_pooled=(rng.normal(size=(N + 1, b, ht)) + 1.0).astype(np.float32),
+    student_pooled=(rng.normal(size=(num_student_layers + 1, b, hs)) + 1.0).astype(np.float32),
+    teacher_pooled=(rng.normal(size=(num_teacher_layers + 1, b, ht)) + 1.0).astype(np.float32),
     mapping=np.array([2, 5, 6], np.int32),
   )
 
@@ -627,9 +631,9 @@ def test_global_batch_terms_on_8_devices_equal_1(options):
 def test_student_to_teacher_starts_at_identity_for_equal_widths(name):
   d = defaults.distill_config()
   d.method = name
-  p = methods.METHODS[name].init_heads(jax.random.PRNGKey(0), d, 8, 8, M, N)
+  p = methods.METHODS[name].init_heads(jax.random.PRNGKey(0), d, 8, 8, num_student_layers, num_teacher_layers)
   k = np.asarray(p["student_proj"]["kernel"])
-  width = 8 if name == "rail_l" else M * 8
+  width = 8 if name == "rail_l" else num_student_layers * 8
   np.testing.assert_array_equal(k, np.broadcast_to(np.eye(width), k.shape))
   x = make_inputs(8, 8)
   none = dcfg_for(name, projection="none")
@@ -637,5 +641,7 @@ def test_student_to_teacher_starts_at_identity_for_equal_widths(name):
   np.testing.assert_allclose(
     methods.METHODS[name].loss(p, x, same)[0], methods.METHODS[name].loss({}, x, none)[0], **TOL
   )
-  p = methods.METHODS[name].init_heads(jax.random.PRNGKey(0), d, 8, 12, M, N)  # unequal: N(0, 0.02)
+  p = methods.METHODS[name].init_heads(
+    jax.random.PRNGKey(0), d, 8, 12, num_student_layers, num_teacher_layers
+  )  # unequal: N(0, 0.02)
   assert float(np.abs(np.asarray(p["student_proj"]["kernel"])).max()) < 0.2

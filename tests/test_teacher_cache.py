@@ -54,7 +54,7 @@ def test_float32_cache_trains_bit_for_bit_like_the_online_teacher(tmp_path):
   trainer, losses, params = _train(
     tiny_config(**kw, **{"distill.cache_teacher": True, "distill.cache_dtype": "float32"}), str(tmp_path / "cached")
   )
-  assert trainer.spec.cached_teacher and trainer.teacher_params is None
+  assert trainer.step_spec.cached_teacher and trainer.teacher_params is None
   assert trainer.run.arrays["train"]["teacher_pooled"].dtype == np.float32
   np.testing.assert_array_equal(losses, ref_losses)
   jax.tree.map(np.testing.assert_array_equal, params, ref_params)
@@ -72,7 +72,7 @@ def test_cached_values_are_the_online_teacher_outputs(tmp_path):
     }
   )
   trainer = train.Trainer(config, str(tmp_path / "run"))
-  spec = dataclasses.replace(trainer.spec, cached_teacher=False)
+  spec = dataclasses.replace(trainer.step_spec, cached_teacher=False)
   teacher_params = trainer.run.teacher_params  # None: training never holds the teacher
   assert teacher_params is None
   from rail_kd_jax import builders

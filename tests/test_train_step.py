@@ -82,7 +82,7 @@ def test_step_compiles_once_while_mapping_changes(teacher_dir, tmp_path, paralle
   from rail_kd_jax.step import current_mapping
 
   for step in (0, 7, 49):
-    np.testing.assert_array_equal(np.asarray(current_mapping(trainer.spec, np.int32(step))), mappings[step])
+    np.testing.assert_array_equal(np.asarray(current_mapping(trainer.step_spec, np.int32(step))), mappings[step])
 
 
 def _five_steps(config, workdir):

@@ -37,7 +37,6 @@ CASES = [
   ("no_steps", {"train.num_steps": 0, "train.num_epochs": 0.0}, "both 0"),
   ("grad_accum", {"train.grad_accum_steps": 3, "num_devices": 1}, "train.grad_accum_steps=3"),
   ("max_bad_steps", {"train.max_bad_steps": 0}, "train.max_bad_steps=0"),
-  ("debug_nan_steps", {"train.debug_nan_steps": (0,)}, "train.debug_nan_steps"),
   ("learning_rate", {"optim.learning_rate": -1e-3}, "optim.learning_rate=-0.001"),
   ("warmup_ratio", {"optim.warmup_ratio": 1.5}, "optim.warmup_ratio=1.5"),
   ("adam_b2", {"optim.b2": 1.0}, "optim.b2=1.0"),

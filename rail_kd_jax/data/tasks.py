@@ -179,8 +179,6 @@ _GLUE_LAYOUTS: dict[str, _GlueLayout] = {
   "wnli": _GlueLayout("WNLI", _STD),
 }
 
-GLUE_FOLDERS = {name: layout.folder for name, layout in _GLUE_LAYOUTS.items()}
-
 
 # ----------------------------------------------------------------------------- reading
 

@@ -173,8 +173,8 @@ def _weighted_total(dcfg, ce, kd, inter, diag):
   return total, {"ce": ce, "kd": kd, "int": inter, **diag, "loss": total}
 
 
-def _no_heads(key, dcfg, student_dim, teacher_dim, M, N):
-  del key, dcfg, student_dim, teacher_dim, M, N
+def _no_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers):
+  del key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers
   return {}
 
 
@@ -215,12 +215,12 @@ def pkd_teacher_layers(pkd_mapping: str, num_teacher_layers: int, num_student_la
   raise ValueError(f"distill.pkd_mapping={pkd_mapping!r} is not valid; choose one of {PKD_MAPPINGS}.")
 
 
-def pkd_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
+def pkd_init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers):
   """Per pair a student->teacher linear map when widths differ, else nothing."""
-  del dcfg, N
-  if student_dim == teacher_dim or M < 2:
+  del dcfg, num_teacher_layers
+  if student_dim == teacher_dim or num_student_layers < 2:
     return {}
-  return {"student_proj": projections.init_linear_stack(key, M - 1, student_dim, teacher_dim)}
+  return {"student_proj": projections.init_linear_stack(key, num_student_layers - 1, student_dim, teacher_dim)}
 
 
 def pkd_loss(head_params, inputs: MethodInputs, dcfg):
@@ -251,12 +251,12 @@ def pkd_loss(head_params, inputs: MethodInputs, dcfg):
 # ALP-KD (Passban et al. 2021).
 
 
-def alp_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
+def alp_init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers):
   """Per student layer a student->teacher linear map when widths differ."""
-  del dcfg, N
+  del dcfg, num_teacher_layers
   if student_dim == teacher_dim:
     return {}
-  return {"student_proj": projections.init_linear_stack(key, M, student_dim, teacher_dim)}
+  return {"student_proj": projections.init_linear_stack(key, num_student_layers, student_dim, teacher_dim)}
 
 
 def alp_kd_loss(head_params, inputs: MethodInputs, dcfg):
@@ -279,12 +279,12 @@ def alp_kd_loss(head_params, inputs: MethodInputs, dcfg):
 # CKD (Wu et al. 2020).
 
 
-def ckd_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
+def ckd_init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers):
   """Per group j (1..M) a linear map of student layer j up to the group's concatenated
   width (k_j * Ht), as the authors' `Linear(H, k*H)`."""
   del dcfg
-  bounds = layer_sampling.block_bounds(N, M)
-  keys = jax.random.split(key, M)
+  bounds = layer_sampling.block_bounds(num_teacher_layers, num_student_layers)
+  keys = jax.random.split(key, num_student_layers)
   return {
     "student_proj": {
       f"group_{j + 1}": projections.init_linear(keys[j], student_dim, (hi - lo) * teacher_dim)
@@ -380,16 +380,16 @@ def _rail_heads(key, dcfg, din_s, din_t, count):
   }
 
 
-def rail_l_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
+def rail_l_init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers):
   """Per student slot (or per teacher layer, `proj_index`) the maps of `dcfg.projection`."""
-  count = N if dcfg.proj_index == "teacher_layer" else M
+  count = num_teacher_layers if dcfg.proj_index == "teacher_layer" else num_student_layers
   return _rail_heads(key, dcfg, student_dim, teacher_dim, count)
 
 
-def rail_c_init_heads(key, dcfg, student_dim, teacher_dim, M, N):
+def rail_c_init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers):
   """One map per side of the concatenated M layers (a stack of 1)."""
-  del N
-  return _rail_heads(key, dcfg, M * student_dim, M * teacher_dim, 1)
+  del num_teacher_layers
+  return _rail_heads(key, dcfg, num_student_layers * student_dim, num_student_layers * teacher_dim, 1)
 
 
 def _rail_pairs(inputs: MethodInputs, dcfg):
@@ -600,7 +600,9 @@ def check_options(dcfg) -> None:
   checks.integer("distill.collapse_patience", dcfg.collapse_patience, minimum=0)
 
 
-def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = None) -> list[str]:
+def validate(
+  dcfg, num_student_layers: int, num_teacher_layers: int, student_dim: int = None, teacher_dim: int = None
+) -> list[str]:
   """Raises ValueError (one sentence naming field, value and valid choices) on a bad config.
 
   Args:
@@ -612,16 +614,18 @@ def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = N
     Warning lines (one sentence each) for accepted but doubtful combinations.
   """
   check_options(dcfg)
-  if M < 1 or N < 1:
-    raise ValueError(f"student layers M={M} and teacher layers N={N} must both be >= 1.")
+  if num_student_layers < 1 or num_teacher_layers < 1:
+    raise ValueError(
+      f"the student has {num_student_layers} layers and the teacher {num_teacher_layers}; both need >= 1."
+    )
   method = dcfg.method
-  if method in _LAYERWISE and M > N:
+  if method in _LAYERWISE and num_student_layers > num_teacher_layers:
     raise ValueError(
       f"distill.method={method!r} pairs each student layer with a teacher layer, "
-      f"but the student has more layers (M={M}) than the teacher (N={N})."
+      f"but the student has more layers ({num_student_layers}) than the teacher ({num_teacher_layers})."
     )
   if METHODS[method].uses_mapping and dcfg.sampling == "fixed":
-    _validate_fixed(dcfg.fixed_layers, M, N)
+    _validate_fixed(dcfg.fixed_layers, num_student_layers, num_teacher_layers)
   _check_preset(dcfg)
   if method in RAIL:
     warnings = _validate_rail(dcfg, student_dim, teacher_dim)
@@ -635,8 +639,8 @@ def validate(dcfg, M: int, N: int, student_dim: int = None, teacher_dim: int = N
     warnings.append(f"distill.{', distill.'.join(ignored)} only apply to rail_l/rail_c; {method} ignores them.")
   if method == "pkd" and 0 < dcfg.pkd_beta < 1:
     warnings.append(
-      f"distill.pkd_beta={dcfg.pkd_beta:g} is on the PKD authors' scale now (a mean over pairs "
-      f"and features; their grid 10-1000): the old 0.1 is about 100."
+      f"distill.pkd_beta={dcfg.pkd_beta:g} is tiny on the PKD authors' scale (a mean over pairs "
+      f"and features; their grid 10-1000, 100 by default)."
     )
   return warnings
 
@@ -666,7 +670,9 @@ def _validate_rail(dcfg, student_dim, teacher_dim) -> list[str]:
   return []
 
 
-def resampling_warnings(dcfg, M: int, N: int, total_steps: int, steps_per_epoch: int) -> list[str]:
+def resampling_warnings(
+  dcfg, num_student_layers: int, num_teacher_layers: int, total_steps: int, steps_per_epoch: int
+) -> list[str]:
   """A warning line when resample_every='epoch' leaves a run with few distinct mappings."""
   if (
     not get_method(dcfg.method).uses_mapping
@@ -678,7 +684,7 @@ def resampling_warnings(dcfg, M: int, N: int, total_steps: int, steps_per_epoch:
   if total_steps >= 2 * steps_per_epoch:
     return []
   seen = -(-int(total_steps) // int(steps_per_epoch))
-  possible = math.comb(N, M) if dcfg.sampling == "uniform" else None
+  possible = math.comb(num_teacher_layers, num_student_layers) if dcfg.sampling == "uniform" else None
   of = f" of the {possible} possible" if possible else ""
   return [
     f"distill.resample_every='epoch' on a run of {total_steps} steps ({total_steps / steps_per_epoch:.2f} "
@@ -687,19 +693,21 @@ def resampling_warnings(dcfg, M: int, N: int, total_steps: int, steps_per_epoch:
   ]
 
 
-def _validate_fixed(fixed, M, N):
+def _validate_fixed(fixed, num_student_layers, num_teacher_layers):
   try:
     layers = layer_sampling.parse_layers(fixed)
   except (TypeError, ValueError):
-    raise ValueError(f"distill.fixed_layers={fixed!r} must be a tuple of {M} ints in 1..{N}.") from None
-  if len(layers) != M:
+    raise ValueError(
+      f"distill.fixed_layers={fixed!r} must be a tuple of {num_student_layers} ints in 1..{num_teacher_layers}."
+    ) from None
+  if len(layers) != num_student_layers:
     raise ValueError(
       f"distill.fixed_layers={layers} has {len(layers)} entries; sampling='fixed' "
-      f"needs one teacher layer per student layer ({M})."
+      f"needs one teacher layer per student layer ({num_student_layers})."
     )
-  bad = [x for x in layers if not 1 <= x <= N]
+  bad = [x for x in layers if not 1 <= x <= num_teacher_layers]
   if bad:
-    raise ValueError(f"distill.fixed_layers={layers} has layers {bad} outside the teacher's 1..{N}.")
+    raise ValueError(f"distill.fixed_layers={layers} has layers {bad} outside the teacher's 1..{num_teacher_layers}.")
   if len(set(layers)) != len(layers):
     raise ValueError(f"distill.fixed_layers={layers} has duplicate teacher layers.")
   if list(layers) != sorted(layers):
