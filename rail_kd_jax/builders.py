@@ -304,6 +304,21 @@ def make_step_spec(
   )
 
 
+def check_config(
+  config, *, num_student_layers: int, num_teacher_layers: int, student_dim: int, teacher_dim: int
+) -> None:
+  """Every check a run makes before its models exist: `validation.validate_config`, the
+  preset, and the method's rules against the given model shapes. ConfigError on a bad one."""
+  validation.validate_config(config)
+  dcfg = resolve_presets(config).distill
+  try:
+    methods_lib.validate(dcfg, num_student_layers, num_teacher_layers, student_dim, teacher_dim)
+  except ConfigError:
+    raise
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
 def build_run(config, workdir: str, num_devices: int) -> Run:
   """Loads data and models and builds the step spec; raises ConfigError on bad input.
 

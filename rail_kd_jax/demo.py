@@ -41,15 +41,7 @@ from rail_kd_jax import plots
 from rail_kd_jax.data import rotten_tomatoes
 
 RESULT_FILE = "stage_result.json"
-ROW_NAMES = {
-  "none": "student without KD",
-  "kd": "KD",
-  "rail_l": "RAIL-KD (rail_l)",
-  "rail_c": "RAIL-KD (rail_c)",
-  "pkd": "PKD",
-  "alp_kd": "ALP-KD",
-  "ckd": "CKD",
-}
+ROW_NAMES = {name: m.title for name, m in methods_lib.METHODS.items()}
 STUDENT_INITS = ("pretrained", "teacher")
 # Sections of the demo config copied into every stage (train/optim fields the demo
 # sets per stage are overwritten after the copy).
@@ -249,6 +241,18 @@ def _validate(config) -> None:
       raise ConfigError(f"demo.{stage}_learning_rate={d[f'{stage}_learning_rate']!r} must be > 0")
 
 
+def prepare_data(section, workdir: str):
+  """(Rotten Tomatoes split, {train, dev, test: file}) from `section.data_dir` (default
+  <workdir>/data) and `section.split_seed`, for the demo and the study."""
+  try:
+    data = rotten_tomatoes.prepare_rotten_tomatoes(
+      section.data_dir or os.path.join(workdir, "data"), seed=int(section.split_seed)
+    )
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  return data, {"train": data.train_file, "dev": data.dev_file, "test": data.test_file}
+
+
 def run_demo(config, workdir: str) -> dict:
   """Runs every stage of configs/demo.py under `workdir`; returns {stage name: result row}."""
 
@@ -258,11 +262,7 @@ def run_demo(config, workdir: str) -> dict:
   d = config.demo
   reuse = bool(d.reuse)
   teacher_src = d.teacher_path or default_teacher_path()
-  try:
-    data = rotten_tomatoes.prepare_rotten_tomatoes(d.data_dir or os.path.join(workdir, "data"), seed=int(d.split_seed))
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-  files = {"train": data.train_file, "dev": data.dev_file, "test": data.test_file}
+  data, files = prepare_data(d, workdir)
   data_key = fingerprint({k: os.path.abspath(v) for k, v in files.items()}, data.counts)
 
   rows = []

