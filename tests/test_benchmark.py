@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rail_kd_jax import benchmark as B
 from rail_kd_jax import models
 from rail_kd_jax import step as step_lib
+from rail_kd_jax.benchmark import cases, report, runner, sections, shapes, timing
 
 torch = pytest.importorskip("torch")
 
@@ -33,7 +33,7 @@ DOCUMENTED_KEYS = (
 def test_tiny_benchmark_writes_table_json_and_chart(tmp_path, capsys):
   pytest.importorskip("textbrewer")
   # pkd: the one method that all three implementations (and the teacher cache) run.
-  opts = B.Options(
+  opts = sections.Options(
     methods=("pkd",),
     peers=("pytorch", "textbrewer"),
     cache_methods=("pkd",),
@@ -43,7 +43,7 @@ def test_tiny_benchmark_writes_table_json_and_chart(tmp_path, capsys):
     num_devices=1,
     profile_dir=str(tmp_path / "prof"),
   )
-  rows = B.run(str(tmp_path), [B.SHAPES["tiny"]], opts)
+  rows = runner.run(str(tmp_path), [shapes.SHAPES["tiny"]], opts)
   assert "benchmark device:" in capsys.readouterr().out
   for name in ("benchmark.md", "benchmark.json", "benchmark.png"):
     assert os.path.getsize(tmp_path / name) > 0
@@ -64,8 +64,8 @@ def test_tiny_benchmark_writes_table_json_and_chart(tmp_path, capsys):
     if r["impl"] == "jax":
       assert r["compile_s"] > 0 and r["peak_bytes"] > 0
   # The cached step has no teacher forward: fewer FLOPs than the online one.
-  online = B._find(steps, method="pkd", impl="jax", teacher_cache=False)
-  cached = B._find(steps, method="pkd", impl="jax", teacher_cache=True)
+  online = report._find(steps, method="pkd", impl="jax", teacher_cache=False)
+  cached = report._find(steps, method="pkd", impl="jax", teacher_cache=True)
   assert cached["flops_per_step"] < online["flops_per_step"]
   # The single-matmul section: the shape's four matmuls, timed with both libraries.
   gemm = [r for r in loaded if r["kind"] == "gemm"]
@@ -79,7 +79,7 @@ def test_tiny_benchmark_writes_table_json_and_chart(tmp_path, capsys):
   # --profile: a trace and an op table per JAX row; the online step has a teacher forward, the cached one not.
   assert "## Profiles" in table
   for cached in (False, True):
-    p = B._find(steps, method="pkd", impl="jax", teacher_cache=cached)["profile"]
+    p = report._find(steps, method="pkd", impl="jax", teacher_cache=cached)["profile"]
     assert os.path.isfile(os.path.join(p["dir"], "ops.md")) and p["by_kind"]["matmul"] > 0
     assert p["by_pass"]["backward"] > 0 and p["by_pass"]["forward (differentiated)"] > 0
     assert (p["by_pass"].get("forward (no gradient: teacher)", 0.0) > 0) == (not cached), p["by_pass"]
@@ -109,18 +109,20 @@ def _to_torch_heads(method, heads_jax, heads_torch):
 def test_pytorch_peer_computes_the_same_losses(tmp_path, shape_name):
   """Same weights (saved with save_pretrained, loaded by transformers), same batch, same mapping."""
   import transformers
-  from rail_kd_jax.peers import torch_peer
+  from rail_kd_jax.benchmark.peers import torch_peer
 
-  base = B.SHAPES[shape_name]
+  base = shapes.SHAPES[shape_name]
   # A narrower student exercises the width-changing heads (pkd, alp_kd projections).
-  shape = B.Shape("parity", base.teacher, B._bert(2, 16, 2, 32, vocab_size=128, max_position_embeddings=64), 4, 12)
-  batch = B.make_batch(shape, seed=1)
+  shape = shapes.Shape(
+    "parity", base.teacher, shapes._bert(2, 16, 2, 32, vocab_size=128, max_position_embeddings=64), 4, 12
+  )
+  batch = shapes.make_batch(shape, seed=1)
   jbatch = {k: jnp.asarray(v) for k, v in batch.items()}
   tbatch = torch_peer.to_torch_batch(batch)
   inputs = {k: tbatch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
   kt, ks, kh = jax.random.split(jax.random.PRNGKey(2), 3)
   kh = np.asarray(kh)
-  spec0 = B.build_spec(shape, "none")
+  spec0 = cases.build_spec(shape, "none")
   student_params, teacher_params = models.init_params(spec0.student, ks), models.init_params(spec0.teacher, kt)
   models.save_pretrained(spec0.student, student_params, str(tmp_path / "s"))
   models.save_pretrained(spec0.teacher, teacher_params, str(tmp_path / "t"))
@@ -135,8 +137,8 @@ def test_pytorch_peer_computes_the_same_losses(tmp_path, shape_name):
 
   forward = lambda model, p: jax.jit(model.apply)({"params": p}, jbatch["input_ids"], jbatch["attention_mask"])
   s_jax, t_jax = forward(spec0.student, student_params), forward(spec0.teacher, teacher_params)
-  for method in B.ALL_METHODS:
-    spec = B.build_spec(shape, method)
+  for method in cases.ALL_METHODS:
+    spec = cases.build_spec(shape, method)
     heads_jax = spec.method.init_heads(
       kh,
       spec.dcfg,
@@ -184,8 +186,8 @@ def test_pytorch_peer_computes_the_same_losses(tmp_path, shape_name):
 
 def test_time_windows_reports_median_and_iqr():
   ticks = iter(range(100))
-  timing = B.time_windows(lambda: next(ticks), warmup=2, windows=5, steps_per_window=3, block=lambda x: x)
-  assert len(timing.windows_ms) == 5 and timing.step_ms_median >= 0 and timing.step_ms_iqr >= 0
+  result = timing.time_windows(lambda: next(ticks), warmup=2, windows=5, steps_per_window=3, block=lambda x: x)
+  assert len(result.windows_ms) == 5 and result.step_ms_median >= 0 and result.step_ms_iqr >= 0
   assert next(ticks) == 2 + 5 * 3
 
 
@@ -203,7 +205,7 @@ def test_targets_ratios_and_noise():
     step("kd", "pytorch", 140.0, 0.0),
     step("kd", "jax", 60.0, 0.0, cache=True),
   ]
-  got = {t["target"]: t for t in B.targets(rows)}
+  got = {t["target"]: t for t in report.targets(rows)}
   t = got["rail_l step <= 1.05 x kd"]
   assert t["value"] == pytest.approx(1.04) and t["ok"]
   assert t["noise"] == pytest.approx((2 / 104 + 2 / 100) * 1.04) and t["within_noise"]  # |1.04 - 1.05| < 0.04

@@ -20,7 +20,7 @@ import tempfile
 import torch
 
 from rail_kd_jax.distill.methods import pkd_teacher_layers
-from rail_kd_jax.peers import torch_peer
+from rail_kd_jax.benchmark.peers import torch_peer
 
 METHODS = ("kd", "pkd")
 

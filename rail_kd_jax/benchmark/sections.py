@@ -1,0 +1,366 @@
+"""The benchmark's sections, each a list of benchmark.json rows: step times, single matmuls, compile times, memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from rail_kd_jax.benchmark import profiling
+from rail_kd_jax.benchmark.analysis import _memory_fields, cost_flops, peak_bytes
+from rail_kd_jax.benchmark.cases import (
+  ALL_METHODS,
+  _jax_runner,
+  build_spec,
+  cached_teacher_arrays,
+  compile_case,
+  distill_config,
+  init_state,
+  unrolled_flops,
+)
+from rail_kd_jax.benchmark.shapes import Shape, make_batch
+from rail_kd_jax.benchmark.timing import Timing, _best_seconds, _cpu_torch, time_interleaved
+from rail_kd_jax.defaults import base_config
+
+IMPLS = ("jax", "pytorch", "textbrewer")
+
+
+def _row(**kw) -> dict:
+  """One benchmark.json object (the documented keys first, extras after)."""
+  row = {
+    k: kw.pop(k, None)
+    for k in (
+      "method",
+      "impl",
+      "teacher_cache",
+      "shape",
+      "compile_s",
+      "step_ms_median",
+      "step_ms_iqr",
+      "examples_per_s",
+      "flops_per_step",
+      "flop_utilization",
+      "peak_bytes",
+    )
+  }
+  row.update(kw)
+  return row
+
+
+def _step_row(
+  *,
+  method,
+  impl,
+  shape: Shape,
+  timing: Timing | None,
+  compile_s=None,
+  flops=None,
+  peak=None,
+  peak_flops=None,
+  teacher_cache=False,
+  **extra,
+) -> dict:
+  ms = timing.step_ms_median if timing else None
+  return _row(
+    method=method,
+    impl=impl,
+    teacher_cache=teacher_cache,
+    shape=shape.name,
+    compile_s=compile_s,
+    step_ms_median=ms,
+    step_ms_iqr=timing.step_ms_iqr if timing else None,
+    examples_per_s=(shape.batch_size * 1e3 / ms) if ms else None,
+    flops_per_step=flops,
+    flop_utilization=(flops / (ms * 1e-3) / peak_flops) if (flops and ms and peak_flops) else None,
+    peak_bytes=peak,
+    kind="step",
+    batch_size=shape.batch_size,
+    length=shape.length,
+    teacher_layers=shape.teacher.num_hidden_layers,
+    student_layers=shape.student.num_hidden_layers,
+    windows_ms=timing.windows_ms if timing else None,
+    **extra,
+  )
+
+
+@dataclasses.dataclass
+class Options:
+  methods: Sequence[str] = ALL_METHODS
+  peers: Sequence[str] = ("pytorch", "textbrewer")
+  cache_methods: Sequence[str] = ("kd", "rail_l")
+  warmup: int = 1
+  windows: int = 5
+  steps_per_window: int = 1
+  dtype: str = "float32"
+  scan_layers: bool = False
+  remat: bool = False
+  parallel: str = "shard_map"
+  num_devices: int = 0
+  gemm: bool = True
+  profile_dir: str = ""
+
+
+def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
+  """Every method with JAX (online and cached teacher) and the peers on one shape.
+
+  For each method, every implementation is compiled/built and warmed up first, then
+  their timed windows are interleaved (JAX, JAX + cache, PyTorch, TextBrewer, JAX,
+  ...), so a change of machine load between windows hits all of them alike.
+  """
+  rows = []
+  batch = make_batch(shape)
+  dtype = jnp.bfloat16 if opts.dtype == "bfloat16" else jnp.float32
+  common = dict(dtype=opts.dtype, scan_layers=opts.scan_layers, remat=opts.remat)
+  peers = list(opts.peers)
+  if opts.dtype != "float32" and peers:
+    logging.warning("peers run in float32 only; skipped for --dtype=%s", opts.dtype)
+    peers = []
+  for method in opts.methods:
+    runners, info = {}, {}
+    spec = build_spec(shape, method, dtype=dtype, scan_layers=opts.scan_layers, remat=opts.remat)
+    state, teacher_params = init_state(spec, shape, jax.random.PRNGKey(0))
+    case = compile_case(
+      spec,
+      shape,
+      batch,
+      parallel=opts.parallel,
+      num_devices=opts.num_devices,
+      state=state,
+      teacher_params=teacher_params,
+    )
+    flops = (
+      unrolled_flops(shape, method, batch, dtype=dtype, parallel=opts.parallel)
+      if opts.scan_layers
+      else cost_flops(case.compiled)
+    )
+    runners[("jax", False)] = _jax_runner(case)
+    compiled = {("jax", False): case.compiled}
+    info[("jax", False)] = dict(compile_s=case.compile_s, flops=flops, peak=peak_bytes(case.compiled), **common)
+    cacheable = spec.method.needs_teacher and not (spec.dcfg.method == "ckd" and spec.dcfg.ckd_granularity == "token")
+    if method in opts.cache_methods and cacheable:
+      cspec = build_spec(
+        shape, method, dtype=dtype, scan_layers=opts.scan_layers, remat=opts.remat, cached_teacher=True
+      )
+      cbatch = dict(batch)
+      cbatch.update(cached_teacher_arrays(spec, teacher_params, batch))
+      cstate, _ = init_state(cspec, shape, jax.random.PRNGKey(0))
+      ccase = compile_case(
+        cspec, shape, cbatch, parallel=opts.parallel, num_devices=opts.num_devices, state=cstate, teacher_params=None
+      )
+      cflops = (
+        unrolled_flops(shape, method, cbatch, dtype=dtype, cached_teacher=True, parallel=opts.parallel)
+        if opts.scan_layers
+        else cost_flops(ccase.compiled)
+      )
+      runners[("jax", True)] = _jax_runner(ccase)
+      compiled[("jax", True)] = ccase.compiled
+      info[("jax", True)] = dict(compile_s=ccase.compile_s, flops=cflops, peak=peak_bytes(ccase.compiled), **common)
+    del state, teacher_params
+    for impl in peers:
+      peer_cls, supported = _peer(impl)
+      if method in supported:
+        dcfg = distill_config(method)
+        peer = peer_cls(shape, dcfg.method, dcfg, base_config().optim, batch)
+        runners[(impl, False)] = (peer.step, lambda x: None)
+        # FLOPs of the same work as counted by XLA for the JAX step.
+        info[(impl, False)] = dict(
+          flops=flops, dtype="float32", scan_layers=False, remat=False, threads=_torch_threads()
+        )
+    timings = time_interleaved(
+      runners, warmup=opts.warmup, windows=opts.windows, steps_per_window=opts.steps_per_window
+    )
+    if opts.profile_dir:
+      for key, program in compiled.items():
+        name = f"{shape.name}-{method}" + ("-cache" if key[1] else "")
+        summary = profiling.profile_step(
+          *runners[key], program, os.path.join(opts.profile_dir, name), title=f"{name}: JAX train step"
+        )
+        info[key]["profile"] = dict(
+          dir=os.path.join(opts.profile_dir, name),
+          by_kind=summary["by_kind"],
+          by_pass=summary["by_pass"],
+          wall_ms=summary["wall_ms_per_step"],
+        )
+        logging.info("profile %s: %s", name, {k: round(v) for k, v in summary["by_kind"].items()})
+    for (impl, cached), timing in timings.items():
+      kw = dict(info[(impl, cached)])
+      rows.append(
+        _step_row(
+          method=method,
+          impl=impl,
+          shape=shape,
+          timing=timing,
+          compile_s=kw.pop("compile_s", None),
+          flops=kw.pop("flops"),
+          peak=kw.pop("peak", None),
+          peak_flops=peak_flops,
+          teacher_cache=cached,
+          **kw,
+        )
+      )
+      _log_row(rows[-1])
+    del runners, case
+  return rows
+
+
+def _peer(impl: str):
+  if impl == "pytorch":
+    from rail_kd_jax.benchmark.peers import torch_peer
+
+    return torch_peer.TorchPeer, ALL_METHODS
+  if impl == "textbrewer":
+    from rail_kd_jax.benchmark.peers import textbrewer_peer
+
+    return textbrewer_peer.TextBrewerPeer, textbrewer_peer.METHODS
+  raise ValueError(f"--peers: unknown peer {impl!r}; valid: pytorch, textbrewer")
+
+
+def _torch_threads() -> int | None:
+  try:
+    import torch
+
+    return int(torch.get_num_threads())
+  except ImportError:
+    return None
+
+
+def _log_row(row: dict) -> None:
+  ms = row.get("step_ms_median")
+  logging.info(
+    "%-7s %-10s cache=%-5s %-16s step %s ms (IQR %s), compile %s s",
+    row["method"],
+    row["impl"],
+    row["teacher_cache"],
+    row["shape"],
+    f"{ms:.1f}" if ms else "-",
+    f"{row['step_ms_iqr']:.1f}" if row.get("step_ms_iqr") is not None else "-",
+    f"{row['compile_s']:.1f}" if row.get("compile_s") is not None else "-",
+  )
+
+
+def gemm_study(shape: Shape, repeats: int = 10) -> list[dict]:
+  """float32 matmuls of the shape's layers, JAX (XLA) vs PyTorch, one op each.
+
+  The dense layers ([B*T, H] x [H, H], [B*T, H] x [H, I], [B*T, I] x [H, I]^T) and the
+  attention scores ([B*heads, T, D] x [D, T]): where the train step is slower than the
+  PyTorch peer, this shows how much of it is the matmul library itself.
+  """
+  s = shape.student
+  bt, h, i = shape.batch_size * shape.length, s.hidden_size, s.intermediate_size
+  cases = [
+    ("dense H->H", (bt, h), (h, h)),
+    ("dense H->I", (bt, h), (h, i)),
+    ("dense I->H", (bt, i), (i, h)),
+    (
+      "attention scores",
+      (shape.batch_size * s.num_attention_heads, shape.length, s.head_dim),
+      (shape.batch_size * s.num_attention_heads, s.head_dim, shape.length),
+    ),
+  ]
+  torch = _cpu_torch()
+  rows, rng = [], np.random.default_rng(0)
+  f = jax.jit(jnp.matmul)
+  for name, sa, sb in cases:
+    a, b = rng.standard_normal(sa, np.float32), rng.standard_normal(sb, np.float32)
+    flops = 2.0 * np.prod(sa) * sb[-1]
+    ja, jb = jnp.asarray(a), jnp.asarray(b)
+    tj = _best_seconds(lambda: jax.block_until_ready(f(ja, jb)), repeats)  # pylint: disable=cell-var-from-loop
+    tt = None
+    if torch is not None:
+      ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+      tt = _best_seconds(lambda: torch.matmul(ta, tb), repeats)  # pylint: disable=cell-var-from-loop
+    rows.append(
+      _row(
+        kind="gemm",
+        shape=shape.name,
+        op=name,
+        a=list(sa),
+        b=list(sb),
+        flops=flops,
+        jax_ms=tj * 1e3,
+        pytorch_ms=tt * 1e3 if tt else None,
+        jax_gflops=flops / tj / 1e9,
+        pytorch_gflops=flops / tt / 1e9 if tt else None,
+      )
+    )
+    logging.info(
+      "gemm %-16s %s x %s: JAX %.2f ms, PyTorch %s ms", name, sa, sb, tj * 1e3, f"{tt * 1e3:.2f}" if tt else "-"
+    )
+  return rows
+
+
+def compile_study(
+  base: Shape, layer_counts: Sequence[int] = (6, 12, 24), method: str = "rail_l", parallel: str = "shard_map"
+) -> list[dict]:
+  """Compile time (lower + compile, abstract inputs) of the train step vs teacher depth, with and without scan."""
+  rows = []
+  batch = make_batch(base)
+  for scan in (False, True):
+    for n in layer_counts:
+      shape = dataclasses.replace(
+        base, name=f"{base.name}:teacher{n}", teacher=dataclasses.replace(base.teacher, num_hidden_layers=n)
+      )
+      spec = build_spec(shape, method, scan_layers=scan)
+      case = compile_case(spec, shape, batch, parallel=parallel, abstract=True)
+      rows.append(
+        _row(
+          method=method,
+          impl="jax",
+          teacher_cache=False,
+          shape=shape.name,
+          compile_s=case.compile_s,
+          # (a scanned step's cost analysis counts the loop body once: no FLOPs for it)
+          flops_per_step=None if scan else cost_flops(case.compiled),
+          peak_bytes=peak_bytes(case.compiled),
+          kind="compile",
+          scan_layers=scan,
+          teacher_layers=n,
+          student_layers=shape.student.num_hidden_layers,
+          dtype="float32",
+          batch_size=shape.batch_size,
+          length=shape.length,
+        )
+      )
+      logging.info("compile %s scan=%s teacher=%d layers: %.1f s", method, scan, n, case.compile_s)
+      del case
+  return rows
+
+
+def memory_check(
+  shape: Shape,
+  method: str = "rail_l",
+  dtype: str = "bfloat16",
+  scan_layers: bool = False,
+  remat: bool = False,
+  parallel: str = "shard_map",
+) -> dict:
+  """Compile-only (abstract inputs) peak memory of one train step from XLA's memory analysis."""
+  spec = build_spec(
+    shape, method, dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32, scan_layers=scan_layers, remat=remat
+  )
+  case = compile_case(spec, shape, make_batch(shape), parallel=parallel, num_devices=1, abstract=True)
+  row = _row(
+    method=method,
+    impl="jax",
+    teacher_cache=False,
+    shape=shape.name,
+    compile_s=case.compile_s,
+    flops_per_step=cost_flops(case.compiled),
+    peak_bytes=peak_bytes(case.compiled),
+    kind="memory",
+    dtype=dtype,
+    scan_layers=scan_layers,
+    remat=remat,
+    batch_size=shape.batch_size,
+    length=shape.length,
+    teacher_layers=shape.teacher.num_hidden_layers,
+    student_layers=shape.student.num_hidden_layers,
+    memory=_memory_fields(case.compiled),
+  )
+  logging.info("memory %s %s: %.2f GB", shape.name, dtype, (row["peak_bytes"] or 0) / 1e9)
+  return row
