@@ -4,7 +4,7 @@
 `encode_splits`, `make_step_spec`); the benchmark builds its step specs with `make_step_spec`.
 
 All user-facing checks happen here, before anything is compiled; a user error
-surfaces as `validation.ConfigError` with one sentence.
+surfaces as `errors.ConfigError` with one sentence.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""Command-line entry point.
+"""Command-line entry point: flags -> config -> `run(config.mode)`.
 
   python -m rail_kd_jax.main --config=configs/tiny.py --workdir=/tmp/run \
       --config.mode=distill --config.distill.method=rail_c

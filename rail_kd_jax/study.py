@@ -221,9 +221,9 @@ def _stage_configs(
     raise
   except (ValueError, FileNotFoundError, OSError) as e:
     raise ConfigError(f"study.teacher_path={teacher_src!r}: {e}") from None
-  num_student = len(tuple(s.student_layers))
+  num_student_layers = len(tuple(s.student_layers))
   bad = [i for i in s.student_layers if not 0 <= int(i) < tcfg.num_hidden_layers]
-  if not num_student or bad or len(set(s.student_layers)) != num_student:
+  if not num_student_layers or bad or len(set(s.student_layers)) != num_student_layers:
     raise ConfigError(
       f"study.student_layers={tuple(s.student_layers)} must be distinct layer indices (0-based) "
       f"of the {tcfg.num_hidden_layers}-layer teacher checkpoint {teacher_src!r}"
@@ -241,7 +241,7 @@ def _stage_configs(
     try:
       builders.check_config(
         v,
-        num_student_layers=num_student,
+        num_student_layers=num_student_layers,
         num_teacher_layers=tcfg.num_hidden_layers,
         student_dim=tcfg.hidden_size,
         teacher_dim=tcfg.hidden_size,

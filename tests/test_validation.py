@@ -261,7 +261,7 @@ def render_doc(messages, warnings_seen) -> str:
       "Every input below stops the run before anything compiles with one sentence that names",
       "the field, the value and what would be valid. On the command line it is printed as",
       "`error: <message>` and the exit code is 2; the traceback is shown only with",
-      "`--verbosity=1`. In Python it is a `rail_kd_jax.validation.ConfigError`.",
+      "`--verbosity=1`. In Python it is a `rail_kd_jax.errors.ConfigError`.",
       "",
       "Other exit codes: 0 when the run finished, or was stopped by SIGTERM/Ctrl-C after saving",
       "a checkpoint (`preempted: ...`; run the same command again to resume, see",

@@ -3,7 +3,7 @@
 Every method is a `Method(init_heads, loss, needs_teacher, needs_token_states,
 uses_mapping)`:
 
-  init_heads(key, dcfg, student_dim, teacher_dim, M, N) -> head params pytree
+  init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers) -> head params
   loss(head_params, inputs: MethodInputs, dcfg) -> (scalar, {name: scalar})
 
 The metrics dict holds every term by name ('ce', 'kd', 'int' where the method
@@ -13,7 +13,8 @@ averaged over real examples (`example_mask`), so padded examples of a last
 partial batch never count. Teacher inputs are wrapped in `stop_gradient`.
 
 Layer indexing: `*_pooled`, `*_cls` and `*_hidden` have the embedding output at
-index 0 and layer j at index j; student layers are 1..M, teacher layers 1..N.
+index 0 and layer j at index j; student layers are 1..M, teacher layers 1..N (in shapes
+and formulas M = num_student_layers and N = num_teacher_layers, the names in code).
 """
 
 import math

@@ -1,5 +1,6 @@
-"""Hugging Face checkpoints in and out: the name mapping table, load_pretrained, save_pretrained,
-and the plain <-> scanned params layout helpers.
+"""Hugging Face checkpoints in and out: the name mapping, load_pretrained, save_pretrained.
+
+Also the plain <-> scanned params layout helpers.
 
 The mapping below is the one place that knows how HF names a weight. A Flax `kernel` is the
 transpose of the HF Linear `weight` ([in, out] vs [out, in]); LayerNorm `scale` is `weight`;
