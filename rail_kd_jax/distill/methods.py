@@ -94,8 +94,8 @@ class Method(NamedTuple):
   init_heads: Callable[..., Any]
   loss: Callable[..., Any]
   needs_teacher: bool  # the step runs (or reads the cache of) the teacher
-  needs_token_states: bool  # the loss reads every token's hidden states, not only pooled ones
-  uses_mapping: bool  # a random student->teacher layer mapping per step/epoch (RAIL-KD)
+  needs_token_states: bool = False  # the loss reads every token's hidden states, not only pooled ones
+  uses_mapping: bool = False  # a random student->teacher layer mapping per step/epoch (RAIL-KD)
   pairs_layers: bool = False  # pairs student layers with teacher layers: needs as many teacher layers
   title: str = ""  # the name in result tables and plots
 
@@ -458,59 +458,21 @@ def rail_c_loss(head_params, inputs: MethodInputs, dcfg):
 # ----------------------------------------------------------------------------
 # The table.
 
+# fmt: off
 METHODS = {
-  "none": Method(
-    _no_heads, none_loss, needs_teacher=False, needs_token_states=False, uses_mapping=False, title="student without KD"
-  ),
-  "kd": Method(_no_heads, kd_loss, needs_teacher=True, needs_token_states=False, uses_mapping=False, title="KD"),
-  "pkd": Method(
-    pkd_init_heads,
-    pkd_loss,
-    needs_teacher=True,
-    needs_token_states=False,
-    uses_mapping=False,
-    pairs_layers=True,
-    title="PKD",
-  ),
-  "alp_kd": Method(
-    alp_init_heads,
-    alp_kd_loss,
-    needs_teacher=True,
-    needs_token_states=False,
-    uses_mapping=False,
-    pairs_layers=True,
-    title="ALP-KD",
-  ),
+  "none": Method(_no_heads, none_loss, needs_teacher=False, title="student without KD"),
+  "kd": Method(_no_heads, kd_loss, needs_teacher=True, title="KD"),
+  "pkd": Method(pkd_init_heads, pkd_loss, needs_teacher=True, pairs_layers=True, title="PKD"),
+  "alp_kd": Method(alp_init_heads, alp_kd_loss, needs_teacher=True, pairs_layers=True, title="ALP-KD"),
   # needs_token_states because ckd_granularity='token' reads the hidden states; with
   # 'pooled' they are passed but unused (XLA drops them).
-  "ckd": Method(
-    ckd_init_heads,
-    ckd_loss,
-    needs_teacher=True,
-    needs_token_states=True,
-    uses_mapping=False,
-    pairs_layers=True,
-    title="CKD",
-  ),
-  "rail_l": Method(
-    rail_l_init_heads,
-    rail_l_loss,
-    needs_teacher=True,
-    needs_token_states=False,
-    uses_mapping=True,
-    pairs_layers=True,
-    title="RAIL-KD (rail_l)",
-  ),
-  "rail_c": Method(
-    rail_c_init_heads,
-    rail_c_loss,
-    needs_teacher=True,
-    needs_token_states=False,
-    uses_mapping=True,
-    pairs_layers=True,
-    title="RAIL-KD (rail_c)",
-  ),
+  "ckd": Method(ckd_init_heads, ckd_loss, needs_teacher=True, needs_token_states=True, pairs_layers=True, title="CKD"),
+  "rail_l": Method(rail_l_init_heads, rail_l_loss, needs_teacher=True, uses_mapping=True, pairs_layers=True,
+                   title="RAIL-KD (rail_l)"),
+  "rail_c": Method(rail_c_init_heads, rail_c_loss, needs_teacher=True, uses_mapping=True, pairs_layers=True,
+                   title="RAIL-KD (rail_c)"),
 }
+# fmt: on
 
 # Methods that pair student layers with teacher layers (need no more student layers).
 _LAYERWISE = tuple(name for name, m in METHODS.items() if m.pairs_layers)
