@@ -184,11 +184,18 @@ def test_pytorch_peer_computes_the_same_losses(tmp_path, shape_name):
     np.testing.assert_allclose(float(got), float(want), rtol=2e-5, atol=2e-6, err_msg=method)
 
 
-def test_time_windows_reports_median_and_iqr():
-  ticks = iter(range(100))
-  result = timing.time_windows(lambda: next(ticks), warmup=2, windows=5, steps_per_window=3, block=lambda x: x)
-  assert len(result.windows_ms) == 5 and result.step_ms_median >= 0 and result.step_ms_iqr >= 0
-  assert next(ticks) == 2 + 5 * 3
+def test_time_interleaved_reports_median_and_iqr_per_runner():
+  calls = []
+
+  def runner(name):
+    return (lambda: calls.append(name) or len(calls)), (lambda x: x)
+
+  got = timing.time_interleaved({"a": runner("a"), "b": runner("b")}, warmup=2, windows=5, steps_per_window=3)
+  assert set(got) == {"a", "b"}
+  for t in got.values():
+    assert len(t.windows_ms) == 5 and t.step_ms_median >= 0 and t.step_ms_iqr >= 0
+  # Warm-up of each runner, then their windows in turn.
+  assert calls == ["a"] * 2 + ["b"] * 2 + (["a"] * 3 + ["b"] * 3) * 5
 
 
 def test_targets_ratios_and_noise():

@@ -1,7 +1,7 @@
 r"""Training-time benchmark: every distillation method, the teacher cache, and PyTorch peers.
 
   python -m rail_kd_jax.benchmark --out=/tmp/bench            # default: MiniLM-6 -> 3, b32, T128
-  python -m rail_kd_jax.benchmark --out=/tmp/bench --shapes=tiny --peers= --compile_study=False
+  python -m rail_kd_jax.benchmark --out=/tmp/bench --shapes=tiny --peers= --compile_study=
 
 For each shape (a teacher/student pair with random weights, a batch size and a
 length) it times every method of `distill.methods.METHODS` with the real train

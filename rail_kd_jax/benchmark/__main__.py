@@ -1,11 +1,13 @@
-"""The command line (`python -m rail_kd_jax.benchmark`): the flags and `main`; `--help` prints the package docstring."""
+"""The command line, `python -m rail_kd_jax.benchmark`: its flags and `main`."""
 
 from __future__ import annotations
+
+from absl import app, flags
 
 from rail_kd_jax import benchmark
 from rail_kd_jax.benchmark.cases import ALL_METHODS
 from rail_kd_jax.benchmark.runner import run
-from rail_kd_jax.benchmark.sections import IMPLS, Options
+from rail_kd_jax.benchmark.sections import PEERS, Options
 from rail_kd_jax.benchmark.shapes import SHAPES, with_batch
 
 __doc__ = benchmark.__doc__  # absl's --help prints the main module's docstring
@@ -13,8 +15,6 @@ __doc__ = benchmark.__doc__  # absl's --help prints the main module's docstring
 
 def main(argv):
   del argv
-  from absl import flags
-
   f = flags.FLAGS
   names = [s.strip() for s in f.shapes.split(",") if s.strip()]
   unknown = [n for n in names if n not in SHAPES]
@@ -25,9 +25,9 @@ def main(argv):
   if bad:
     raise SystemExit(f"--methods: unknown method {bad[0]!r}; valid: {', '.join(ALL_METHODS)}")
   peers = [p.strip() for p in f.peers.split(",") if p.strip()]
-  bad = [p for p in peers if p not in IMPLS[1:]]
+  bad = [p for p in peers if p not in PEERS]
   if bad:
-    raise SystemExit(f"--peers: unknown peer {bad[0]!r}; valid: pytorch, textbrewer")
+    raise SystemExit(f"--peers: unknown peer {bad[0]!r}; valid: {', '.join(PEERS)}")
   opts = Options(
     methods=methods,
     peers=peers,
@@ -52,14 +52,12 @@ def main(argv):
 
 
 def _define_flags():
-  from absl import flags
-
   flags.DEFINE_string("out", None, "Output folder for benchmark.md, benchmark.json, benchmark.png.")
   flags.DEFINE_string("shapes", "minilm6-3", f"Comma-separated shapes: {', '.join(SHAPES)}.")
   flags.DEFINE_string(
     "methods", ",".join(ALL_METHODS), "Comma-separated methods (ckd_pooled: ckd with ckd_granularity='pooled')."
   )
-  flags.DEFINE_string("peers", "pytorch,textbrewer", "Comma-separated peers ('' for none).")
+  flags.DEFINE_string("peers", ",".join(PEERS), "Comma-separated peers ('' for none).")
   flags.DEFINE_string("cache_methods", "kd,rail_l", "Methods also timed with the teacher cache.")
   flags.DEFINE_integer("batch_size", 0, "Override the shapes' batch size (0 = theirs).")
   flags.DEFINE_integer("length", 0, "Override the shapes' length (0 = theirs).")
@@ -87,7 +85,5 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-  from absl import app
-
   _define_flags()
   app.run(main)

@@ -1,4 +1,4 @@
-"""The JAX side of the benchmark: the real train step of one method on one shape, compiled and run."""
+"""The JAX rows' train step: one method on one shape, built, compiled and run."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from rail_kd_jax import models, optim
+from rail_kd_jax import builders, models
 from rail_kd_jax import parallel as parallel_lib
+from rail_kd_jax.benchmark.analysis import cost_flops
 from rail_kd_jax.benchmark.shapes import Shape
 from rail_kd_jax.defaults import base_config
 from rail_kd_jax.distill import methods as methods_lib
@@ -42,10 +43,8 @@ def distill_config(method: str, **overrides):
 
 @dataclasses.dataclass
 class JaxCase:
-  """One method on one shape: the real StepSpec, placed state and a compiled step."""
+  """One method on one shape: the placed (or abstract) inputs of the train step and its compiled program."""
 
-  spec: StepSpec
-  par: parallel_lib.DataParallel
   state: Any  # placed (replicated) TrainState, or shapes when abstract
   teacher_params: Any
   batch: dict  # placed
@@ -68,7 +67,6 @@ def build_spec(
   module_kw = dict(dtype=dtype, scan_layers=scan_layers, remat=remat)
   student = models.Encoder(shape.student, **module_kw)
   teacher = models.Encoder(shape.teacher, **module_kw)
-  method_obj = methods_lib.get_method(dcfg.method)
   methods_lib.validate(
     dcfg,
     shape.student.num_hidden_layers,
@@ -76,22 +74,17 @@ def build_spec(
     shape.student.hidden_size,
     shape.teacher.hidden_size,
   )
-  tx, schedule = optim.make_optimizer(base_config().optim, total_steps=10_000)
-  spec = StepSpec(
-    student=student,
-    teacher=teacher,
-    method=method_obj,
-    dcfg=dcfg,
-    tx=tx,
-    schedule=schedule,
-    seed=0,
-    num_student_layers=shape.student.num_hidden_layers,
-    num_teacher_layers=shape.teacher.num_hidden_layers,
+  config = base_config()
+  config.distill = dcfg
+  return builders.make_step_spec(
+    config,
+    student,
+    teacher,
+    methods_lib.get_method(dcfg.method),
     steps_per_epoch=100,
-    is_regression=False,
+    total_steps=10_000,
     cached_teacher=cached_teacher,
   )
-  return spec
 
 
 def init_state(spec: StepSpec, shape: Shape, rng: jax.Array, *, abstract: bool = False):
@@ -168,9 +161,7 @@ def compile_case(
   t0 = time.perf_counter()
   compiled = step_fn.lower(*args).compile()
   compile_s = time.perf_counter() - t0
-  return JaxCase(
-    spec=spec, par=par, state=args[0], teacher_params=args[1], batch=args[2], compiled=compiled, compile_s=compile_s
-  )
+  return JaxCase(state=args[0], teacher_params=args[1], batch=args[2], compiled=compiled, compile_s=compile_s)
 
 
 def unrolled_flops(
@@ -192,15 +183,14 @@ def unrolled_flops(
   state, teacher_params = init_state(spec, shape, jax.random.PRNGKey(0), abstract=True)
   args = (_abstract(par, state, P()), _abstract(par, teacher_params, P()), _abstract(par, batch, P(AXIS)))
   try:
-    cost = par.compile_train(make_train_step(spec)).lower(*args).cost_analysis()
-  except Exception:  # noqa: BLE001
+    lowered = par.compile_train(make_train_step(spec)).lower(*args)
+  except Exception:  # a step that does not lower has no count
     return None
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else None
-  return float(cost["flops"]) if cost and "flops" in cost else None
+  return cost_flops(lowered)
 
 
-def _jax_runner(case: JaxCase):
+def jax_runner(case: JaxCase):
+  """`(step, block)` for `timing.time_interleaved`: each `step()` runs one update of the case's state."""
   holder = {"state": case.state}
 
   def step():

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from absl import logging
 
-from rail_kd_jax.benchmark.report import _versions, device_description, targets, write_chart, write_markdown
+from rail_kd_jax.benchmark.report import device_description, targets, versions, write_chart, write_markdown
 from rail_kd_jax.benchmark.sections import Options, bench_shape, compile_study, gemm_study, memory_check
 from rail_kd_jax.benchmark.shapes import Shape
 from rail_kd_jax.benchmark.timing import measure_peak_flops, measure_torch_peak_flops
@@ -65,7 +65,7 @@ def run(
     "peak_gflops_pytorch": peak_torch / 1e9 if peak_torch else None,
     "load_start": load_start,
     "load_end": os.getloadavg()[0],
-    "versions": _versions(),
+    "versions": versions(),
     "options": dataclasses.asdict(opts),
     "wall_s": time.perf_counter() - t0,
     "shape_labels": {s.name: s.label for s in list(shapes) + ([study] if study else []) + [m[0] for m in memory]},

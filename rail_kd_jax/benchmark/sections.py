@@ -1,4 +1,4 @@
-"""The benchmark's sections, each a list of benchmark.json rows: step times, single matmuls, compile times, memory."""
+"""The sections, each a list of benchmark.json rows: step times, matmuls, compile times, memory."""
 
 from __future__ import annotations
 
@@ -12,22 +12,22 @@ import numpy as np
 from absl import logging
 
 from rail_kd_jax.benchmark import profiling
-from rail_kd_jax.benchmark.analysis import _memory_fields, cost_flops, peak_bytes
+from rail_kd_jax.benchmark.analysis import cost_flops, memory_fields, peak_bytes
 from rail_kd_jax.benchmark.cases import (
   ALL_METHODS,
-  _jax_runner,
   build_spec,
   cached_teacher_arrays,
   compile_case,
   distill_config,
   init_state,
+  jax_runner,
   unrolled_flops,
 )
 from rail_kd_jax.benchmark.shapes import Shape, make_batch
-from rail_kd_jax.benchmark.timing import Timing, _best_seconds, _cpu_torch, time_interleaved
+from rail_kd_jax.benchmark.timing import Timing, best_seconds, cpu_torch, time_interleaved
 from rail_kd_jax.defaults import base_config
 
-IMPLS = ("jax", "pytorch", "textbrewer")
+PEERS = ("pytorch", "textbrewer")  # the implementations besides "jax"
 
 
 def _row(**kw) -> dict:
@@ -65,6 +65,7 @@ def _step_row(
   teacher_cache=False,
   **extra,
 ) -> dict:
+  """One step-time row: an implementation of a method on a shape, with its timing, FLOPs and memory."""
   ms = timing.step_ms_median if timing else None
   return _row(
     method=method,
@@ -90,8 +91,10 @@ def _step_row(
 
 @dataclasses.dataclass
 class Options:
+  """What `bench_shape` runs and how it times it (the command line's flags)."""
+
   methods: Sequence[str] = ALL_METHODS
-  peers: Sequence[str] = ("pytorch", "textbrewer")
+  peers: Sequence[str] = PEERS
   cache_methods: Sequence[str] = ("kd", "rail_l")
   warmup: int = 1
   windows: int = 5
@@ -138,7 +141,7 @@ def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
       if opts.scan_layers
       else cost_flops(case.compiled)
     )
-    runners[("jax", False)] = _jax_runner(case)
+    runners[("jax", False)] = jax_runner(case)
     compiled = {("jax", False): case.compiled}
     info[("jax", False)] = dict(compile_s=case.compile_s, flops=flops, peak=peak_bytes(case.compiled), **common)
     cacheable = spec.method.needs_teacher and not (spec.dcfg.method == "ckd" and spec.dcfg.ckd_granularity == "token")
@@ -157,7 +160,7 @@ def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
         if opts.scan_layers
         else cost_flops(ccase.compiled)
       )
-      runners[("jax", True)] = _jax_runner(ccase)
+      runners[("jax", True)] = jax_runner(ccase)
       compiled[("jax", True)] = ccase.compiled
       info[("jax", True)] = dict(compile_s=ccase.compile_s, flops=cflops, peak=peak_bytes(ccase.compiled), **common)
     del state, teacher_params
@@ -209,6 +212,8 @@ def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
 
 
 def _peer(impl: str):
+  """(peer class, the methods it runs) of one of PEERS."""
+  # torch is optional: imported only when a peer row runs
   if impl == "pytorch":
     from rail_kd_jax.benchmark.peers import torch_peer
 
@@ -217,12 +222,13 @@ def _peer(impl: str):
     from rail_kd_jax.benchmark.peers import textbrewer_peer
 
     return textbrewer_peer.TextBrewerPeer, textbrewer_peer.METHODS
-  raise ValueError(f"--peers: unknown peer {impl!r}; valid: pytorch, textbrewer")
+  raise ValueError(f"--peers: unknown peer {impl!r}; valid: {', '.join(PEERS)}")
 
 
 def _torch_threads() -> int | None:
+  """PyTorch's intra-op thread count (None without torch)."""
   try:
-    import torch
+    import torch  # torch is optional: imported only when a peer row runs
 
     return int(torch.get_num_threads())
   except ImportError:
@@ -262,18 +268,18 @@ def gemm_study(shape: Shape, repeats: int = 10) -> list[dict]:
       (shape.batch_size * s.num_attention_heads, s.head_dim, shape.length),
     ),
   ]
-  torch = _cpu_torch()
+  torch = cpu_torch()
   rows, rng = [], np.random.default_rng(0)
   f = jax.jit(jnp.matmul)
   for name, sa, sb in cases:
     a, b = rng.standard_normal(sa, np.float32), rng.standard_normal(sb, np.float32)
     flops = 2.0 * np.prod(sa) * sb[-1]
     ja, jb = jnp.asarray(a), jnp.asarray(b)
-    tj = _best_seconds(lambda: jax.block_until_ready(f(ja, jb)), repeats)  # pylint: disable=cell-var-from-loop
+    tj = best_seconds(lambda: jax.block_until_ready(f(ja, jb)), repeats)
     tt = None
     if torch is not None:
       ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-      tt = _best_seconds(lambda: torch.matmul(ta, tb), repeats)  # pylint: disable=cell-var-from-loop
+      tt = best_seconds(lambda: torch.matmul(ta, tb), repeats)
     rows.append(
       _row(
         kind="gemm",
@@ -301,9 +307,11 @@ def compile_study(
   rows = []
   batch = make_batch(base)
   for scan in (False, True):
-    for n in layer_counts:
+    for num_teacher_layers in layer_counts:
       shape = dataclasses.replace(
-        base, name=f"{base.name}:teacher{n}", teacher=dataclasses.replace(base.teacher, num_hidden_layers=n)
+        base,
+        name=f"{base.name}:teacher{num_teacher_layers}",
+        teacher=dataclasses.replace(base.teacher, num_hidden_layers=num_teacher_layers),
       )
       spec = build_spec(shape, method, scan_layers=scan)
       case = compile_case(spec, shape, batch, parallel=parallel, abstract=True)
@@ -319,14 +327,14 @@ def compile_study(
           peak_bytes=peak_bytes(case.compiled),
           kind="compile",
           scan_layers=scan,
-          teacher_layers=n,
+          teacher_layers=num_teacher_layers,
           student_layers=shape.student.num_hidden_layers,
           dtype="float32",
           batch_size=shape.batch_size,
           length=shape.length,
         )
       )
-      logging.info("compile %s scan=%s teacher=%d layers: %.1f s", method, scan, n, case.compile_s)
+      logging.info("compile %s scan=%s teacher=%d layers: %.1f s", method, scan, num_teacher_layers, case.compile_s)
       del case
   return rows
 
@@ -360,7 +368,7 @@ def memory_check(
     length=shape.length,
     teacher_layers=shape.teacher.num_hidden_layers,
     student_layers=shape.student.num_hidden_layers,
-    memory=_memory_fields(case.compiled),
+    memory=memory_fields(case.compiled),
   )
   logging.info("memory %s %s: %.2f GB", shape.name, dtype, (row["peak_bytes"] or 0) / 1e9)
   return row

@@ -1,4 +1,4 @@
-"""The benchmarked shapes: teacher/student configurations with a batch size and length, and their random batches."""
+"""The benchmarked shapes (teacher, student, batch size, length) and their random batches."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class Shape:
 
   @property
   def label(self) -> str:
+    """'name: type layers x width -> layers x width, bBATCH, TLENGTH', the heading of its table."""
     t, s = self.teacher, self.student
     return (
       f"{self.name}: {t.model_type} {t.num_hidden_layers}x{t.hidden_size} -> "
@@ -30,12 +31,13 @@ class Shape:
     )
 
 
-def _bert(layers: int, hidden: int, heads: int, ff: int, **kw) -> models.EncoderConfig:
+def _bert(num_layers: int, hidden: int, heads: int, ff: int, **kw) -> models.EncoderConfig:
+  """A BERT-type EncoderConfig (BERT's vocabulary unless `kw` says otherwise) with NUM_LABELS labels."""
   kw.setdefault("vocab_size", 30522)
   return models.EncoderConfig(
     model_type=kw.pop("model_type", "bert"),
     hidden_size=hidden,
-    num_hidden_layers=layers,
+    num_hidden_layers=num_layers,
     num_attention_heads=heads,
     intermediate_size=ff,
     num_labels=NUM_LABELS,
@@ -43,9 +45,10 @@ def _bert(layers: int, hidden: int, heads: int, ff: int, **kw) -> models.Encoder
   )
 
 
-def _roberta(layers: int, hidden: int, heads: int, ff: int) -> models.EncoderConfig:
+def _roberta(num_layers: int, hidden: int, heads: int, ff: int) -> models.EncoderConfig:
+  """A RoBERTa-type EncoderConfig (RoBERTa's vocabulary, padding id and positions)."""
   return _bert(
-    layers,
+    num_layers,
     hidden,
     heads,
     ff,
@@ -67,9 +70,9 @@ SHAPES = {
     16,
     32,
   ),
-  # MiniLM-L6 (all-MiniLM-L6-v2 shape) -> 3 layers (SPEC §6).
+  # MiniLM-L6 (all-MiniLM-L6-v2 shape) -> 3 layers.
   "minilm6-3": Shape("minilm6-3", _bert(6, 384, 12, 1536), _bert(3, 384, 12, 1536), 32, 128),
-  # BERT-base -> 6 layers of the same width (SPEC §1).
+  # BERT-base -> 6 layers of the same width.
   "bert-base-6": Shape("bert-base-6", _bert(12, 768, 12, 3072), _bert(6, 768, 12, 3072), 32, 128),
   # RoBERTa-large -> DistilRoBERTa shape (6 x 768), the paper's main pair.
   "roberta-large-6": Shape("roberta-large-6", _roberta(24, 1024, 16, 4096), _roberta(6, 768, 12, 3072), 32, 128),
@@ -77,6 +80,7 @@ SHAPES = {
 
 
 def with_batch(shape: Shape, batch_size: int = 0, length: int = 0) -> Shape:
+  """`shape` with another batch size and/or length (0 keeps its own)."""
   return dataclasses.replace(shape, batch_size=batch_size or shape.batch_size, length=length or shape.length)
 
 

@@ -18,14 +18,16 @@ from __future__ import annotations
 import tempfile
 
 import torch
+from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
 
-from rail_kd_jax.distill.methods import pkd_teacher_layers
 from rail_kd_jax.benchmark.peers import torch_peer
+from rail_kd_jax.distill.methods import pkd_teacher_layers
 
 METHODS = ("kd", "pkd")
 
 
 def _adaptor(batch, model_outputs):
+  """TextBrewer's adaptor: the logits, the hard-label loss and (when returned) the hidden states."""
   out = {"logits": model_outputs.logits, "losses": [model_outputs.loss]}
   if model_outputs.hidden_states is not None:
     out["hidden"] = list(model_outputs.hidden_states)
@@ -36,27 +38,25 @@ class TextBrewerPeer:
   """`step()` runs one optimizer update of TextBrewer's GeneralDistiller."""
 
   def __init__(self, shape, method: str, dcfg, opt_cfg, batch: dict, *, seed: int = 0, total_steps: int = 10_000):
-    import textbrewer  # noqa: F401 -- fail early with a clear ImportError
-    from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
-
     if method not in METHODS:
       raise ValueError(f"TextBrewer peer supports {METHODS}, not {method!r}")
     torch.manual_seed(seed)
     self.student = torch_peer.hf_model(shape.student).train()
     self.teacher = torch_peer.hf_model(shape.teacher).eval()
     self.teacher.requires_grad_(False)
-    m, n = shape.student.num_hidden_layers, shape.teacher.num_hidden_layers
+    num_student_layers, num_teacher_layers = shape.student.num_hidden_layers, shape.teacher.num_hidden_layers
     hs, ht = shape.student.hidden_size, shape.teacher.hidden_size
     matches = []
     if method == "pkd":
-      for j, t in zip(range(1, m), pkd_teacher_layers(dcfg.pkd_mapping, n, m)):
+      layers = pkd_teacher_layers(dcfg.pkd_mapping, num_teacher_layers, num_student_layers)
+      for j, t in zip(range(1, num_student_layers), layers):
         match = {
           "layer_T": int(t),
           "layer_S": j,
           "feature": "hidden",
           "loss": "pkd",
           # TextBrewer's pkd loss sums over the features and pairs; ours averages over both.
-          "weight": dcfg.pkd_beta / ((m - 1) * ht),
+          "weight": dcfg.pkd_beta / ((num_student_layers - 1) * ht),
         }
         if hs != ht:
           match["proj"] = ["linear", hs, ht]

@@ -11,20 +11,18 @@ runs in eval mode under `torch.no_grad()`; the student trains with dropout.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+import transformers
 from torch import nn
 
 from rail_kd_jax.distill import layer_sampling
+from rail_kd_jax.distill.methods import pkd_teacher_layers
 
 
 def hf_model(config, dtype=torch.float32) -> nn.Module:
   """A randomly initialised transformers model for an `models.EncoderConfig`."""
-  import transformers  # imported lazily: slow, and only the peers need it
-
   d = config.to_hf_dict()
   hf_config = transformers.AutoConfig.for_model(**d)
   model = transformers.AutoModelForSequenceClassification.from_config(hf_config)
@@ -67,19 +65,20 @@ def _pool(hidden: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
 class Heads(nn.Module):
   """The trainable distillation heads of one method (same shapes as `init_heads`)."""
 
-  def __init__(self, method: str, dcfg, hs: int, ht: int, m: int, n: int):
+  def __init__(self, method: str, dcfg, hs: int, ht: int, num_student_layers: int, num_teacher_layers: int):
     super().__init__()
     u = dcfg.proj_dim
-    if method == "pkd" and hs != ht and m > 1:
-      self.student_proj = _linear_stack(m - 1, hs, ht)
+    if method == "pkd" and hs != ht and num_student_layers > 1:
+      self.student_proj = _linear_stack(num_student_layers - 1, hs, ht)
     elif method == "alp_kd" and hs != ht:
-      self.student_proj = _linear_stack(m, hs, ht)
+      self.student_proj = _linear_stack(num_student_layers, hs, ht)
     elif method == "ckd":
-      bounds = layer_sampling.block_bounds(n, m)
+      bounds = layer_sampling.block_bounds(num_teacher_layers, num_student_layers)
       self.student_proj = nn.ModuleList([nn.Linear(hs, (hi - lo) * ht) for lo, hi in bounds])
     elif method in ("rail_l", "rail_c") and dcfg.projection != "none":
-      count = 1 if method == "rail_c" else (n if dcfg.proj_index == "teacher_layer" else m)
-      din_s, din_t = (m * hs, m * ht) if method == "rail_c" else (hs, ht)
+      per_layer = num_teacher_layers if dcfg.proj_index == "teacher_layer" else num_student_layers
+      count = 1 if method == "rail_c" else per_layer
+      din_s, din_t = (num_student_layers * hs, num_student_layers * ht) if method == "rail_c" else (hs, ht)
       bias = not dcfg.center
       if dcfg.projection == "student_to_teacher":
         self.student_proj = _linear_stack(count, din_s, din_t, bias)
@@ -121,13 +120,11 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
   mask = batch["attention_mask"]
   s_hidden = torch.stack(s_out.hidden_states).float()  # [M+1, B, T, Hs]
   t_hidden = torch.stack(t_out.hidden_states).float()  # [N+1, B, T, Ht]
-  m, n = s_hidden.shape[0] - 1, t_hidden.shape[0] - 1
+  num_student_layers, num_teacher_layers = s_hidden.shape[0] - 1, t_hidden.shape[0] - 1
   w = lambda inter: dcfg.ce_weight * ce + dcfg.kd_weight * kd + dcfg.int_weight * inter
   if method == "pkd":
-    from rail_kd_jax.distill.methods import pkd_teacher_layers
-
-    layers = pkd_teacher_layers(dcfg.pkd_mapping, n, m)
-    s, t = s_hidden[1:m, :, 0], t_hidden[layers, :, 0]
+    layers = pkd_teacher_layers(dcfg.pkd_mapping, num_teacher_layers, num_student_layers)
+    s, t = s_hidden[1:num_student_layers, :, 0], t_hidden[layers, :, 0]
     if hasattr(heads, "student_proj"):
       s = torch.stack([p(x) for p, x in zip(heads.student_proj, s)])
     pt = _masked_mean(_distance(s, t, "sq_l2").mean(0) / s.shape[-1], em)
@@ -143,7 +140,7 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
     token = dcfg.ckd_granularity == "token"
     s, t = (s_hidden, t_hidden) if token else (_pool(s_hidden, mask, dcfg.pooling), _pool(t_hidden, mask, dcfg.pooling))
     per_layer = []
-    for j, (lo, hi) in enumerate(layer_sampling.block_bounds(n, m)):
+    for j, (lo, hi) in enumerate(layer_sampling.block_bounds(num_teacher_layers, num_student_layers)):
       target = torch.cat([t[i] for i in range(lo, hi)], -1)
       per_layer.append(_distance(heads.student_proj[j](s[j + 1]), target, "sq_l2"))  # [B] or [B, T]
     d = torch.stack(per_layer).sum(0)
@@ -159,7 +156,7 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
       t = t.permute(1, 0, 2).reshape(1, t.shape[1], -1)
       index = [0]
     else:
-      index = (mapping - 1).tolist() if dcfg.proj_index == "teacher_layer" else list(range(m))
+      index = (mapping - 1).tolist() if dcfg.proj_index == "teacher_layer" else list(range(num_student_layers))
     if dcfg.center:
       s, t = _center(s, em), _center(t, em)
     if dcfg.projection != "none":
@@ -210,9 +207,16 @@ class TorchPeer:
     self.teacher = hf_model(shape.teacher).eval() if self.needs_teacher else None
     if self.teacher is not None:
       self.teacher.requires_grad_(False)
-    m, n = shape.student.num_hidden_layers, shape.teacher.num_hidden_layers
-    self.m, self.n = m, n
-    self.heads = Heads(method, dcfg, shape.student.hidden_size, shape.teacher.hidden_size, m, n)
+    self.num_student_layers = shape.student.num_hidden_layers
+    self.num_teacher_layers = shape.teacher.num_hidden_layers
+    self.heads = Heads(
+      method,
+      dcfg,
+      shape.student.hidden_size,
+      shape.teacher.hidden_size,
+      self.num_student_layers,
+      self.num_teacher_layers,
+    )
     named = list(self.student.named_parameters()) + [("heads." + k, v) for k, v in self.heads.named_parameters()]
     self.params = [p for _, p in named]
     self.opt, self.sched = adamw(named, opt_cfg, total_steps)
@@ -222,9 +226,11 @@ class TorchPeer:
     self.gen = torch.Generator().manual_seed(seed)
 
   def _mapping(self) -> torch.Tensor | None:
+    """rail_*: distinct teacher layers (1-based, ascending), one per student layer, drawn uniformly each step."""
     if self.method not in ("rail_l", "rail_c"):
       return None
-    return torch.sort(torch.randperm(self.n, generator=self.gen)[: self.m]).values + 1
+    perm = torch.randperm(self.num_teacher_layers, generator=self.gen)
+    return torch.sort(perm[: self.num_student_layers]).values + 1
 
   def step(self) -> torch.Tensor:
     t_out = None
@@ -240,14 +246,3 @@ class TorchPeer:
     self.opt.step()
     self.sched.step()
     return loss.detach()
-
-
-def num_threads() -> int:
-  return torch.get_num_threads()
-
-
-def describe() -> dict[str, Any]:
-  return {"torch": torch.__version__, "threads": torch.get_num_threads()}
-
-
-__all__ = ["TorchPeer", "method_loss", "hf_model", "adamw", "describe", "num_threads"]
