@@ -60,11 +60,26 @@ def _dropout_overrides(mcfg) -> dict:
   return kw
 
 
+def _trainable(model: models.Encoder, field: str) -> models.Encoder:
+  """`model`, after checking that its attention form can run a training step (the teacher
+  only runs deterministically): 'dot_product' has no attention dropout."""
+  rate = model.config.attention_probs_dropout_prob
+  if field != "teacher" and model.attention == "dot_product" and rate > 0:
+    raise ConfigError(
+      f"{field}.attention='dot_product' applies no attention dropout, but the {field}'s "
+      f"attention_probs_dropout_prob={rate}; set --config.{field}.attention_dropout=0 or "
+      f"--config.{field}.attention=matmul"
+    )
+  return model
+
+
 def build_model(
   mcfg, field: str, num_labels: int, vocab_size: int, rng: jax.Array, teacher: tuple[models.Encoder, Any] | None = None
 ) -> tuple[models.Encoder, Any]:
   """One encoder from a `model_config()` block (pretrained | fresh | teacher_layers)."""
-  module_kw = dict(dtype=_dtype(mcfg.dtype), scan_layers=bool(mcfg.scan_layers), remat=bool(mcfg.remat))
+  module_kw = dict(
+    dtype=_dtype(mcfg.dtype), scan_layers=bool(mcfg.scan_layers), remat=bool(mcfg.remat), attention=mcfg.attention
+  )
   try:
     if mcfg.init == "pretrained":
       path = validation.model_folder(f"{field}.path", mcfg.path)
@@ -72,7 +87,7 @@ def build_model(
       overrides = _dropout_overrides(mcfg)
       if overrides:
         model = model.clone(config=dataclasses.replace(model.config, **overrides))
-      return model, params
+      return _trainable(model, field), params
     if mcfg.init == "fresh":
       config = models.EncoderConfig(
         model_type=mcfg.model_type,
@@ -91,14 +106,16 @@ def build_model(
       drop = _dropout_overrides(mcfg)
       if drop:
         config = dataclasses.replace(config, **drop)
-      return models.student.fresh(config, rng, **module_kw)
+      model, params = models.student.fresh(config, rng, **module_kw)
+      return _trainable(model, field), params
     # teacher_layers
     if teacher is None:
       raise ConfigError(f"{field}.init='teacher_layers' needs a teacher")
     layers = tuple(int(x) for x in mcfg.teacher_layers)
-    return models.student.from_teacher_layers(
+    model, params = models.student.from_teacher_layers(
       teacher[0], teacher[1], layers, rng=rng, num_labels=num_labels, **module_kw, **_dropout_overrides(mcfg)
     )
+    return _trainable(model, field), params
   except ConfigError:
     raise
   except (ValueError, FileNotFoundError) as e:

@@ -41,6 +41,9 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
   c.dtype = "float32"
   c.scan_layers = False
   c.remat = False
+  # Attention form: matmul | dot_product (jax.nn.dot_product_attention, no attention
+  #   dropout) | auto (dot_product for bf16 on GPU without attention dropout, else matmul).
+  c.attention = "auto"
   c.update(overrides)
   return c
 

@@ -61,7 +61,7 @@ from flax.traverse_util import flatten_dict
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from rail_kd_jax import parallel
+from rail_kd_jax import models, parallel
 from rail_kd_jax.data import loader
 from rail_kd_jax.step import AXIS, StepSpec, teacher_outputs
 from rail_kd_jax.errors import ConfigError
@@ -110,6 +110,8 @@ def cache_key(
     "dtype": str(np.dtype(t.dtype)),
     "param_dtype": str(np.dtype(t.param_dtype)),
     "scan_layers": bool(t.scan_layers),
+    # The form the deterministic teacher forward computes (auto resolves by backend and dtype).
+    "attention": models.resolve_attention(t.attention, t.dtype, True, t.config.attention_probs_dropout_prob),
     "pooling": spec.dcfg.pooling,
     "per_device_batch": int(per_device_batch),
     "bucket": {k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in sorted(bucket.items())},

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 
-from rail_kd_jax import checks, defaults
+from rail_kd_jax import checks, defaults, models
 from rail_kd_jax.data import tasks
 from rail_kd_jax.distill import methods
 from rail_kd_jax.errors import ConfigError
@@ -111,6 +111,7 @@ def prepare_workdir(workdir) -> None:
 def _model(name: str, m) -> None:
   checks.choice(f"{name}.init", m.init, defaults.MODEL_INITS)
   checks.choice(f"{name}.dtype", m.dtype, defaults.DTYPES)
+  checks.choice(f"{name}.attention", m.attention, models.ATTENTION_IMPLS)
   for field in ("scan_layers", "remat"):
     checks.boolean(f"{name}.{field}", m[field])
   if m.init == "pretrained":

@@ -9,7 +9,14 @@ Typical use:
   models.save_pretrained(model, params, out_dir)
 """
 
-from rail_kd_jax.models.bert import Encoder, EncoderOutput, init_params, param_shapes
+from rail_kd_jax.models.bert import (
+  ATTENTION_IMPLS,
+  Encoder,
+  EncoderOutput,
+  init_params,
+  param_shapes,
+  resolve_attention,
+)
 from rail_kd_jax.models.config import EncoderConfig
 from rail_kd_jax.models.convert import (
   convert_layout,
@@ -23,6 +30,7 @@ from rail_kd_jax.models.convert import (
 from rail_kd_jax.models import student  # noqa: E402  (after the names it uses)
 
 __all__ = [
+  "ATTENTION_IMPLS",
   "Encoder",
   "EncoderOutput",
   "EncoderConfig",
@@ -36,4 +44,5 @@ __all__ = [
   "convert_layout",
   "is_scanned",
   "read_config",
+  "resolve_attention",
 ]

@@ -37,6 +37,9 @@ from rail_kd_jax.models.dropout import Dropout
 
 Dtype = Any
 
+# Model option `attention`: how SelfAttention computes (see resolve_attention).
+ATTENTION_IMPLS = ("auto", "matmul", "dot_product")
+
 
 @struct.dataclass
 class EncoderOutput:
@@ -166,6 +169,34 @@ class Embeddings(nn.Module):
     return Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
 
 
+def resolve_attention(
+  name: str, dtype: Dtype, deterministic: bool, dropout_prob: float, backend: str | None = None
+) -> str:
+  """The attention form a call computes, 'matmul' or 'dot_product', for option `name`.
+
+  'matmul': q/k/v as [B, heads, T, D], batched jnp.matmul, attention dropout supported.
+  'dot_product': jax.nn.dot_product_attention on [B, T, heads, D]; it has no dropout.
+  'auto': 'dot_product' when `backend` is 'gpu', the compute dtype is bfloat16 or float16
+  and no attention dropout applies (deterministic, or dropout_prob == 0); else 'matmul'.
+  backend: a jax platform name; None is jax.default_backend().
+
+  Raises ValueError for an unknown name, and for 'dot_product' in a call with dropout.
+  """
+  if name not in ATTENTION_IMPLS:
+    raise ValueError(f"attention={name!r} is not valid; choose one of: {', '.join(ATTENTION_IMPLS)}.")
+  drops = not deterministic and dropout_prob > 0
+  if name == "auto":
+    backend = jax.default_backend() if backend is None else backend
+    half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    return "dot_product" if backend == "gpu" and half and not drops else "matmul"
+  if name == "dot_product" and drops:
+    raise ValueError(
+      f"attention='dot_product' applies no attention dropout, but attention_probs_dropout_prob={dropout_prob} "
+      "in a training call; set model.attention_dropout=0 or use attention='matmul'."
+    )
+  return name
+
+
 def _dense(cfg: EncoderConfig, features: int, dtype, param_dtype, name: str) -> nn.Dense:
   return nn.Dense(
     features,
@@ -178,25 +209,42 @@ def _dense(cfg: EncoderConfig, features: int, dtype, param_dtype, name: str) -> 
 
 
 class SelfAttention(nn.Module):
-  """Multi-head self-attention; q/k/v as [B, heads, T, D] and batched matmul (fast on XLA CPU)."""
+  """Multi-head self-attention in the form `attention` resolves to (resolve_attention).
+
+  matmul: q/k/v transposed to [B, heads, T, D] and batched matmul (fast on XLA CPU), the
+  additive mask, float32 softmax, dropout on the probabilities.
+  dot_product: jax.nn.dot_product_attention on [B, T, heads, D] (its native layout) with a
+  boolean key mask [B, 1, T, T]; float32 logits and softmax; no dropout.
+  """
 
   config: EncoderConfig
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   deterministic: bool = True
+  attention: str = "auto"
 
   @nn.compact
   def __call__(self, x, mask_bias):
-    """x: [B, T, H]; mask_bias: [B, 1, 1, T] float32 additive -> [B, T, H] in dtype."""
+    """x: [B, T, H]; mask_bias: [B, 1, 1, T] float32 additive (0 keep, finfo.min pad) -> [B, T, H] in dtype."""
     cfg = self.config
+    impl = resolve_attention(self.attention, self.dtype, self.deterministic, cfg.attention_probs_dropout_prob)
     b, t, _ = x.shape
     h, d = cfg.num_attention_heads, cfg.head_dim
 
     def heads(name):
       y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, name)(x)
-      return y.reshape(b, t, h, d).transpose(0, 2, 1, 3)  # [B, h, T, D]
+      return y.reshape(b, t, h, d)  # [B, T, h, D]
 
     q, k, v = heads("query"), heads("key"), heads("value")
+    if impl == "dot_product":
+      # A boolean key mask with the full [T, S] trailing dims suits both jax paths: XLA
+      # applies it with a where on the float32 logits; cuDNN turns it into an additive bias,
+      # which must be [B|1, N|1, T, S]. Exact for any 0/1 mask, where key_value_seq_lengths
+      # would assume right padding.
+      keep = jnp.broadcast_to(mask_bias == 0, (b, 1, t, t))
+      ctx = jax.nn.dot_product_attention(q, k, v, mask=keep, scale=1.0 / math.sqrt(d), implementation=None)
+      return ctx.reshape(b, t, h * d)
+    q, k, v = (y.transpose(0, 2, 1, 3) for y in (q, k, v))  # [B, h, T, D]
     # Scores accumulate and leave the matmul in float32 even for bf16 inputs.
     scores = jnp.matmul(q, k.transpose(0, 1, 3, 2), preferred_element_type=jnp.float32)  # [B, h, T, T]
     scores = scores * (1.0 / math.sqrt(d)) + mask_bias
@@ -227,11 +275,12 @@ class Attention(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   deterministic: bool = True
+  attention: str = "auto"
 
   @nn.compact
   def __call__(self, x, mask_bias):
     kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype, deterministic=self.deterministic)
-    ctx = SelfAttention(**kw, name="self")(x, mask_bias)
+    ctx = SelfAttention(**kw, attention=self.attention, name="self")(x, mask_bias)
     return DenseLayerNorm(**kw, name="output")(ctx, x)
 
 
@@ -260,11 +309,12 @@ class Layer(nn.Module):
   param_dtype: Dtype = jnp.float32
   deterministic: bool = True
   carry_output: bool = False
+  attention: str = "auto"
 
   @nn.compact
   def __call__(self, x, mask_bias):
     kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype, deterministic=self.deterministic)
-    h = Attention(**kw, name="attention")(x, mask_bias)
+    h = Attention(**kw, attention=self.attention, name="attention")(x, mask_bias)
     y = Intermediate(**kw, name="intermediate")(h)
     y = DenseLayerNorm(**kw, name="output")(y, h)
     return (y, y) if self.carry_output else y
@@ -276,6 +326,7 @@ class LayerStack(nn.Module):
   scan_layers=True runs one nn.scan over the layers (compile time independent of depth;
   params under `layer` with a leading [num_layers] axis); otherwise params are `layer_{i}`.
   remat=True recomputes each layer's activations in the backward pass (nn.remat).
+  attention: the SelfAttention form (resolve_attention).
   """
 
   config: EncoderConfig
@@ -284,6 +335,7 @@ class LayerStack(nn.Module):
   deterministic: bool = True
   scan_layers: bool = False
   remat: bool = False
+  attention: str = "auto"
 
   @nn.compact
   def __call__(self, x, mask_bias):
@@ -297,12 +349,16 @@ class LayerStack(nn.Module):
         in_axes=nn.broadcast,
         length=cfg.num_hidden_layers,
       )
-      _, ys = scanned(cfg, self.dtype, self.param_dtype, self.deterministic, True, name="layer")(x, mask_bias)
+      _, ys = scanned(
+        cfg, self.dtype, self.param_dtype, self.deterministic, True, attention=self.attention, name="layer"
+      )(x, mask_bias)
       return ys
     cls = nn.remat(Layer) if self.remat else Layer
     outs = []
     for i in range(cfg.num_hidden_layers):
-      x = cls(cfg, self.dtype, self.param_dtype, self.deterministic, name=f"layer_{i}")(x, mask_bias)
+      x = cls(cfg, self.dtype, self.param_dtype, self.deterministic, attention=self.attention, name=f"layer_{i}")(
+        x, mask_bias
+      )
       outs.append(x)
     return jnp.stack(outs)
 
@@ -347,6 +403,9 @@ class Encoder(nn.Module):
     param_dtype: dtype the params are created in.
     scan_layers: one nn.scan over the layers (params carry a leading layer axis).
     remat: activation checkpointing of each layer.
+    attention: 'auto' | 'matmul' | 'dot_product', how attention is computed
+      (resolve_attention; 'auto' is 'dot_product' only for a bf16/fp16 call on GPU
+      without attention dropout).
   """
 
   config: EncoderConfig
@@ -354,6 +413,7 @@ class Encoder(nn.Module):
   param_dtype: Dtype = jnp.float32
   scan_layers: bool = False
   remat: bool = False
+  attention: str = "auto"
 
   @nn.compact
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, deterministic=True):
@@ -387,7 +447,12 @@ class Encoder(nn.Module):
       jnp.float32
     )
     layers = LayerStack(
-      **kw, deterministic=deterministic, scan_layers=self.scan_layers, remat=self.remat, name="encoder"
+      **kw,
+      deterministic=deterministic,
+      scan_layers=self.scan_layers,
+      remat=self.remat,
+      attention=self.attention,
+      name="encoder",
     )(emb, mask_bias)
     hidden_states = jnp.concatenate([emb[None], layers], axis=0)
     last = layers[-1]

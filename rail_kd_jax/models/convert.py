@@ -369,6 +369,7 @@ def load_pretrained(
   param_dtype: Any = jnp.float32,
   scan_layers: bool = False,
   remat: bool = False,
+  attention: str = "auto",
   *,
   rng: jax.Array | None = None,
 ) -> tuple[Encoder, dict]:
@@ -380,6 +381,7 @@ def load_pretrained(
       head), 0 drops the head, another value makes a fresh head of that size.
     dtype, param_dtype: compute and param dtypes.
     scan_layers, remat: see Encoder; scanned params get a leading [num_layers] axis.
+    attention: the attention form, see Encoder ('auto' | 'matmul' | 'dot_product').
     rng: key for weights the checkpoint lacks (default PRNGKey(0)).
 
   Returns:
@@ -392,7 +394,9 @@ def load_pretrained(
       raise ValueError(f"load_pretrained: num_labels={num_labels!r} must be an int >= 0.")
     config = dataclasses.replace(config, num_labels=num_labels, id2label=None, label2id=None)
     head_resized = True
-  model = Encoder(config, dtype=dtype, param_dtype=param_dtype, scan_layers=scan_layers, remat=remat)
+  model = Encoder(
+    config, dtype=dtype, param_dtype=param_dtype, scan_layers=scan_layers, remat=remat, attention=attention
+  )
   sd = read_state_dict(path)
   params = params_from_state_dict(sd, model, rng, source=os.fspath(path), head_resized=head_resized)
   if scan_layers:

@@ -24,7 +24,7 @@ from rail_kd_jax.models.convert import HEAD_ROOTS, convert_layout, is_scanned, l
 
 from_pretrained = load_pretrained
 
-_MODULE_FIELDS = ("dtype", "param_dtype", "scan_layers", "remat")
+_MODULE_FIELDS = ("dtype", "param_dtype", "scan_layers", "remat", "attention")
 # Config fields that fix the shape of copied weights; a teacher-layer student keeps them.
 _FIXED_BY_TEACHER = (
   "model_type",
@@ -65,8 +65,8 @@ def from_teacher_layers(
   indices into the teacher's transformer layers, e.g. (0, 2, 4)) in the given order, and
   the teacher's task head (pooler included for BERT).
 
-  overrides: Encoder fields (dtype, param_dtype, scan_layers, remat; default: the
-  teacher's) or EncoderConfig fields that do not change weight shapes (num_labels,
+  overrides: Encoder fields (dtype, param_dtype, scan_layers, remat, attention; default:
+  the teacher's) or EncoderConfig fields that do not change weight shapes (num_labels,
   dropout rates, ...). A changed num_labels gives a fresh head initialised from `rng`.
   Returns (student model, student params) in the student's layout.
   """
@@ -91,7 +91,13 @@ def from_teacher_layers(
     config_kw.setdefault("id2label", None)
     config_kw.setdefault("label2id", None)
   scfg = dataclasses.replace(tcfg, num_hidden_layers=len(layers), **config_kw)
-  kw = dict(dtype=model.dtype, param_dtype=model.param_dtype, scan_layers=model.scan_layers, remat=model.remat)
+  kw = dict(
+    dtype=model.dtype,
+    param_dtype=model.param_dtype,
+    scan_layers=model.scan_layers,
+    remat=model.remat,
+    attention=model.attention,
+  )
   kw.update(module_kw)
   student = Encoder(scfg, **kw)
 
