@@ -82,7 +82,7 @@ RESUME_FIELDS = (
   "data.num_labels",
 )
 # Model fields inside the sections above that only change how the model computes.
-RESUME_HARMLESS = ("*.dtype", "*.remat", "*.dropout", "*.attention_dropout")
+RESUME_HARMLESS = ("*.dtype", "*.remat", "*.dropout", "*.attention_dropout", "*.attention")
 # distill fields that only matter to some methods (the others never read them), so that a
 # kd or finetune checkpoint written before a rail-only field existed still resumes.
 _RAIL = ("rail_l", "rail_c")

@@ -53,6 +53,8 @@ IN_FUNCTION = {
   # torch is optional: the peers are imported only when a peer row runs.
   ("benchmark.sections", "benchmark.peers.torch_peer"): "torch is optional",
   ("benchmark.sections", "benchmark.peers.textbrewer_peer"): "torch is optional",
+  ("benchmark.workload", "benchmark.peers.torch_peer"): "torch is optional",
+  ("benchmark.workload", "benchmark.peers.textbrewer_peer"): "torch is optional",
 }
 
 

@@ -288,3 +288,16 @@ def test_config_refuses_dot_product_with_attention_dropout(tmp_path):
   message = _config_error(tmp_path, **{"model.attention": "dot_product", "model.attention_dropout": 0.1})
   assert "model.attention='dot_product' applies no attention dropout" in message
   assert "--config.model.attention_dropout=0" in message and "\n" not in message
+
+
+def test_sdpa_implementation_asks_for_cudnn_only_where_it_applies():
+  from rail_kd_jax.models.bert import sdpa_implementation
+
+  assert sdpa_implementation(jnp.bfloat16, 64, 128, backend="gpu") == "cudnn"
+  assert sdpa_implementation(jnp.float16, 128, 48, backend="gpu") == "cudnn"
+  assert sdpa_implementation(jnp.float32, 64, 128, backend="gpu") is None  # cuDNN's kernel is half precision only
+  assert sdpa_implementation(jnp.bfloat16, 36, 128, backend="gpu") is None  # head dim not a multiple of 8
+  assert sdpa_implementation(jnp.bfloat16, 256, 128, backend="gpu") is None
+  assert sdpa_implementation(jnp.bfloat16, 64, 127, backend="gpu") is None  # odd length
+  assert sdpa_implementation(jnp.bfloat16, 64, 128, backend="cpu") is None
+  assert sdpa_implementation(jnp.bfloat16, 64, 128, backend="tpu") is None

@@ -61,10 +61,16 @@ def build_spec(
   remat: bool = False,
   cached_teacher: bool = False,
   dcfg=None,
+  attention: str = "auto",
 ):
-  """The real StepSpec for `shape` and `method` (random-init modules); no params materialised."""
+  """The real StepSpec for `shape` and `method` (random-init modules); no params materialised.
+
+  `attention`: the encoders' attention implementation (models.Encoder's `attention`).
+  """
   dcfg = dcfg if dcfg is not None else distill_config(method)
   module_kw = dict(dtype=dtype, scan_layers=scan_layers, remat=remat)
+  if attention != "auto":
+    module_kw["attention"] = attention
   student = models.Encoder(shape.student, **module_kw)
   teacher = models.Encoder(shape.teacher, **module_kw)
   methods_lib.validate(

@@ -43,8 +43,8 @@ def targets(rows: list[dict]) -> list[dict]:
   steps = [r for r in rows if r.get("kind") == "step"]
   for shape in dict.fromkeys(r["shape"] for r in steps):
 
-    def row(m, impl="jax", cache=False):
-      return _find(steps, shape=shape, method=m, impl=impl, teacher_cache=cache) or {}
+    def row(m, impl="jax", cache=False, precision="float32"):
+      return _find(steps, shape=shape, method=m, impl=impl, teacher_cache=cache, precision=precision) or {}
 
     def ratio(target, a, b, limit, ok):
       """a / b of two rows' median step times (None when either is missing)."""
@@ -71,6 +71,8 @@ def targets(rows: list[dict]) -> list[dict]:
       for name in ("rail_l", "rail_c"):
         ratio(f"{name} step < {other} step", row(name), row(other), 1.0, lambda v: v < 1.0)
     for m in ALL_METHODS:
+      if m in ("none", "kd"):
+        ratio(f"{m}: PyTorch eager / JAX float32 step >= 1.0", row(m, "pytorch"), row(m), 1.0, lambda v: v >= 1.0)
       ratio(f"{m}: PyTorch / JAX step >= 1.3", row(m, "pytorch"), row(m), 1.3, lambda v: v >= 1.3)
       ratio(f"{m}: TextBrewer / JAX step >= 1.3", row(m, "textbrewer"), row(m), 1.3, lambda v: v >= 1.3)
       ratio(f"{m}: online / cached teacher step >= 1.5", row(m), row(m, cache=True), 1.5, lambda v: v >= 1.5)
@@ -125,52 +127,117 @@ def write_markdown(path: str, rows: list[dict], meta: dict) -> None:
     "",
   ]
   steps = [r for r in rows if r.get("kind") == "step"]
+  ratio = lambda num, den: f"{num / den:.2f}x" if (num and den) else "-"
   for shape in dict.fromkeys(r["shape"] for r in steps):
     srows = [r for r in steps if r["shape"] == shape]
     r0 = srows[0]
     lines += [
       f"## {meta['shape_labels'].get(shape, shape)}",
       "",
-      "| method | JAX step ms (IQR) | ex/s | compile s | GFLOP/step | FLOP util. | peak MB | "
-      "+ teacher cache ms | cache speed-up | PyTorch ms | PyTorch / JAX | TextBrewer ms | TextBrewer / JAX |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+      "| method | precision | JAX step ms (IQR) | ex/s | compile s | GFLOP/step | FLOP util. | peak MB | "
+      "+ teacher cache ms | cache speed-up | PyTorch eager ms | PyTorch / JAX | torch.compile ms (compile s) | "
+      "compiled / JAX | TextBrewer ms | TextBrewer / JAX | loss after N steps: JAX, PyTorch |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in dict.fromkeys(r["method"] for r in srows):
-      j = _find(srows, method=m, impl="jax", teacher_cache=False) or {}
-      c = _find(srows, method=m, impl="jax", teacher_cache=True) or {}
-      t = _find(srows, method=m, impl="pytorch") or {}
-      tb = _find(srows, method=m, impl="textbrewer") or {}
-      jm, cm = j.get("step_ms_median"), c.get("step_ms_median")
-      ratio = lambda num, den: f"{num / den:.2f}x" if (num and den) else "-"
-      flops, util, peak = j.get("flops_per_step"), j.get("flop_utilization"), j.get("peak_bytes")
-      lines.append(
-        "| "
-        + " | ".join(
-          [
-            m,
-            f"{_fmt(jm)} ({_fmt(j.get('step_ms_iqr'))})",
-            _fmt(j.get("examples_per_s")),
-            _fmt(j.get("compile_s")),
-            _fmt(flops / 1e9 if flops else None),
-            f"{util * 100:.0f}%" if util else "-",
-            _fmt(peak / 1e6 if peak else None, ".0f"),
-            _fmt(cm),
-            ratio(jm, cm),
-            _fmt(t.get("step_ms_median")),
-            ratio(t.get("step_ms_median"), jm),
-            _fmt(tb.get("step_ms_median")),
-            ratio(tb.get("step_ms_median"), jm),
-          ]
+      for prec in dict.fromkeys(r.get("precision") for r in srows if r["method"] == m):
+        f = lambda **kw: _find(srows, method=m, precision=prec, **kw) or {}
+        j, c = f(impl="jax", teacher_cache=False), f(impl="jax", teacher_cache=True)
+        t, tc, tb = f(impl="pytorch"), f(impl="pytorch_compile"), f(impl="textbrewer")
+        jm, cm = j.get("step_ms_median"), c.get("step_ms_median")
+        flops, util, peak = j.get("flops_per_step"), j.get("flop_utilization"), j.get("peak_bytes")
+        compiled = "-"
+        if tc.get("step_ms_median"):
+          compiled = f"{_fmt(tc['step_ms_median'])} ({_fmt(tc.get('compile_s'))})"
+        elif tc.get("unavailable"):
+          compiled = "unavailable"
+        losses = f"{_fmt(j.get('final_loss'), '.4f')} ({j.get('loss_steps', '-')}), " + (
+          f"{_fmt(t.get('final_loss'), '.4f')} ({t.get('loss_steps', '-')})" if t else "-"
         )
-        + " |"
-      )
+        lines.append(
+          "| "
+          + " | ".join(
+            [
+              m,
+              str(prec),
+              f"{_fmt(jm)} ({_fmt(j.get('step_ms_iqr'))})",
+              _fmt(j.get("examples_per_s")),
+              _fmt(j.get("compile_s")),
+              _fmt(flops / 1e9 if flops else None),
+              f"{util * 100:.0f}%" if util else "-",
+              _fmt(peak / 1e6 if peak else None, ".0f"),
+              _fmt(cm),
+              ratio(jm, cm),
+              _fmt(t.get("step_ms_median")),
+              ratio(t.get("step_ms_median"), jm),
+              compiled,
+              ratio(tc.get("step_ms_median"), jm),
+              _fmt(tb.get("step_ms_median")),
+              ratio(tb.get("step_ms_median"), jm),
+              losses,
+            ]
+          )
+          + " |"
+        )
+    notes = sorted({r["unavailable"] for r in srows if r.get("unavailable")})
     lines += [
       "",
-      f"Batch {r0['batch_size']}, length {r0['length']}, dtype {r0.get('dtype')}, "
-      f"scan_layers={r0.get('scan_layers')}, remat={r0.get('remat')}; PyTorch threads: "
-      f"{next((r.get('threads') for r in srows if r.get('threads')), '-')}. "
-      "FLOP utilisation = XLA's FLOPs per step / step time / peak matmul FLOP/s (the PyTorch columns "
-      "use XLA's count for the same work). Ratios > 1 mean JAX is faster.",
+      f"Batch {r0['batch_size']}, length {r0['length']}, scan_layers={r0.get('scan_layers')}, "
+      f"remat={r0.get('remat')}; PyTorch threads: "
+      f"{next((r.get('threads') for r in srows if r.get('threads')), '-')}, device "
+      f"{next((r.get('device') for r in srows if r.get('device')), '-')}. Precision: the compute dtype of "
+      "every row on that line (params and optimizer state float32 everywhere): JAX modules in float32 or "
+      "bfloat16 (softmax and LayerNorm statistics float32); PyTorch eager float32, or its forward passes "
+      "and loss under `torch.autocast(bfloat16)`; torch.compile (inductor) of teacher and student, its "
+      "compile time the first step's wall time minus a step's; TextBrewer float32 only. Losses after N "
+      "steps (N in brackets) come from different random inits per library: compare a library's two "
+      "precisions, not the libraries. FLOP utilisation = XLA's FLOPs per step / step time / peak matmul "
+      "FLOP/s (the PyTorch columns use XLA's count for the same work). Ratios > 1 mean JAX is faster."
+      + (f" torch.compile unavailable: {notes[0]}" if notes else ""),
+      "",
+    ]
+  epochs = [r for r in rows if r.get("kind") == "epoch"]
+  if epochs:
+    e0 = epochs[0]
+    lines += [
+      "## The real workload: one epoch of the demo's Rotten Tomatoes train split",
+      "",
+      "| method | implementation | precision | teacher | s per epoch | ex/s | warm-up s | timed steps | "
+      "mean length | loss at the end | epoch / JAX online | epoch / JAX cached |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    names = {"jax": "JAX (bucketed)", "pytorch": "PyTorch (dynamic padding)", "textbrewer": "TextBrewer"}
+    for m in dict.fromkeys(r["method"] for r in epochs):
+      mrows = [r for r in epochs if r["method"] == m]
+      on = _find(mrows, impl="jax", teacher_cache=False) or {}
+      ca = _find(mrows, impl="jax", teacher_cache=True) or {}
+      for r in mrows:
+        timed = f"{r['measured_steps']} of {r['steps']}" + (" (extrapolated)" if r.get("extrapolated") else "")
+        lines.append(
+          f"| {m} | {names.get(r['impl'], r['impl'])} | {r['precision']} | "
+          f"{'cache' if r['teacher_cache'] else 'online'} | {_fmt(r['epoch_s'])} | {_fmt(r['examples_per_s'])} | "
+          f"{_fmt(r['warmup_s'])} | {timed} | {_fmt(r['mean_length'])} | {_fmt(r.get('final_loss'), '.4f')} | "
+          f"{ratio(r['epoch_s'], on.get('epoch_s'))} | {ratio(r['epoch_s'], ca.get('epoch_s'))} |"
+        )
+      if ca.get("cache_build_s") is not None:
+        lines += [
+          "",
+          f"{m}, teacher cache: built in {ca['cache_build_s']:.1f} s (a teacher forward pass over the "
+          f"{ca['examples']} examples); epoch + build {_fmt(ca['epoch_s_with_build'])} s; amortised over the "
+          f"{ca['amortised_over_runs']} cached runs of the default study {_fmt(ca['amortised_epoch_s'])} s per "
+          f"epoch ({ratio(on.get('epoch_s'), ca['amortised_epoch_s'])} faster than online).",
+          "",
+        ]
+    lines += [
+      "",
+      f"{e0['examples']} examples, batch {e0['batch_size']}, teacher {e0['teacher_layers']} layers -> "
+      f"student {e0['student_layers']}; the real tokenizer (max length 48). JAX: `train.Trainer` "
+      "(bucketed: each batch trimmed to its longest row rounded up to 16); the peers: the same examples in "
+      "the same random order, each batch padded to its own longest row (dynamic padding, not sorted). "
+      "Warm-up: one step per distinct batch length before the timed epoch (JAX's compiles; not in the "
+      "epoch). The epoch's chunks are interleaved across the rows; a row over --row_budget_s stops "
+      "early and its epoch is its time per step times the epoch's steps (extrapolated). Ratios > 1 mean "
+      "JAX is faster.",
       "",
     ]
   prof = [r for r in rows if r.get("kind") == "step" and r.get("profile")]
@@ -283,7 +350,7 @@ def write_chart(path: str, rows: list[dict]) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  steps = [r for r in rows if r.get("kind") == "step" and r.get("step_ms_median")]
+  steps = [r for r in rows if r.get("kind") == "step" and r.get("step_ms_median") and r.get("precision") == "float32"]
   shapes = list(dict.fromkeys(r["shape"] for r in steps))
   comp = [r for r in rows if r.get("kind") == "compile"]
   ncols = len(shapes) + (1 if comp else 0)
@@ -292,21 +359,22 @@ def write_chart(path: str, rows: list[dict]) -> None:
     ("jax", False, "JAX"),
     ("jax", True, "JAX + teacher cache"),
     ("pytorch", False, "PyTorch"),
+    ("pytorch_compile", False, "torch.compile"),
     ("textbrewer", False, "TextBrewer"),
   )
   for ax, shape in zip(axes[0], shapes):
     srows = [r for r in steps if r["shape"] == shape]
     methods = list(dict.fromkeys(r["method"] for r in srows))
     x = np.arange(len(methods))
-    width = 0.2
+    width = 0.16
     for i, (impl, cache, label) in enumerate(series):
       vals = [(_find(srows, method=m, impl=impl, teacher_cache=cache) or {}).get("step_ms_median") for m in methods]
       errs = [(_find(srows, method=m, impl=impl, teacher_cache=cache) or {}).get("step_ms_iqr") for m in methods]
       if not any(vals):
         continue
-      ax.bar(x + (i - 1.5) * width, [v or 0 for v in vals], width, yerr=[e or 0 for e in errs], label=label)
+      ax.bar(x + (i - 2) * width, [v or 0 for v in vals], width, yerr=[e or 0 for e in errs], label=label)
     ax.set_xticks(x, methods)
-    ax.set_ylabel("ms per train step (median, IQR)")
+    ax.set_ylabel("ms per float32 train step (median, IQR)")
     ax.set_title(shape)
     top = max((r["step_ms_median"] or 0) + (r.get("step_ms_iqr") or 0) for r in srows)
     ax.set_ylim(0, 1.3 * top)  # room for the legend above the bars

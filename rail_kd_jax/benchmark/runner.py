@@ -11,9 +11,17 @@ from typing import Sequence
 from absl import logging
 
 from rail_kd_jax.benchmark.report import device_description, targets, versions, write_chart, write_markdown
-from rail_kd_jax.benchmark.sections import Options, bench_shape, compile_study, gemm_study, memory_check
+from rail_kd_jax.benchmark.sections import (
+  Options,
+  bench_shape,
+  compile_study,
+  gemm_study,
+  memory_check,
+  torch_device,
+)
 from rail_kd_jax.benchmark.shapes import Shape
 from rail_kd_jax.benchmark.timing import measure_peak_flops, measure_torch_peak_flops
+from rail_kd_jax.benchmark.workload import demo_workload
 
 
 def run(
@@ -23,8 +31,12 @@ def run(
   *,
   study: Shape | None = None,
   memory: Sequence[tuple[Shape, dict]] = (),
+  workload: dict | None = None,
 ) -> list[dict]:
-  """Runs every section and writes benchmark.md, benchmark.json and benchmark.png under `out_dir`."""
+  """Runs every section and writes benchmark.md, benchmark.json and benchmark.png under `out_dir`.
+
+  `workload`: keyword arguments of `workload.demo_workload` (the end-to-end section), or None.
+  """
   os.makedirs(out_dir, exist_ok=True)
   t0 = time.perf_counter()
   load_start = os.getloadavg()[0]
@@ -48,6 +60,11 @@ def run(
     rows += compile_study(study, parallel="shard_map")
   for shape, kw in memory:
     rows.append(memory_check(shape, **kw))
+  if workload is not None:
+    kw = dict(workload)
+    if kw.get("peers"):
+      kw.setdefault("torch_device", torch_device(opts.torch_device))
+    rows += demo_workload(**kw)
   # The peak is measured again at the end and the larger kept: on a shared machine a
   # single measurement under load would inflate every utilisation figure.
   peak_jax = max(peak_jax, measure_peak_flops())

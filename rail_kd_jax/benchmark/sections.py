@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Sequence
 
 import jax
@@ -26,28 +27,37 @@ from rail_kd_jax.benchmark.cases import (
 from rail_kd_jax.benchmark.shapes import Shape, make_batch
 from rail_kd_jax.benchmark.timing import Timing, best_seconds, cpu_torch, time_interleaved
 from rail_kd_jax.defaults import base_config
+from rail_kd_jax.distill import methods as methods_lib
 
-PEERS = ("pytorch", "textbrewer")  # the implementations besides "jax"
+# The implementations besides "jax": PyTorch eager (float32, and bfloat16 autocast),
+# PyTorch with torch.compile, TextBrewer (kd, pkd; float32).
+PEERS = ("pytorch", "pytorch_compile", "textbrewer")
+PRECISIONS = ("float32", "bfloat16")  # compute dtypes; params and optimizer state stay float32
+PRECISION_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# The default methods of the fixed-shape section: the baseline, KD and RAIL-KD (`--methods=all` for every one).
+DEFAULT_METHODS = ("none", "kd", "rail_l")
+
+
+ROW_KEYS = (
+  "method",
+  "impl",
+  "precision",
+  "teacher_cache",
+  "shape",
+  "workload",
+  "compile_s",
+  "step_ms_median",
+  "step_ms_iqr",
+  "examples_per_s",
+  "flops_per_step",
+  "flop_utilization",
+  "peak_bytes",
+)
 
 
 def _row(**kw) -> dict:
   """One benchmark.json object (the documented keys first, extras after)."""
-  row = {
-    k: kw.pop(k, None)
-    for k in (
-      "method",
-      "impl",
-      "teacher_cache",
-      "shape",
-      "compile_s",
-      "step_ms_median",
-      "step_ms_iqr",
-      "examples_per_s",
-      "flops_per_step",
-      "flop_utilization",
-      "peak_bytes",
-    )
-  }
+  row = {k: kw.pop(k, None) for k in ROW_KEYS}
   row.update(kw)
   return row
 
@@ -56,6 +66,7 @@ def _step_row(
   *,
   method,
   impl,
+  precision,
   shape: Shape,
   timing: Timing | None,
   compile_s=None,
@@ -70,8 +81,10 @@ def _step_row(
   return _row(
     method=method,
     impl=impl,
+    precision=precision,
     teacher_cache=teacher_cache,
     shape=shape.name,
+    workload="fixed",
     compile_s=compile_s,
     step_ms_median=ms,
     step_ms_iqr=timing.step_ms_iqr if timing else None,
@@ -93,93 +106,179 @@ def _step_row(
 class Options:
   """What `bench_shape` runs and how it times it (the command line's flags)."""
 
-  methods: Sequence[str] = ALL_METHODS
+  methods: Sequence[str] = DEFAULT_METHODS
   peers: Sequence[str] = PEERS
   cache_methods: Sequence[str] = ("kd", "rail_l")
   warmup: int = 1
   windows: int = 5
   steps_per_window: int = 1
-  dtype: str = "float32"
+  precisions: Sequence[str] = PRECISIONS
+  compile_precisions: Sequence[str] = ("float32",)
+  torch_device: str = "auto"
+  attention: str = "auto"
   scan_layers: bool = False
   remat: bool = False
   parallel: str = "shard_map"
   num_devices: int = 0
   gemm: bool = True
   profile_dir: str = ""
+  row_budget_s: float = 0.0  # > 0: a row stops taking windows after this many seconds (at least 2)
+
+
+class _LossTracker:
+  """Wraps a runner's `step` to keep its last output and count its steps (the loss after N steps)."""
+
+  def __init__(self, step):
+    self._step, self.last, self.steps = step, None, 0
+
+  def __call__(self):
+    self.last = self._step()
+    self.steps += 1
+    return self.last
+
+  def loss(self) -> float | None:
+    return None if self.last is None else float(self.last)
+
+
+def _jax_case(shape, method, opts, batch, dtype, cached):
+  """(runner, compiled, info) of the JAX train step of `method` in `dtype`, online or with the cache."""
+  kw = dict(dtype=dtype, scan_layers=opts.scan_layers, remat=opts.remat, attention=opts.attention)
+  spec = build_spec(shape, method, **kw)
+  state, teacher_params = init_state(spec, shape, jax.random.PRNGKey(0))
+  if cached:
+    cbatch = dict(batch)
+    cbatch.update(cached_teacher_arrays(spec, teacher_params, batch))
+    spec = build_spec(shape, method, cached_teacher=True, **kw)
+    state, _ = init_state(spec, shape, jax.random.PRNGKey(0))
+    batch, teacher_params = cbatch, None
+  case = compile_case(
+    spec,
+    shape,
+    batch,
+    parallel=opts.parallel,
+    num_devices=opts.num_devices,
+    state=state,
+    teacher_params=teacher_params,
+  )
+  flops = (
+    unrolled_flops(shape, method, batch, dtype=dtype, cached_teacher=cached, parallel=opts.parallel)
+    if opts.scan_layers
+    else cost_flops(case.compiled)
+  )
+  info = dict(
+    compile_s=case.compile_s,
+    flops=flops,
+    peak=peak_bytes(case.compiled),
+    dtype=jnp.dtype(dtype).name,
+    scan_layers=opts.scan_layers,
+    remat=opts.remat,
+    attention=opts.attention,
+  )
+  return jax_runner(case), case.compiled, info
+
+
+def cacheable(method: str) -> bool:
+  """Whether the teacher cache can serve `method` (it needs the teacher, and not token-level CKD)."""
+  dcfg = distill_config(method)
+  return methods_lib.get_method(dcfg.method).needs_teacher and not (
+    dcfg.method == "ckd" and dcfg.ckd_granularity == "token"
+  )
+
+
+def peer_runs(opts: Options) -> list[tuple[str, str]]:
+  """(impl, precision) of every peer row the options ask for, in timing order."""
+  out = []
+  for impl in opts.peers:
+    if impl == "pytorch":
+      out += [(impl, p) for p in opts.precisions]
+    elif impl == "pytorch_compile":
+      out += [(impl, p) for p in opts.precisions if p in opts.compile_precisions]
+    elif impl == "textbrewer":
+      out += [(impl, "float32")] if "float32" in opts.precisions else []
+  return out
+
+
+def make_peer(impl: str, precision: str, shape: Shape, method: str, batch: dict, device: str):
+  """The peer object of `impl` for `method` (None when that peer has no such method), and its first step's seconds."""
+  peer_cls, supported = _peer(impl)
+  if method not in supported:
+    return None, None
+  dcfg = distill_config(method)
+  kw = {}
+  if impl in ("pytorch", "pytorch_compile"):
+    kw = dict(precision=precision, compile=impl == "pytorch_compile", device=device)
+  peer = peer_cls(shape, dcfg.method, dcfg, base_config().optim, batch, **kw)
+  t0 = time.perf_counter()
+  peer.step()  # eager: allocations; compile: traces and compiles (the compile time reported)
+  return peer, time.perf_counter() - t0
 
 
 def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
-  """Every method with JAX (online and cached teacher) and the peers on one shape.
+  """Every method with JAX (online and cached teacher, every precision) and the peers on one shape.
 
   For each method, every implementation is compiled/built and warmed up first, then
-  their timed windows are interleaved (JAX, JAX + cache, PyTorch, TextBrewer, JAX,
-  ...), so a change of machine load between windows hits all of them alike.
+  their timed windows are interleaved (JAX float32, JAX bfloat16, JAX + cache, PyTorch
+  eager, PyTorch autocast, PyTorch compiled, TextBrewer, JAX float32, ...), so a change
+  of machine load between windows hits all of them alike. Every row reports the loss
+  after its steps (`final_loss`, `loss_steps`).
   """
   rows = []
   batch = make_batch(shape)
-  dtype = jnp.bfloat16 if opts.dtype == "bfloat16" else jnp.float32
-  common = dict(dtype=opts.dtype, scan_layers=opts.scan_layers, remat=opts.remat)
-  peers = list(opts.peers)
-  if opts.dtype != "float32" and peers:
-    logging.warning("peers run in float32 only; skipped for --dtype=%s", opts.dtype)
-    peers = []
+  device = torch_device(opts.torch_device) if opts.peers else None
+  compile_note = None
+  if "pytorch_compile" in opts.peers:
+    from rail_kd_jax.benchmark.peers import torch_peer
+
+    compile_note = torch_peer.compile_unavailable()
+    if compile_note:
+      logging.warning("pytorch_compile rows skipped: %s", compile_note)
   for method in opts.methods:
-    runners, info = {}, {}
-    spec = build_spec(shape, method, dtype=dtype, scan_layers=opts.scan_layers, remat=opts.remat)
-    state, teacher_params = init_state(spec, shape, jax.random.PRNGKey(0))
-    case = compile_case(
-      spec,
-      shape,
-      batch,
-      parallel=opts.parallel,
-      num_devices=opts.num_devices,
-      state=state,
-      teacher_params=teacher_params,
-    )
-    flops = (
-      unrolled_flops(shape, method, batch, dtype=dtype, parallel=opts.parallel)
-      if opts.scan_layers
-      else cost_flops(case.compiled)
-    )
-    runners[("jax", False)] = jax_runner(case)
-    compiled = {("jax", False): case.compiled}
-    info[("jax", False)] = dict(compile_s=case.compile_s, flops=flops, peak=peak_bytes(case.compiled), **common)
-    cacheable = spec.method.needs_teacher and not (spec.dcfg.method == "ckd" and spec.dcfg.ckd_granularity == "token")
-    if method in opts.cache_methods and cacheable:
-      cspec = build_spec(
-        shape, method, dtype=dtype, scan_layers=opts.scan_layers, remat=opts.remat, cached_teacher=True
-      )
-      cbatch = dict(batch)
-      cbatch.update(cached_teacher_arrays(spec, teacher_params, batch))
-      cstate, _ = init_state(cspec, shape, jax.random.PRNGKey(0))
-      ccase = compile_case(
-        cspec, shape, cbatch, parallel=opts.parallel, num_devices=opts.num_devices, state=cstate, teacher_params=None
-      )
-      cflops = (
-        unrolled_flops(shape, method, cbatch, dtype=dtype, cached_teacher=True, parallel=opts.parallel)
-        if opts.scan_layers
-        else cost_flops(ccase.compiled)
-      )
-      runners[("jax", True)] = jax_runner(ccase)
-      compiled[("jax", True)] = ccase.compiled
-      info[("jax", True)] = dict(compile_s=ccase.compile_s, flops=cflops, peak=peak_bytes(ccase.compiled), **common)
-    del state, teacher_params
-    for impl in peers:
-      peer_cls, supported = _peer(impl)
-      if method in supported:
-        dcfg = distill_config(method)
-        peer = peer_cls(shape, dcfg.method, dcfg, base_config().optim, batch)
-        runners[(impl, False)] = (peer.step, lambda x: None)
-        # FLOPs of the same work as counted by XLA for the JAX step.
-        info[(impl, False)] = dict(
-          flops=flops, dtype="float32", scan_layers=False, remat=False, threads=_torch_threads()
+    runners, info, compiled = {}, {}, {}
+    for precision in opts.precisions:
+      dtype = PRECISION_DTYPES[precision]
+      for cached in (False, True):
+        if cached and not (method in opts.cache_methods and cacheable(method)):
+          continue
+        key = ("jax", cached, precision)
+        runners[key], compiled[key], info[key] = _jax_case(shape, method, opts, batch, dtype, cached)
+    for impl, precision in peer_runs(opts):
+      key = (impl, False, precision)
+      if impl == "pytorch_compile" and compile_note:
+        rows.append(
+          _step_row(method=method, impl=impl, precision=precision, shape=shape, timing=None, unavailable=compile_note)
         )
+        continue
+      peer, first_s = make_peer(impl, precision, shape, method, batch, device)
+      if peer is None:
+        continue
+      from rail_kd_jax.benchmark.peers import torch_peer
+
+      runners[key] = (peer.step, torch_peer.synchronizer(device))
+      # FLOPs of the same work as counted by XLA for the JAX step.
+      jax_info = info.get(("jax", False, precision)) or info.get(("jax", False, opts.precisions[0])) or {}
+      info[key] = dict(
+        flops=jax_info.get("flops"),
+        dtype=precision,
+        scan_layers=False,
+        remat=False,
+        threads=_torch_threads(),
+        device=device,
+        first_step_s=first_s,
+        compile_s=first_s if impl == "pytorch_compile" else None,
+      )
+    trackers = {k: _LossTracker(step) for k, (step, _) in runners.items()}
+    timed = {k: (trackers[k], block) for k, (_, block) in runners.items()}
     timings = time_interleaved(
-      runners, warmup=opts.warmup, windows=opts.windows, steps_per_window=opts.steps_per_window
+      timed,
+      warmup=opts.warmup,
+      windows=opts.windows,
+      steps_per_window=opts.steps_per_window,
+      skip_warmup=[k for k in runners if k[0] != "jax"],  # their builder ran a first step
+      budget_s=opts.row_budget_s,
     )
     if opts.profile_dir:
       for key, program in compiled.items():
-        name = f"{shape.name}-{method}" + ("-cache" if key[1] else "")
+        name = f"{shape.name}-{method}-{key[2]}" + ("-cache" if key[1] else "")
         summary = profiling.profile_step(
           *runners[key], program, os.path.join(opts.profile_dir, name), title=f"{name}: JAX train step"
         )
@@ -190,12 +289,17 @@ def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
           wall_ms=summary["wall_ms_per_step"],
         )
         logging.info("profile %s: %s", name, {k: round(v) for k, v in summary["by_kind"].items()})
-    for (impl, cached), timing in timings.items():
-      kw = dict(info[(impl, cached)])
+    for (impl, cached, precision), timing in timings.items():
+      kw = dict(info[(impl, cached, precision)])
+      tracker = trackers[(impl, cached, precision)]
+      if impl == "pytorch_compile" and kw.get("compile_s") is not None:
+        # The first step's time minus a normal step's: what compiling cost.
+        kw["compile_s"] = max(0.0, kw["compile_s"] - timing.step_ms_median / 1e3)
       rows.append(
         _step_row(
           method=method,
           impl=impl,
+          precision=precision,
           shape=shape,
           timing=timing,
           compile_s=kw.pop("compile_s", None),
@@ -203,18 +307,29 @@ def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
           peak=kw.pop("peak", None),
           peak_flops=peak_flops,
           teacher_cache=cached,
+          final_loss=tracker.loss(),
+          loss_steps=tracker.steps + (1 if impl != "jax" else 0),
           **kw,
         )
       )
       _log_row(rows[-1])
-    del runners, case
+    del runners, timed, trackers, compiled
   return rows
+
+
+def torch_device(name: str = "auto") -> str | None:
+  """The peers' torch device ('cpu'/'cuda') for `--torch_device=name`, None without torch."""
+  try:
+    from rail_kd_jax.benchmark.peers import torch_peer
+  except ImportError:
+    return None
+  return torch_peer.resolve_device(name)
 
 
 def _peer(impl: str):
   """(peer class, the methods it runs) of one of PEERS."""
   # torch is optional: imported only when a peer row runs
-  if impl == "pytorch":
+  if impl in ("pytorch", "pytorch_compile"):
     from rail_kd_jax.benchmark.peers import torch_peer
 
     return torch_peer.TorchPeer, ALL_METHODS
@@ -238,14 +353,16 @@ def _torch_threads() -> int | None:
 def _log_row(row: dict) -> None:
   ms = row.get("step_ms_median")
   logging.info(
-    "%-7s %-10s cache=%-5s %-16s step %s ms (IQR %s), compile %s s",
+    "%-7s %-15s %-8s cache=%-5s %-16s step %s ms (IQR %s), compile %s s, loss %s",
     row["method"],
     row["impl"],
+    row["precision"],
     row["teacher_cache"],
     row["shape"],
     f"{ms:.1f}" if ms else "-",
     f"{row['step_ms_iqr']:.1f}" if row.get("step_ms_iqr") is not None else "-",
     f"{row['compile_s']:.1f}" if row.get("compile_s") is not None else "-",
+    f"{row['final_loss']:.4f}" if row.get("final_loss") is not None else "-",
   )
 
 
@@ -283,6 +400,8 @@ def gemm_study(shape: Shape, repeats: int = 10) -> list[dict]:
     rows.append(
       _row(
         kind="gemm",
+        precision="float32",
+        workload="fixed",
         shape=shape.name,
         op=name,
         a=list(sa),
@@ -326,6 +445,8 @@ def compile_study(
           flops_per_step=None if scan else cost_flops(case.compiled),
           peak_bytes=peak_bytes(case.compiled),
           kind="compile",
+          precision="float32",
+          workload="fixed",
           scan_layers=scan,
           teacher_layers=num_teacher_layers,
           student_layers=shape.student.num_hidden_layers,
@@ -361,6 +482,8 @@ def memory_check(
     flops_per_step=cost_flops(case.compiled),
     peak_bytes=peak_bytes(case.compiled),
     kind="memory",
+    precision=dtype,
+    workload="fixed",
     dtype=dtype,
     scan_layers=scan_layers,
     remat=remat,

@@ -21,29 +21,48 @@ class Timing:
   windows_ms: list[float]
 
 
-def time_interleaved(runners: dict, *, warmup: int, windows: int, steps_per_window: int) -> dict:
+def time_interleaved(
+  runners: dict,
+  *,
+  warmup: int,
+  windows: int,
+  steps_per_window: int,
+  skip_warmup=(),
+  budget_s: float = 0.0,
+  min_windows: int = 2,
+) -> dict:
   """Times several `{key: (step, block)}` runners in interleaved windows; returns `{key: Timing}`.
 
-  Each runner first runs `warmup` untimed steps. Then, `windows` times, every runner in
-  turn runs one window of `steps_per_window` steps (JAX, JAX + cache, PyTorch, ..., JAX,
-  ...), so a change of machine load hits all of them alike. A window ends by blocking on
-  its last step's result, so asynchronous dispatch never hides work; its per-step time is
-  its wall time divided by `steps_per_window`.
+  Each runner first runs `warmup` untimed steps (none for the keys in `skip_warmup`,
+  which were warmed up by their builder). Then, `windows` times, every runner in turn
+  runs one window of `steps_per_window` steps (JAX, JAX + cache, PyTorch, ..., JAX,
+  ...), so a change of machine load hits all of them alike. A window ends by blocking
+  on its last step's result, so asynchronous dispatch never hides work; its per-step
+  time is its wall time divided by `steps_per_window`. With `budget_s` > 0, a runner
+  whose timed windows already add up to `budget_s` takes no further windows once it
+  has `min_windows` (a slow row gets fewer windows, and says so in `windows_ms`).
   """
-  for step, block in runners.values():
+  for key, (step, block) in runners.items():
+    if key in skip_warmup:
+      continue
     out = None
     for _ in range(warmup):
       out = step()
     block(out)
   per_step = {k: [] for k in runners}
+  spent = {k: 0.0 for k in runners}
   for _ in range(windows):
     for key, (step, block) in runners.items():
+      if budget_s > 0 and spent[key] >= budget_s and len(per_step[key]) >= min_windows:
+        continue
       t0 = time.perf_counter()
       out = None
       for _ in range(steps_per_window):
         out = step()
       block(out)
-      per_step[key].append((time.perf_counter() - t0) * 1e3 / steps_per_window)
+      elapsed = time.perf_counter() - t0
+      spent[key] += elapsed
+      per_step[key].append(elapsed * 1e3 / steps_per_window)
   result = {}
   for key, values in per_step.items():
     q = np.percentile(values, [25, 75])

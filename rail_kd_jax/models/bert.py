@@ -197,6 +197,21 @@ def resolve_attention(
   return name
 
 
+def sdpa_implementation(dtype, head_dim: int, length: int, backend: str | None = None) -> str | None:
+  """The `implementation` argument 'dot_product' passes to jax.nn.dot_product_attention.
+
+  'cudnn' (flash attention) on a GPU for bfloat16/float16 with a head dim that is a
+  multiple of 8 and at most 128 and an even length (what cuDNN's fused kernel accepts
+  with a mask); None (XLA) otherwise. jax's own None never picks cuDNN, so it is asked
+  for by name where it applies.
+  """
+  backend = jax.default_backend() if backend is None else backend
+  half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+  if backend == "gpu" and half and head_dim % 8 == 0 and head_dim <= 128 and length % 2 == 0:
+    return "cudnn"
+  return None
+
+
 def _dense(cfg: EncoderConfig, features: int, dtype, param_dtype, name: str) -> nn.Dense:
   return nn.Dense(
     features,
@@ -242,7 +257,9 @@ class SelfAttention(nn.Module):
       # which must be [B|1, N|1, T, S]. Exact for any 0/1 mask, where key_value_seq_lengths
       # would assume right padding.
       keep = jnp.broadcast_to(mask_bias == 0, (b, 1, t, t))
-      ctx = jax.nn.dot_product_attention(q, k, v, mask=keep, scale=1.0 / math.sqrt(d), implementation=None)
+      ctx = jax.nn.dot_product_attention(
+        q, k, v, mask=keep, scale=1.0 / math.sqrt(d), implementation=sdpa_implementation(self.dtype, d, t)
+      )
       return ctx.reshape(b, t, h * d)
     q, k, v = (y.transpose(0, 2, 1, 3) for y in (q, k, v))  # [B, h, T, D]
     # Scores accumulate and leave the matmul in float32 even for bf16 inputs.

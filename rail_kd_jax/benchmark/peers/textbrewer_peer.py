@@ -76,13 +76,18 @@ class TextBrewerPeer:
     self.opt, _, _ = self.distiller.initialize_training(opt, None, None, sched)
     self.sched = sched
     self.clip = opt_cfg.clip_norm
-    tb = torch_peer.to_torch_batch(batch)
-    self.batch = {k: tb[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
+    self.batch = self._inputs(batch)
     self.args = {"output_hidden_states": method == "pkd"}
 
-  def step(self) -> torch.Tensor:
+  @staticmethod
+  def _inputs(batch: dict) -> dict:
+    tb = torch_peer.to_torch_batch(batch)
+    return {k: tb[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
+
+  def step(self, batch: dict | None = None) -> torch.Tensor:
+    """One update on the fixed batch, or on `batch` (numpy arrays) when given."""
     d = self.distiller
-    total_loss, losses = d.train_on_batch(self.batch, self.args)
+    total_loss, losses = d.train_on_batch(self.batch if batch is None else self._inputs(batch), self.args)
     d.write_loss(total_loss, 0, losses)
     total_loss.backward()
     if self.clip and self.clip > 0:

@@ -7,6 +7,13 @@ formula of `distill.methods`, written with torch ops; the optimizer is
 `torch.optim.AdamW` with the same hyper-parameters, weight-decay groups, global
 norm clipping and linear warmup/decay as `optim.make_optimizer`. The teacher
 runs in eval mode under `torch.no_grad()`; the student trains with dropout.
+
+What a user would pick instead of this project, three ways: eager float32;
+`precision='bfloat16'`, the forward passes and the loss under
+`torch.autocast(device, dtype=torch.bfloat16)` (params, gradients and AdamW stay
+float32, as autocast is meant to be used); `compile=True`, teacher and student
+wrapped by `torch.compile` (inductor; the first step of each new input shape pays
+the compilation). `device='cuda'` runs all of it on the GPU.
 """
 
 from __future__ import annotations
@@ -195,16 +202,68 @@ def to_torch_batch(batch: dict) -> dict:
   return out
 
 
-class TorchPeer:
-  """One method's train step in plain PyTorch: `step()` runs one optimizer update."""
+PRECISIONS = ("float32", "bfloat16")
 
-  def __init__(self, shape, method: str, dcfg, opt_cfg, batch: dict, *, seed: int = 0, total_steps: int = 10_000):
+
+def resolve_device(name: str = "auto") -> str:
+  """'cpu' or 'cuda': `name`, or for 'auto' cuda when torch sees a GPU."""
+  if name == "auto":
+    return "cuda" if torch.cuda.is_available() else "cpu"
+  if name == "cuda" and not torch.cuda.is_available():
+    raise ValueError("--torch_device=cuda, but torch sees no CUDA device")
+  if name not in ("cpu", "cuda"):
+    raise ValueError(f"torch device {name!r} is not one of auto, cpu, cuda")
+  return name
+
+
+def synchronizer(device: str):
+  """A `block(x)` for `timing.time_interleaved`: waits for the device's queued work."""
+  if device == "cuda":
+    return lambda x: torch.cuda.synchronize()
+  return lambda x: None  # CPU ops return when done
+
+
+def compile_unavailable() -> str | None:
+  """None when `torch.compile` can build a kernel here, else why not (one line)."""
+  try:
+    f = torch.compile(lambda x: torch.sin(x) + 1.0)
+    f(torch.ones(4))
+  except Exception as e:  # inductor needs a C++ compiler and a working toolchain
+    return f"torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+  return None
+
+
+class TorchPeer:
+  """One method's train step in plain PyTorch: `step()` runs one optimizer update.
+
+  `precision`: 'float32' (eager float32) or 'bfloat16' (autocast); `compile`: wrap the
+  models in `torch.compile`; `device`: 'cpu' or 'cuda'. `step(batch)` trains on another
+  (numpy) batch instead of the one given here, e.g. dynamically padded real data.
+  """
+
+  def __init__(
+    self,
+    shape,
+    method: str,
+    dcfg,
+    opt_cfg,
+    batch: dict,
+    *,
+    seed: int = 0,
+    total_steps: int = 10_000,
+    precision: str = "float32",
+    compile: bool = False,
+    device: str = "cpu",
+  ):
+    if precision not in PRECISIONS:
+      raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     torch.manual_seed(seed)
     self.method, self.dcfg = method, dcfg
+    self.precision, self.device = precision, device
     self.needs_teacher = method != "none"
     self.needs_hidden = method not in ("none", "kd")
-    self.student = hf_model(shape.student).train()
-    self.teacher = hf_model(shape.teacher).eval() if self.needs_teacher else None
+    self.student = hf_model(shape.student).to(device).train()
+    self.teacher = hf_model(shape.teacher).to(device).eval() if self.needs_teacher else None
     if self.teacher is not None:
       self.teacher.requires_grad_(False)
     self.num_student_layers = shape.student.num_hidden_layers
@@ -217,13 +276,19 @@ class TorchPeer:
       self.num_student_layers,
       self.num_teacher_layers,
     )
+    self.heads.to(device)
     named = list(self.student.named_parameters()) + [("heads." + k, v) for k, v in self.heads.named_parameters()]
     self.params = [p for _, p in named]
     self.opt, self.sched = adamw(named, opt_cfg, total_steps)
     self.clip = opt_cfg.clip_norm
-    self.batch = to_torch_batch(batch)
-    self.inputs = {k: self.batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    self.batch = self._to_device(batch)
     self.gen = torch.Generator().manual_seed(seed)
+    # The modules the step calls: compiled wrappers share the parameters of the originals.
+    self.student_fn = torch.compile(self.student) if compile else self.student
+    self.teacher_fn = torch.compile(self.teacher) if (compile and self.teacher is not None) else self.teacher
+
+  def _to_device(self, batch: dict) -> dict:
+    return {k: v.to(self.device) for k, v in to_torch_batch(batch).items()}
 
   def _mapping(self) -> torch.Tensor | None:
     """rail_*: distinct teacher layers (1-based, ascending), one per student layer, drawn uniformly each step."""
@@ -232,13 +297,19 @@ class TorchPeer:
     perm = torch.randperm(self.num_teacher_layers, generator=self.gen)
     return torch.sort(perm[: self.num_student_layers]).values + 1
 
-  def step(self) -> torch.Tensor:
-    t_out = None
-    if self.needs_teacher:
-      with torch.no_grad():
-        t_out = self.teacher(**self.inputs, output_hidden_states=self.needs_hidden)
-    s_out = self.student(**self.inputs, output_hidden_states=self.needs_hidden)
-    loss = method_loss(self.method, self.dcfg, self.heads, s_out, t_out, self.batch, self._mapping())
+  def step(self, batch: dict | None = None) -> torch.Tensor:
+    b = self.batch if batch is None else self._to_device(batch)
+    inputs = {k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    mapping = self._mapping()
+    if mapping is not None:
+      mapping = mapping.to(self.device)
+    with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+      t_out = None
+      if self.needs_teacher:
+        with torch.no_grad():
+          t_out = self.teacher_fn(**inputs, output_hidden_states=self.needs_hidden)
+      s_out = self.student_fn(**inputs, output_hidden_states=self.needs_hidden)
+      loss = method_loss(self.method, self.dcfg, self.heads, s_out, t_out, b, mapping)
     self.opt.zero_grad(set_to_none=True)
     loss.backward()
     if self.clip and self.clip > 0:
