@@ -120,14 +120,16 @@ def _define_flags():
   flags.DEFINE_integer("steps_per_window", 1, "Steps per timed window (1: every window is one step, blocked on).")
   flags.DEFINE_float(
     "row_budget_s",
-    30.0,
+    20.0,
     "Seconds of timing per row (0 = no limit): a fixed-section row takes no more windows after this "
     "(at least 2), a workload row no more chunks (its epoch time is then extrapolated from its steps).",
   )
   flags.DEFINE_integer(
-    "workload_examples", 2048, "demo workload: the first N examples of the train split (0 = all 8,530)."
+    "workload_examples", 512, "demo workload: the first N examples of the train split (0 = all 8,530)."
   )
-  flags.DEFINE_string("workload_methods", ",".join(WORKLOAD_METHODS), "demo workload: methods.")
+  flags.DEFINE_string(
+    "workload_methods", "kd", f"demo workload: methods, from {', '.join(WORKLOAD_METHODS)} (the default run: kd)."
+  )
   flags.DEFINE_integer("workload_chunks", 8, "demo workload: the epoch's interleaved chunks.")
   flags.DEFINE_string("workload_dir", "", "demo workload: data folder (default <out>/workload; reused).")
   flags.DEFINE_string("workload_teacher", "", "demo workload: teacher HF folder ('' = the installed MiniLM-L6).")
@@ -141,12 +143,12 @@ def _define_flags():
     "folder, with ops.md / ops.json: time by op, by kind (matmul, copies, elementwise) and by "
     "pass (teacher forward, student forward, backward, rest).",
   )
-  flags.DEFINE_bool("gemm", True, "Also time the shapes' single matmuls with JAX and PyTorch (the library's share).")
+  flags.DEFINE_bool("gemm", False, "Also time the shapes' single matmuls with JAX and PyTorch (the library's share).")
   flags.DEFINE_integer("num_devices", 0, "Devices to use (0 = all).")
   flags.DEFINE_string(
-    "compile_study", "minilm6-3", "Shape whose teacher depth is varied (6, 12, 24) for compile times, '' to skip."
+    "compile_study", "", "Shape whose teacher depth is varied (6, 12, 24) for compile times, '' to skip."
   )
-  flags.DEFINE_bool("memory_check", True, "Compile-only memory of RoBERTa-large -> 6 layers, bf16, b32, T128.")
+  flags.DEFINE_bool("memory_check", False, "Compile-only memory of RoBERTa-large -> 6 layers, bf16, b32, T128.")
   flags.mark_flag_as_required("out")
 
 
