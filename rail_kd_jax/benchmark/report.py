@@ -234,8 +234,8 @@ def write_markdown(path: str, rows: list[dict], meta: dict) -> None:
       f"student {e0['student_layers']}; the real tokenizer (max length 48). JAX: `train.Trainer` "
       "(bucketed: each batch trimmed to its longest row rounded up to 16); the peers: the same examples in "
       "the same random order, each batch padded to its own longest row (dynamic padding, not sorted). "
-      "Warm-up: one step per distinct batch length before the timed epoch (JAX's compiles; not in the "
-      "epoch). The epoch's chunks are interleaved across the rows; a row over --row_budget_s stops "
+      "Warm-up, not in the epoch: JAX one step per distinct bucket length (each compiles its program), "
+      "each eager peer one step. The epoch's chunks are interleaved across the rows; a row over --row_budget_s stops "
       "early and its epoch is its time per step times the epoch's steps (extrapolated). Ratios > 1 mean "
       "JAX is faster.",
       "",

@@ -276,6 +276,7 @@ def bench_shape(shape: Shape, opts: Options, peak_flops: float) -> list[dict]:
       steps_per_window=opts.steps_per_window,
       skip_warmup=[k for k in runners if k[0] != "jax"],  # their builder ran a first step
       budget_s=opts.row_budget_s,
+      slow=[k for k in runners if opts.row_budget_s > 0 and (info[k].get("first_step_s") or 0) > opts.row_budget_s],
     )
     if opts.profile_dir:
       for key, program in compiled.items():

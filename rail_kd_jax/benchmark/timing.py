@@ -30,6 +30,7 @@ def time_interleaved(
   skip_warmup=(),
   budget_s: float = 0.0,
   min_windows: int = 2,
+  slow=(),
 ) -> dict:
   """Times several `{key: (step, block)}` runners in interleaved windows; returns `{key: Timing}`.
 
@@ -40,7 +41,8 @@ def time_interleaved(
   on its last step's result, so asynchronous dispatch never hides work; its per-step
   time is its wall time divided by `steps_per_window`. With `budget_s` > 0, a runner
   whose timed windows already add up to `budget_s` takes no further windows once it
-  has `min_windows` (a slow row gets fewer windows, and says so in `windows_ms`).
+  has `min_windows` (a slow row gets fewer windows, and says so in `windows_ms`); the
+  keys in `slow` (a first step already over the budget) stop after one window.
   """
   for key, (step, block) in runners.items():
     if key in skip_warmup:
@@ -53,7 +55,8 @@ def time_interleaved(
   spent = {k: 0.0 for k in runners}
   for _ in range(windows):
     for key, (step, block) in runners.items():
-      if budget_s > 0 and spent[key] >= budget_s and len(per_step[key]) >= min_windows:
+      least = 1 if key in slow else min_windows
+      if budget_s > 0 and spent[key] >= budget_s and len(per_step[key]) >= least:
         continue
       t0 = time.perf_counter()
       out = None
