@@ -11,7 +11,7 @@
 #   --python PY   the interpreter to check and install into (default python3)
 #   --wheels DIR  install from the wheels in DIR only (pip --no-index --find-links DIR)
 #   --dry_run     print every command, one per line prefixed with '+ ', and run none of them
-#   --cpu_smoke   the same phases on the CPU, small: no install, shape tiny, kd and rail_l without
+#   --cpu_smoke   the same phases on the CPU, small: no install, shape tiny, kd without
 #                 the teacher cache, float32, a fast subset of tests/test_models_parity.py
 #                 (tests/test_device_check.py runs it)
 #   -h, --help    this text
@@ -92,7 +92,7 @@ REPO=$PWD
 
 if [ "$SMOKE" = 1 ]; then
   BENCH_SHAPES=tiny
-  BENCH_METHODS=kd,rail_l
+  BENCH_METHODS=kd
   BENCH_CACHE_METHODS=
   BENCH_PRECISIONS=float32
   BENCH_WINDOWS=1
