@@ -123,9 +123,7 @@ def test_dry_run_cpu_smoke_installs_nothing():
   (pytest_cmd,) = [c for c in commands if "pytest" in c]
   assert "JAX_PLATFORMS=cpu" in pytest_cmd and "-k" in pytest_cmd
   (bench,) = _benchmark_commands(commands)
-  assert {"--shapes=tiny", "--methods=kd", "--precisions=float32", "--torch_device=cpu", "--windows=1"} <= set(
-    bench
-  )
+  assert {"--shapes=tiny", "--methods=kd", "--precisions=float32", "--torch_device=cpu", "--windows=1"} <= set(bench)
 
 
 def test_help_and_bad_argument():
