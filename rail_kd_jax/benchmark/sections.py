@@ -27,7 +27,7 @@ from rail_kd_jax.benchmark.cases import (
 from rail_kd_jax.benchmark.shapes import Shape, make_batch
 from rail_kd_jax.benchmark.timing import Timing, best_seconds, cpu_torch, time_interleaved
 from rail_kd_jax.defaults import base_config
-from rail_kd_jax.distill import methods as methods_lib
+from rail_kd_jax import teacher_cache
 
 # The implementations besides "jax": PyTorch eager (float32, and bfloat16 autocast),
 # PyTorch with torch.compile, TextBrewer (kd, pkd; float32).
@@ -179,11 +179,8 @@ def _jax_case(shape, method, opts, batch, dtype, cached):
 
 
 def cacheable(method: str) -> bool:
-  """Whether the teacher cache can serve `method` (it needs the teacher, and not token-level CKD)."""
-  dcfg = distill_config(method)
-  return methods_lib.get_method(dcfg.method).needs_teacher and not (
-    dcfg.method == "ckd" and dcfg.ckd_granularity == "token"
-  )
+  """Whether the teacher cache can serve `method` (a name of ALL_METHODS)."""
+  return teacher_cache.serves(distill_config(method))
 
 
 def peer_runs(opts: Options) -> list[tuple[str, str]]:

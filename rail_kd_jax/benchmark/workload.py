@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from rail_kd_jax import defaults, demo, study
+from rail_kd_jax import defaults, demo, study, teacher_cache
 from rail_kd_jax.benchmark.shapes import Shape
 from rail_kd_jax.data import loader
 from rail_kd_jax.train import Trainer
@@ -53,7 +53,7 @@ def study_cached_runs() -> int:
   for method, points in study.grid_for(config).items():
     dcfg = defaults.distill_config()
     dcfg.method = method
-    if method == "none" or (method == "ckd" and dcfg.ckd_granularity == "token"):
+    if not teacher_cache.serves(dcfg):
       continue
     n += len(points) + len(config.study.seeds) - 1
   return n
