@@ -27,7 +27,7 @@ setup(
   extras_require={
     # torch is pinned to the CPU build that this project's machines carry on disk;
     # an unpinned torch pulls several GB of CUDA wheels.
-    "test": ["pytest>=7", "torch==2.13.0", "scikit-learn>=1.3", "ruff==0.17.6"],
+    "test": ["pytest>=7", "pytest-xdist>=3.5", "torch==2.13.0", "scikit-learn>=1.3", "ruff==0.17.6"],
     "peers": ["torch==2.13.0"],
   },
 )
