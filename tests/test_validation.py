@@ -21,6 +21,7 @@ from rail_kd_jax.data import synthetic
 from rail_kd_jax.errors import ConfigError
 
 import helpers
+import test_data_hostile as hostile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, "docs", "ERRORS.md")
@@ -245,7 +246,13 @@ def _input_text(case_id, spec) -> str:
   return " ".join(f"`--config.{k}={v if v != '' else repr(v)}`" for k, v in spec.items()).replace("{tmp}", "<tmp>")
 
 
-def render_doc(messages, warnings_seen) -> str:
+@pytest.fixture(scope="module")
+def data_outcomes(tmp_path_factory):
+  tmp = str(tmp_path_factory.mktemp("data"))
+  return {case.id: hostile.outcome(case, tmp) for case in hostile.CASES}
+
+
+def render_doc(messages, warnings_seen, data_outcomes) -> str:
   rows = ["| # | input | message |", "|---|---|---|"]
   for i, (case_id, spec, _) in enumerate(CASES + CLI_CASES, 1):
     message = messages[case_id].replace("|", "\\|")
@@ -254,6 +261,9 @@ def render_doc(messages, warnings_seen) -> str:
   for case_id, spec, needle in WARNING_CASES:
     (line,) = [w for w in warnings_seen[case_id] if needle in w]
     warn_rows.append(f"| {_input_text(case_id, spec)} | {line.replace('|', chr(92) + '|')} |")
+  data_rows = ["| case | file | result |", "|---|---|---|"]
+  for case in hostile.CASES:
+    data_rows.append(f"| `{case.id}` | {case.input} | {data_outcomes[case.id].replace('|', chr(92) + '|')} |")
   return "\n".join(
     [
       "# Errors a user can get, and their messages",
@@ -282,6 +292,15 @@ def render_doc(messages, warnings_seen) -> str:
       'docs/METHODS.md, "Collapse").',
       "",
       *warn_rows,
+      "",
+      "## Data files",
+      "",
+      "`tasks.load_task` reads every file of a task before anything is tokenized. Each hostile file of",
+      "`tests/test_data_hostile.py` (checked there) gives one of: an error (a `ConfigError` from the",
+      "trainer, exit code 2 on the command line), one warning that counts the rows it skipped or kept, or",
+      'the rows it loads. The rules are in docs/DATA.md, "Encodings, empty cells and labels".',
+      "",
+      *data_rows,
       "",
       "## The study",
       "",
@@ -312,8 +331,8 @@ def render_doc(messages, warnings_seen) -> str:
   )
 
 
-def test_errors_doc_is_current(messages, warnings_seen):
-  text = render_doc(messages, warnings_seen)
+def test_errors_doc_is_current(messages, warnings_seen, data_outcomes):
+  text = render_doc(messages, warnings_seen, data_outcomes)
   if os.environ.get("RAIL_KD_WRITE_ERRORS_DOC"):
     with open(DOC, "w") as f:
       f.write(text)

@@ -13,13 +13,14 @@ out-of-domain files in the same layout (HANS for MNLI, ...) load unchanged.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import dataclasses
 import json
 import os
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import ml_collections
 import numpy as np
@@ -183,10 +184,87 @@ _GLUE_LAYOUTS: dict[str, _GlueLayout] = {
 # ----------------------------------------------------------------------------- reading
 
 
+class _Lines:
+  """A text file's lines for csv.reader, counting them and keeping the current record's lines."""
+
+  def __init__(self, f):
+    self._f = iter(f)
+    self.count = 0
+    self.record: list[str] = []
+    self.at_end = False
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> str:
+    try:
+      line = next(self._f)
+    except StopIteration:
+      self.at_end = True
+      raise
+    self.count += 1
+    self.record.append(line)
+    return line
+
+
+def _records(f, path: str, ext: str) -> Iterator[tuple[int, list[str]]]:
+  """(line the record starts on, its fields) for each record of an open .csv/.tsv/.txt file."""
+  if ext != ".csv":
+    # GLUE TSVs contain bare quote characters inside sentences: no quoting, one line per record.
+    reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+    try:
+      for fields in reader:
+        yield reader.line_num, fields
+    except csv.Error as e:
+      raise ValueError(f"Data file {path!r} line {reader.line_num} cannot be read ({e}).") from None
+    return
+  lines = _Lines(f)
+  reader = csv.reader(lines, strict=True)
+  while True:
+    start = lines.count + 1
+    lines.record = []
+    try:
+      fields = next(reader)
+    except StopIteration:
+      return
+    except csv.Error:
+      if lines.at_end:
+        raise ValueError(
+          f"Data file {path!r}: the record starting at line {start} opens a quote that is never closed, so the "
+          f"rest of the file ({lines.count - start + 1} lines) would be one field; close the quote, or double "
+          'it ("") inside a quoted text.'
+        ) from None
+      try:
+        # A quoted field followed by more text ('"Hi" she said'): read as csv's non-strict mode does.
+        fields = next(csv.reader(lines.record))
+      except csv.Error as e:
+        raise ValueError(f"Data file {path!r} line {start} cannot be read ({e}).") from None
+    yield start, fields
+
+
+def _not_utf8(path: str) -> ValueError:
+  """The error for a file that does not decode as UTF-8: where its first bad byte is."""
+  with open(path, "rb") as f:
+    data = f.read()
+  name, ext = os.path.splitext(os.path.basename(path))
+  hint = f"convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 {name}{ext} > {name}.utf8{ext}"
+  skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+  try:
+    data[skip:].decode("utf-8")
+  except UnicodeDecodeError as e:
+    offset = skip + e.start
+    line = data.count(b"\n", 0, offset) + 1
+    return ValueError(
+      f"Data file {path!r} is not UTF-8: byte 0x{data[offset]:02x} at line {line} (byte offset {offset}) "
+      f"is invalid; {hint}."
+    )
+  return ValueError(f"Data file {path!r} is not UTF-8; {hint}.")
+
+
 def _read_table(
   path: str, *, no_header_columns: Sequence[str] | None = None, strict_rows: bool = True
-) -> tuple[list[str], list[dict[str, Any]]]:
-  """Reads a .tsv (GLUE style, no quoting), .csv or .jsonl file into rows of dicts."""
+) -> tuple[list[str], list[dict[str, Any]], list[int]]:
+  """Reads a .tsv (GLUE style, no quoting), .csv or .jsonl file: (header, rows of dicts, line of each row)."""
   if not os.path.isfile(path):
     raise ValueError(f"Data file {path!r} does not exist.")
   ext = os.path.splitext(path)[1].lower()
@@ -195,27 +273,31 @@ def _read_table(
   if ext not in (".tsv", ".csv", ".txt"):
     raise ValueError(f"Data file {path!r} has an unsupported extension {ext!r}; use .csv, .tsv or .jsonl.")
   with open(path, encoding="utf-8-sig", newline="") as f:
-    if ext == ".csv":
-      reader = csv.reader(f)
-    else:
-      # GLUE TSVs contain bare quote characters inside sentences: no quoting at all.
-      reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-    lines = list(reader)
+    try:
+      records = list(_records(f, path, ext))
+    except UnicodeDecodeError:
+      raise _not_utf8(path) from None
   if no_header_columns is not None:
-    header, body, first_line = list(no_header_columns), lines, 1
+    header, body = list(no_header_columns), records
   else:
-    if not lines:
+    if not records:
       raise ValueError(f"Data file {path!r} is empty (no header line).")
-    header, body, first_line = [h.strip() for h in lines[0]], lines[1:], 2
-  rows, bad = [], []
-  for i, fields in enumerate(body):
-    if not fields or (len(fields) == 1 and not fields[0].strip()):
-      continue  # blank line
+    header, body = [h.strip() for h in records[0][1]], records[1:]
+    dups = sorted({h for h in header if h and header.count(h) > 1})
+    if dups:
+      raise ValueError(
+        f"Data file {path!r} names the column(s) {dups} more than once in its header {header}; rename them."
+      )
+  rows, lines, bad = [], [], []
+  for line, fields in body:
+    if all(not f.strip() for f in fields):
+      continue  # blank line, or a row of empty cells
     if len(fields) != len(header):
-      bad.append(i + first_line)
+      bad.append(line)
       if len(fields) < len(header):
         continue
     rows.append(dict(zip(header, fields)))
+    lines.append(line)
   if bad:
     # QQP's train.tsv has a handful of broken lines; more than that is a wrong format.
     if strict_rows and len(bad) > max(2, len(body) // 1000):
@@ -225,37 +307,48 @@ def _read_table(
         "is it the right file and delimiter?"
       )
     logging.warning("%s: %d malformed lines (first at line %d) skipped or truncated.", path, len(bad), bad[0])
-  return header, rows
+  return header, rows, lines
 
 
-def _read_jsonl(path: str) -> tuple[list[str], list[dict[str, Any]]]:
-  rows, header = [], {}
+def _read_jsonl(path: str) -> tuple[list[str], list[dict[str, Any]], list[int]]:
+  rows, lines, header = [], [], {}
   with open(path, encoding="utf-8-sig") as f:
-    for i, line in enumerate(f):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"Data file {path!r} line {i + 1} is not valid JSON ({e.msg}).") from None
-      if not isinstance(row, dict):
-        raise ValueError(f"Data file {path!r} line {i + 1} is not a JSON object.")
-      rows.append(row)
-      header.update(dict.fromkeys(row))
-  return list(header), rows
+    try:
+      for i, line in enumerate(f, 1):
+        if not line.strip():
+          continue
+        try:
+          row = json.loads(line)
+        except json.JSONDecodeError as e:
+          raise ValueError(f"Data file {path!r} line {i} is not valid JSON ({e.msg}).") from None
+        if not isinstance(row, dict):
+          raise ValueError(f"Data file {path!r} line {i} is not a JSON object.")
+        rows.append(row)
+        lines.append(i)
+        header.update(dict.fromkeys(row))
+    except UnicodeDecodeError:
+      raise _not_utf8(path) from None
+  return list(header), rows, lines
 
 
-def _is_int(v: Any) -> bool:
+def _as_int(v: Any) -> int | None:
+  """The integer a cell holds (1, '1', 1.0 and '1.0' alike), else None."""
   if isinstance(v, (bool, np.bool_)):
-    return False
+    return None
   if isinstance(v, (int, np.integer)):
-    return True
-  if isinstance(v, float):
-    return v.is_integer()
+    return int(v)
   if isinstance(v, str):
-    s = v.strip()
-    return bool(s) and (s.isdigit() or (s[0] in "+-" and s[1:].isdigit()))
-  return False
+    try:
+      return int(v.strip())
+    except ValueError:
+      pass
+    try:
+      v = float(v)
+    except ValueError:
+      return None
+  if isinstance(v, (float, np.floating)) and np.isfinite(v) and float(v).is_integer():
+    return int(v)
+  return None
 
 
 def _is_float(v: Any) -> bool:
@@ -267,14 +360,43 @@ def _is_float(v: Any) -> bool:
     return False
 
 
-def _parse_labels(values: Sequence[Any], spec: TaskSpec, where: str) -> np.ndarray:
+def _is_blank(v: Any) -> bool:
+  """An empty cell: None (JSON null), NaN, or a string of whitespace."""
+  if v is None:
+    return True
+  if isinstance(v, (float, np.floating)):
+    return bool(np.isnan(v))
+  return isinstance(v, str) and not v.strip()
+
+
+def _is_missing_label(v: Any) -> bool:
+  """An empty label cell; pandas writes a missing value as '' or 'nan'."""
+  return _is_blank(v) or (isinstance(v, str) and v.strip().lower() == "nan")
+
+
+def _at(lines: Sequence[int] | None, i: int) -> str:
+  """Where row i of a file is: its line when known, else its row number."""
+  return f"line {lines[i]}" if lines else f"row {i + 1}"
+
+
+def _check_labels_present(values: Sequence[Any], lines: Sequence[int] | None, path: str, column: str) -> None:
+  """Raises on empty label cells: skipping those rows would silently change the data."""
+  missing = [i for i, v in enumerate(values) if _is_missing_label(v)]
+  if missing:
+    raise ValueError(
+      f"Data file {path!r} column {column!r} has {len(missing)} empty label(s) (first at {_at(lines, missing[0])}); "
+      "fill them in or drop those rows (only a test file may be unlabelled)."
+    )
+
+
+def _parse_labels(values: Sequence[Any], spec: TaskSpec, where: str, lines: Sequence[int] | None = None) -> np.ndarray:
   """Label values (names or ids, or scores) -> int32 class ids / float32 scores."""
   if spec.is_regression:
     out = np.empty(len(values), np.float32)
     for i, v in enumerate(values):
       if not _is_float(v):
         raise ValueError(
-          f"{where}: label {v!r} (row {i + 1}) is not a number, but the task is a regression (num_labels=1)."
+          f"{where}: label {v!r} ({_at(lines, i)}) is not a number, but the task is a regression (num_labels=1)."
         )
       out[i] = float(v)
     return out
@@ -283,14 +405,15 @@ def _parse_labels(values: Sequence[Any], spec: TaskSpec, where: str) -> np.ndarr
   out = np.empty(len(values), np.int32)
   for i, v in enumerate(values):
     key = v.strip() if isinstance(v, str) else v
+    class_id = _as_int(key)
     if isinstance(key, str) and key in names:
       out[i] = names[key]
-    elif _is_int(key) and 0 <= int(float(key)) < k:
-      out[i] = int(float(key))
+    elif class_id is not None and 0 <= class_id < k:
+      out[i] = class_id
     else:
       valid = f"one of {list(spec.label_names)} or " if spec.label_names else ""
       raise ValueError(
-        f"{where}: label {v!r} (row {i + 1}) is outside the configured classes; "
+        f"{where}: label {v!r} ({_at(lines, i)}) is outside the configured classes; "
         f"valid labels are {valid}an integer id in 0..{k - 1}."
       )
   return out
@@ -299,13 +422,18 @@ def _parse_labels(values: Sequence[Any], spec: TaskSpec, where: str) -> np.ndarr
 def _columns_from_rows(
   header: Sequence[str],
   rows: Sequence[Mapping[str, Any]],
+  lines: Sequence[int] | None,
   spec: TaskSpec,
   path: str,
   labelled: bool,
   split: str,
   index_columns: Sequence[str] = ("idx", "index", "id"),
 ) -> dict[str, Any]:
-  """Rows of one file -> the split's column dict, with every check a user needs."""
+  """Rows of one file (and each row's line, or None) -> the split's column dict, with every check a user needs.
+
+  An empty label is an error. A row with an empty text is skipped in a labelled split and kept as ''
+  in a test split (every test row gets a prediction); either way a warning counts them.
+  """
   needed = list(spec.text_columns) + ([spec.label_column] if labelled else [])
   missing = [c for c in needed if c not in header]
   if missing:
@@ -314,21 +442,37 @@ def _columns_from_rows(
     )
   if not rows:
     raise ValueError(f"Split {split!r} from {path!r} is empty (no data rows).")
+  if labelled:
+    _check_labels_present([r.get(spec.label_column) for r in rows], lines, path, spec.label_column)
+  blank = [i for i, r in enumerate(rows) if any(_is_blank(r.get(c)) for c in spec.text_columns)]
+  if blank:
+    columns = " or ".join(repr(c) for c in spec.text_columns)
+    logging.warning(
+      "Data file %r (split %r): %d row(s) with an empty %s %s (first at %s).",
+      path,
+      split,
+      len(blank),
+      columns,
+      "skipped" if labelled else "kept as '' so that every test row gets a prediction",
+      _at(lines, blank[0]),
+    )
+    if labelled:
+      if len(blank) == len(rows):
+        raise ValueError(f"Split {split!r} from {path!r} has no rows left: all {len(rows)} have an empty {columns}.")
+      keep = sorted(set(range(len(rows))) - set(blank))
+      rows = [rows[i] for i in keep]
+      lines = [lines[i] for i in keep] if lines else None
   cols: dict[str, Any] = {}
   for c in spec.text_columns:
-    vals = [r.get(c) for r in rows]
-    for i, v in enumerate(vals):
-      if v is None or (isinstance(v, float) and np.isnan(v)):
-        raise ValueError(f"Data file {path!r} column {c!r} row {i + 1} has no text.")
-    cols[c] = [v if isinstance(v, str) else str(v) for v in vals]
+    cols[c] = ["" if _is_blank(v) else v if isinstance(v, str) else str(v) for v in (r.get(c) for r in rows)]
   if labelled:
     cols[spec.label_column] = _parse_labels(
-      [r.get(spec.label_column) for r in rows], spec, f"Data file {path!r} column {spec.label_column!r}"
+      [r.get(spec.label_column) for r in rows], spec, f"Data file {path!r} column {spec.label_column!r}", lines
     )
   idx = None
   for c in index_columns:
-    if c in header and all(_is_int(r.get(c)) for r in rows):
-      idx = np.asarray([int(float(r[c])) for r in rows], np.int64)
+    if c in header and all(_as_int(r.get(c)) is not None for r in rows):
+      idx = np.asarray([_as_int(r[c]) for r in rows], np.int64)
       break
   cols["idx"] = idx if idx is not None else np.arange(len(rows), dtype=np.int64)
   return cols
@@ -381,8 +525,7 @@ def _load_glue_tsv(spec: TaskSpec, data_dir: str, data_cfg) -> Task:
       continue
     # CoLA's train/dev files have no header; its test file has one (index, sentence).
     no_header = layout.no_header_columns if labelled else None
-    header, rows = _read_table(path, no_header_columns=no_header)
-    splits[split] = _columns_from_rows(header, rows, spec, path, labelled, split)
+    splits[split] = _columns_from_rows(*_read_table(path, no_header_columns=no_header), spec, path, labelled, split)
     sources[split] = path
   return Task(spec, splits, sources)
 
@@ -448,7 +591,7 @@ def _load_glue_hf(spec: TaskSpec) -> Task:
     labelled = split not in spec.test_splits
     header = [rename(c) for c in d.column_names]
     rows = [{rename(k): v for k, v in r.items()} for r in d]
-    splits[split] = _columns_from_rows(header, rows, spec, f"hf:glue/{spec.name}/{hf_split}", labelled, split)
+    splits[split] = _columns_from_rows(header, rows, None, spec, f"hf:glue/{spec.name}/{hf_split}", labelled, split)
     sources[split] = f"hf:glue/{spec.name}/{hf_split}"
   return Task(spec, splits, sources)
 
@@ -504,18 +647,31 @@ def _local_files(cfg) -> tuple[str, dict[str, str], str]:
   )
 
 
-def _infer_labels(values: Sequence[Any], path: str, column: str):
-  """num_labels and label_names from the train labels, when the config gives neither."""
-  if all(_is_int(v) for v in values):
-    k = max(int(float(v)) for v in values) + 1
-    if min(int(float(v)) for v in values) < 0:
+def _infer_labels(values: Sequence[Any], lines: Sequence[int] | None, path: str, column: str):
+  """num_labels and label_names from the train labels, when the config gives neither.
+
+  Integer ids ('1' and '1.0' alike) give num_labels = max + 1 and no names; anything else gives the
+  sorted set of names. A column mixing ids with names or other numbers is an error.
+  """
+  ids = [_as_int(v) for v in values]
+  if all(i is not None for i in ids):
+    k = max(ids) + 1
+    if min(ids) < 0:
       raise ValueError(f"Data file {path!r} column {column!r} has negative labels; class ids must be 0..num_labels-1.")
     names = None
-  elif any(_is_float(v) for v in values):
-    raise ValueError(
-      f"Data file {path!r} column {column!r} holds non-integer numbers; set data.num_labels=1 for a regression task."
-    )
   else:
+    numbers = [i for i, v in enumerate(values) if _is_float(v)]
+    bad = ids.index(None)
+    if _is_float(values[bad]):
+      raise ValueError(
+        f"Data file {path!r} column {column!r} holds the non-integer number {values[bad]!r} ({_at(lines, bad)}); "
+        "class labels must be integers (1.0 counts as 1), or set data.num_labels=1 for a regression task."
+      )
+    if numbers:
+      raise ValueError(
+        f"Data file {path!r} column {column!r} mixes class ids ({values[numbers[0]]!r}, {_at(lines, numbers[0])}) "
+        f"and names ({values[bad]!r}, {_at(lines, bad)}); use one or the other, or set data.label_names."
+      )
     names = tuple(sorted({str(v).strip() for v in values}))
     k = len(names)
     logging.info("Label names inferred from %s (sorted): %s", path, names)
@@ -527,7 +683,11 @@ def _infer_labels(values: Sequence[Any], path: str, column: str):
 
 
 def _local_spec(
-  cfg, train_path: str, evals: Mapping[str, str], test: str, train_rows: tuple[list[str], list[dict[str, Any]]]
+  cfg,
+  train_path: str,
+  evals: Mapping[str, str],
+  test: str,
+  train_rows: tuple[list[str], list[dict[str, Any]], list[int]],
 ) -> TaskSpec:
   text_columns = tuple(c for c in (cfg.get("text_column", "text"), cfg.get("text_pair_column", "")) if c)
   label_column = cfg.get("label_column", "label")
@@ -538,12 +698,14 @@ def _local_spec(
   if names is not None:
     k = len(names)
   elif k == 0:
-    header, rows = train_rows
+    header, rows, lines = train_rows
     if label_column not in header:
       raise ValueError(f"Data file {train_path!r} has no column {label_column!r}; its columns are {list(header)}.")
     if not rows:
       raise ValueError(f"Split 'train' from {train_path!r} is empty (no data rows).")
-    k, names = _infer_labels([r.get(label_column) for r in rows], train_path, label_column)
+    values = [r.get(label_column) for r in rows]
+    _check_labels_present(values, lines, train_path, label_column)
+    k, names = _infer_labels(values, lines, train_path, label_column)
   elif k < 1:
     raise ValueError(f"data.num_labels={k} is invalid; use 1 (regression) or >= 2 classes.")
   regression = k == 1
@@ -574,8 +736,10 @@ def _load_local(cfg) -> Task:
     splits[name] = _columns_from_rows(*_read_table(path), spec, path, True, name)
     sources[name] = path
   if test:
-    header, rows = _read_table(test)
-    splits["test"] = _columns_from_rows(header, rows, spec, test, spec.label_column in header, "test")
+    header, rows, lines = _read_table(test)
+    # A test file may leave its label column empty: it is then unlabelled.
+    labelled = spec.label_column in header and not all(_is_missing_label(r.get(spec.label_column)) for r in rows)
+    splits["test"] = _columns_from_rows(header, rows, lines, spec, test, labelled, "test")
     sources["test"] = test
   return Task(spec, splits, sources)
 
