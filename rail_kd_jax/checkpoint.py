@@ -25,6 +25,7 @@ with a `ConfigError` (see `RESUME_FIELDS`).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -281,25 +282,31 @@ class Checkpointer:
           keep_checkpoints_without_metrics=False,
         )
       )
-    options = ocp.CheckpointManagerOptions(
+    self._options = ocp.CheckpointManagerOptions(
       preservation_policy=ocp_policies.AnyPreservationPolicy(policies),
       enable_async_checkpointing=bool(async_save),
       cleanup_tmp_directories=True,
       create=True,
     )
-    self.manager = ocp.CheckpointManager(
+    self.manager = self._make_manager()
+    self._pending: int | None = None  # the step of a save that may still be in flight
+    self.failed_steps: list[int] = []  # saves that could not be written (disk full, I/O error)
+
+  def _make_manager(self) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
       self.directory,
-      options=options,
+      options=self._options,
       item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
     )
 
-  def _remove_half_written(self) -> None:
+  def _remove_half_written(self, quiet: bool = False) -> None:
     if not self.is_primary or not os.path.isdir(self.directory):
       return
     for name in sorted(os.listdir(self.directory)):
       if _TMP_MARKER in name:
         path = os.path.join(self.directory, name)
-        logging.warning("checkpoint %s was left half-written by an interrupted save; it is skipped and removed", path)
+        if not quiet:
+          logging.warning("checkpoint %s was left half-written by an interrupted save; it is skipped and removed", path)
         shutil.rmtree(path, ignore_errors=True)
 
   # ---- queries -----------------------------------------------------------------
@@ -319,6 +326,7 @@ class Checkpointer:
     Returns False when a checkpoint at `step` exists already. Asynchronous when the
     manager is; `wait()` blocks until it is on disk.
     """
+    self._settle()  # a failed background write of the previous save surfaces here
     if step in self.manager.all_steps():
       return False
     meta = dict(meta, format=FORMAT, step=int(step), crc32=checksum(host_state), saved_at=time.time())
@@ -327,20 +335,59 @@ class Checkpointer:
       value = float(eval_results[self.best_metric])
       if np.isfinite(value):
         metrics = {self.best_metric: value}
-    self.manager.save(
-      step,
-      args=ocp.args.Composite(state=ocp.args.StandardSave(host_state), meta=ocp.args.JsonSave(meta)),
-      metrics=metrics,
-      force=True,
-    )
+    try:
+      self.manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(host_state), meta=ocp.args.JsonSave(meta)),
+        metrics=metrics,
+        force=True,
+      )
+    except Exception as e:  # pylint: disable=broad-except
+      self._write_failed(step, e)
+      return False
+    self._pending = step
     return True
 
-  def wait(self) -> None:
-    self.manager.wait_until_finished()
+  def _settle(self) -> bool:
+    """Waits for the save in flight; False (after a warning) when it could not be written."""
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      self._write_failed(self._pending, e)
+      return False
+    self._pending = None
+    return True
 
-  def close(self) -> None:
-    self.manager.wait_until_finished()
+  def _write_failed(self, step: int | None, e: Exception) -> None:
+    """A save that failed (disk full, I/O error): warn, drop its partial folder, keep the rest.
+
+    Training goes on; the checkpoints committed before stay as they were, and the manager
+    is rebuilt from what is on disk, so a half-written step is never listed or restored.
+    """
+    self._pending = None
+    self.failed_steps.append(-1 if step is None else int(step))
+    with contextlib.suppress(Exception):
+      self.manager.close()
+    self._remove_half_written(quiet=True)
+    self.manager = self._make_manager()
+    newest = self.manager.latest_step()
+    logging.warning(
+      "checkpoint at step %s could not be written (%s); training continues, and the newest complete "
+      "checkpoint (%s) is intact",
+      "?" if step is None else step,
+      _short(e),
+      f"step {newest}" if newest is not None else "none yet",
+    )
+
+  def wait(self) -> bool:
+    """Blocks until the save in flight is on disk; False when it could not be written."""
+    return self._settle()
+
+  def close(self) -> bool:
+    """Finishes the save in flight and closes the manager; False when that save failed."""
+    ok = self._settle()
     self.manager.close()
+    return ok
 
   def reached_preemption(self, step: int) -> bool:
     """Multi-host: JAX's preemption sync point (every host agrees on the step)."""

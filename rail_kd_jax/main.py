@@ -94,13 +94,15 @@ def parse_flags(argv):
 
 def run(config, workdir: str) -> dict:
   """Runs `config.mode` in `workdir`: the training loop, or the demo or the study built on it."""
-  from rail_kd_jax import demo, study, train
+  from rail_kd_jax import demo, study, train, validation, workdir_lock
 
-  if config.mode == "demo":
-    return demo.run_demo(config, workdir)
-  if config.mode == "study":
-    return study.run_study(config, workdir)
-  return train.train_and_evaluate(config, workdir)
+  validation.prepare_workdir(workdir)
+  with workdir_lock.held(workdir):  # a second run on this workdir is refused
+    if config.mode == "demo":
+      return demo.run_demo(config, workdir)
+    if config.mode == "study":
+      return study.run_study(config, workdir)
+    return train.train_and_evaluate(config, workdir)
 
 
 def main(argv):

@@ -29,7 +29,7 @@ from flax import serialization
 
 from rail_kd_jax import builders, metrics as metrics_lib, parallel as parallel_lib
 from rail_kd_jax import checkpoint as checkpoint_lib
-from rail_kd_jax import plots
+from rail_kd_jax import plots, workdir_lock
 from rail_kd_jax import evaluate as evaluate_lib
 from rail_kd_jax.data import loader
 from rail_kd_jax.distill import diagnostics, layer_sampling
@@ -72,9 +72,16 @@ class Preempted(Exception):
   """The run stopped at a step boundary on request (SIGTERM / Ctrl-C, or `fit(stop_at=)`)
   after saving a checkpoint; running the same command again resumes it."""
 
-  def __init__(self, step: int, checkpoint: str | None):
+  def __init__(self, step: int, checkpoint: str | None, enabled: bool = True):
     self.step, self.checkpoint = step, checkpoint
-    where = f"checkpoint saved to {checkpoint}" if checkpoint else "checkpointing is disabled, nothing was saved"
+    if not enabled:
+      where = "checkpointing is disabled, nothing was saved"
+    elif checkpoint is None:
+      where = "no checkpoint could be written (see the warnings above)"
+    elif os.path.basename(checkpoint) == str(step):
+      where = f"checkpoint saved to {checkpoint}"
+    else:
+      where = f"this step's checkpoint could not be written, the newest is {checkpoint}"
     super().__init__(f"stopped at step {step}: {where}; run the same command again to resume")
 
 
@@ -406,9 +413,10 @@ class Trainer:
     path = None
     if self.ckpt is not None:
       self.ckpt.close()
-      path = self.ckpt.path(self.step)
+      newest = self.ckpt.latest_step()  # this step's save may have failed (disk full): the newest on disk
+      path = self.ckpt.path(newest) if newest is not None else None
     self.writer.close()
-    error = Preempted(self.step, path)
+    error = Preempted(self.step, path, enabled=self.ckpt is not None)
     logging.warning("%s", error)
     raise error
 
@@ -493,4 +501,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
     raise ConfigError(
       f"mode={config.mode!r} is not a training mode ({', '.join(TRAIN_MODES)}); run it with `python -m rail_kd_jax.main`"
     )
-  return Trainer(config, workdir).fit()
+  prepare_workdir(workdir)
+  with workdir_lock.held(workdir):  # one writer per workdir; re-entrant under main.run
+    return Trainer(config, workdir).fit()

@@ -349,3 +349,74 @@ def test_older_checkpoints_resume_unless_their_loss_changed():
   ck.check_resume_config(dict(old, mode="finetune"), finetune_new, "ckpt")
   with pytest.raises(ConfigError, match=r"distill.projection='<absent>'.*predates that field"):
     ck.check_resume_config(dict(old, **{"distill.method": "rail_l"}), dict(new, **{"distill.method": "rail_l"}), "ckpt")
+
+
+# ------------------------------------------------------- disk full / I/O errors on save
+
+
+class _NoSpace:
+  """A commit future whose write fails as a full disk does (raised in orbax's background thread)."""
+
+  def result(self, timeout=None):
+    raise OSError(28, "No space left on device")
+
+
+@pytest.fixture
+def disk_full(monkeypatch):
+  """While `state['full']`, every checkpoint's array write fails with ENOSPC."""
+  import orbax.checkpoint as ocp
+
+  state = {"full": True}
+  original = ocp.StandardCheckpointHandler.async_save
+
+  async def async_save(self, *args, **kwargs):
+    futures = await original(self, *args, **kwargs)
+    return [*(futures or []), _NoSpace()] if state["full"] else futures
+
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", async_save)
+  return state
+
+
+@pytest.mark.parametrize("async_save", [True, False])
+def test_keep_training_when_a_save_fails(disk_full, tmp_path, caplog, async_save):
+  ck = ckpt_lib.Checkpointer(str(tmp_path), keep=2, async_save=async_save)
+  disk_full["full"] = False
+  assert ck.save(1, _fake_state(1), {}) and ck.wait()
+  disk_full["full"] = True
+  with caplog.at_level("WARNING"):
+    started = ck.save(2, _fake_state(2), {})  # a synchronous save fails here,
+    assert not (started and ck.wait())  # an asynchronous one when it is waited for
+  assert "checkpoint at step 2 could not be written (OSError: [Errno 28] No space left on device)" in caplog.text
+  assert "the newest complete checkpoint (step 1) is intact" in caplog.text
+  assert ck.steps() == [1] and ck.failed_steps == [2]
+  assert sorted(os.listdir(ck.directory)) == ["1"]  # the partial folder is gone
+  disk_full["full"] = False  # space returns
+  assert ck.save(3, _fake_state(3), {}) and ck.close()
+  ck = ckpt_lib.Checkpointer(str(tmp_path), keep=2)
+  assert ck.steps() == [1, 3]
+  meta = ck.read_meta(1)
+  np.testing.assert_array_equal(ck.read_state(1, _fake_state(0), meta)["params"]["student"]["w"], 1.0)
+  ck.close()
+
+
+def test_disk_full_mid_run_then_space_returns_equals_uninterrupted(stopped_on_8, tmp_path, disk_full, caplog):
+  """Resumed at K, the disk is full from then on (the saves at 15 and 20 fail): training goes on
+  to the same params; run again once space returns, it restores K and ends bitwise equal."""
+  wd = str(tmp_path / "run")
+  shutil.copytree(stopped_on_8["snapshot"], wd)
+  with caplog.at_level("WARNING"):
+    trainer = train.Trainer(distill_config(num_devices=8), wd)
+    assert trainer.step == K
+    trainer.fit()
+  _assert_trees_close(_params(trainer), stopped_on_8["ref_params"], 0)
+  for step in (15, TOTAL):
+    assert f"checkpoint at step {step} could not be written" in caplog.text
+  assert trainer.ckpt.failed_steps == [15, TOTAL]
+  assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ["10", "5"]  # nothing half-written
+  disk_full["full"] = False
+  again = train.Trainer(distill_config(num_devices=8), wd)
+  assert again.step == K
+  again.fit()
+  _assert_trees_close(_params(again), stopped_on_8["ref_params"], 0)  # bitwise
+  assert _train_records(wd) == _train_records(stopped_on_8["ref_wd"])
+  assert again.ckpt.latest_step() == TOTAL

@@ -37,6 +37,7 @@ LAYERS = (
     "validation",
     "plots",
     "stats",
+    "workdir_lock",
   ),
   ("data", "models", "distill"),
   ("defaults", "errors", "checks"),
@@ -50,6 +51,8 @@ IN_FUNCTION = {
   ("main", "demo"): "fast --help",
   ("main", "study"): "fast --help",
   ("main", "distill.methods"): "fast --help",
+  ("main", "validation"): "fast --help",
+  ("main", "workdir_lock"): "fast --help",
   # torch is optional: the peers are imported only when a peer row runs.
   ("benchmark.sections", "benchmark.peers.torch_peer"): "torch is optional",
   ("benchmark.sections", "benchmark.peers.textbrewer_peer"): "torch is optional",

@@ -1,5 +1,5 @@
-"""Through the command line: kill -9 at a random step and run again == never stopped;
-SIGTERM saves a checkpoint at the current step and exits 0."""
+"""Through the command line: kill -9 at a random step and run again == never stopped (and
+a second run on the busy workdir is refused meanwhile); SIGTERM saves a checkpoint at the current step and exits 0."""
 
 import json
 import os
@@ -122,6 +122,11 @@ def test_kill_9_then_rerun_equals_uninterrupted(reference, env, tmp_path):
   proc = subprocess.Popen(_cmd(wd), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   try:
     _wait_for(lambda: _last_logged_step(wd) >= kill_at and _committed_steps(wd), proc)
+    # A second run on the busy workdir is refused, naming the first (the workdir lock).
+    second = subprocess.run(_cmd(wd), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.poll() is None, "the first run ended while the second was refused"
+    assert second.returncode == 2, second.stderr[-3000:]
+    assert f"is in use by another run (pid {proc.pid} on " in second.stderr, second.stderr[-3000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
   finally:
@@ -132,6 +137,7 @@ def test_kill_9_then_rerun_equals_uninterrupted(reference, env, tmp_path):
   resumed_from = max(_committed_steps(wd))
   proc2 = _run(wd, env)  # the same command again
   assert f"resumed from {os.path.join(wd, 'checkpoints', str(resumed_from))}" in proc2.stderr, proc2.stderr[-3000:]
+  assert f"the previous run (pid {proc.pid} on " in proc2.stderr  # the killed run's lock, taken over
 
   ref_records, records = _records(reference), _records(wd)
   # The whole metrics.jsonl equals the uninterrupted run's (timing aside): nothing logged twice.
