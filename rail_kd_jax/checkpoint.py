@@ -84,6 +84,9 @@ RESUME_FIELDS = (
 )
 # Model fields inside the sections above that only change how the model computes.
 RESUME_HARMLESS = ("*.dtype", "*.remat", "*.dropout", "*.attention_dropout", "*.attention")
+# Fields that differ between launches (a new coordinator port) and between the hosts of one
+# run (the checkpoint's meta is written by process 0): never reported as a change on resume.
+LAUNCH_FIELDS = ("distributed.coordinator", "distributed.process_id")
 # distill fields that only matter to some methods (the others never read them), so that a
 # kd or finetune checkpoint written before a rail-only field existed still resumes.
 _RAIL = ("rail_l", "rail_c")

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from rail_kd_jax.errors import StorageError
+
 
 def _plain(v: Any) -> Any:
   if isinstance(v, (np.ndarray, np.generic)) or hasattr(v, "__array__"):
@@ -48,8 +50,14 @@ class MetricsWriter:
     record.update({k: _plain(v) for k, v in values.items()})
     if not self.enabled:
       return record
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    try:
+      with open(self.path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    except OSError as e:  # a full disk: stop with one sentence (a partial line is cut on resume)
+      raise StorageError(
+        f"could not append to '{self.path}' at step {int(step)} ({type(e).__name__}: {e}); free space "
+        "and run the same command again: it resumes from the newest checkpoint"
+      ) from e
     if self._tb is not None:
       for k, v in record.items():
         if k in ("step", "split") or not isinstance(v, (int, float)):

@@ -167,6 +167,7 @@ class Trainer:
     where = f"the checkpoint at {path}"
     current = checkpoint_lib.flat_config(self.config)
     allowed = checkpoint_lib.check_resume_config(meta.get("config", {}), current, where)
+    allowed = [k for k in allowed if k not in checkpoint_lib.LAUNCH_FIELDS]
     if meta.get("steps_per_epoch") != self.run.steps_per_epoch:
       raise ConfigError(
         f"{where} was made with {meta.get('steps_per_epoch')} batches per epoch but the train data "

@@ -420,3 +420,20 @@ def test_disk_full_mid_run_then_space_returns_equals_uninterrupted(stopped_on_8,
   _assert_trees_close(_params(again), stopped_on_8["ref_params"], 0)  # bitwise
   assert _train_records(wd) == _train_records(stopped_on_8["ref_wd"])
   assert again.ckpt.latest_step() == TOTAL
+
+
+def test_metrics_write_that_fails_stops_with_one_sentence(tmp_path, monkeypatch):
+  from rail_kd_jax import metrics as metrics_lib
+  from rail_kd_jax.errors import StorageError
+
+  writer = metrics_lib.MetricsWriter(str(tmp_path), tensorboard=False)
+  writer.write(1, "train", {"loss": 1.0})
+
+  def full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr("builtins.open", full)
+  with pytest.raises(StorageError, match=r"could not append to '.*metrics.jsonl' at step 2 \(OSError: \[Errno 28\]"):
+    writer.write(2, "train", {"loss": 0.5})
+  monkeypatch.undo()
+  assert metrics_lib.read_metrics(str(tmp_path)) == [{"step": 1, "split": "train", "loss": 1.0}]
