@@ -10,7 +10,10 @@ surfaces as `errors.ConfigError` with one sentence.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import re
+import shutil
 from typing import Any
 
 import jax
@@ -18,11 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from rail_kd_jax import files
 from rail_kd_jax import models, optim, teacher_cache, validation
 from rail_kd_jax.data import loader, synthetic, tasks, tokenize
 from rail_kd_jax.distill import methods as methods_lib
 from rail_kd_jax.step import StepSpec
-from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.errors import ConfigError, StorageError
 
 
 @dataclasses.dataclass
@@ -407,8 +411,41 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
   )
 
 
+def _storage_cause(e: Exception) -> str | None:
+  """'No space left on device (ENOSPC)' for a failed write: an OSError, or safetensors'
+  SafetensorError wrapping one ('... I/O error: ... (os error 28) ...'); None for other errors."""
+  if isinstance(e, OSError):
+    cause = files.os_error_text(e)
+    return f"{cause} writing {os.path.basename(e.filename)}" if e.filename else cause
+  m = re.search(r"\(os error (\d+)\)", str(e)) if type(e).__name__ == "SafetensorError" else None
+  if m is None:
+    return None
+  code = int(m.group(1))
+  return f"{os.strerror(code)} ({errno.errorcode.get(code, code)}) writing model.safetensors"
+
+
+def _move_into_place(tmp: str, out_dir: str) -> None:
+  """Renames the finished folder `tmp` to `out_dir`; a previous export there is renamed away
+  first and deleted only once the new one is in place (put back if that rename fails)."""
+  if not os.path.lexists(out_dir):
+    os.rename(tmp, out_dir)
+    return
+  old = files.mkdtemp(dir=os.path.dirname(out_dir), prefix=f".old-{os.path.basename(out_dir)}-")
+  os.rename(out_dir, old)  # onto the empty folder just made: atomic on POSIX
+  try:
+    os.rename(tmp, out_dir)
+  except OSError:
+    os.rename(old, out_dir)
+    raise
+  shutil.rmtree(old, ignore_errors=True)
+
+
 def export(run: Run, student_params: Any, out_dir: str) -> None:
-  """save_pretrained of the trained model (distillation heads dropped) + its tokenizer."""
+  """save_pretrained of the trained model (distillation heads dropped) + its tokenizer.
+
+  Written into a temporary sibling folder and renamed to `out_dir` when complete: a write
+  that fails (disk full, I/O error) removes the partial folder, leaves a previous export
+  at `out_dir` as it was, and raises StorageError."""
   model = run.student
   if run.task_spec.label_names:
     names = tuple(run.task_spec.label_names)
@@ -417,4 +454,16 @@ def export(run: Run, student_params: Any, out_dir: str) -> None:
         model.config, id2label={i: n for i, n in enumerate(names)}, label2id={n: i for i, n in enumerate(names)}
       )
     )
-  models.save_pretrained(model, student_params, out_dir, tokenizer=run.tokenizer)
+  out_dir = os.path.abspath(os.path.expanduser(out_dir))
+  try:
+    with files.staging_folder(out_dir, prefix=f".tmp-{os.path.basename(out_dir)}-") as tmp:
+      models.save_pretrained(model, student_params, tmp, tokenizer=run.tokenizer)
+      _move_into_place(tmp, out_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    cause = _storage_cause(e)
+    if cause is None:
+      raise
+    raise StorageError(
+      f"the export to '{out_dir}' could not be written ({cause}); the partial folder was removed and "
+      "a previous export there, if any, is unchanged, so free space there and rerun"
+    ) from e

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import ml_collections
 from absl import logging
 
+from rail_kd_jax import files
 from rail_kd_jax import defaults
 from rail_kd_jax.errors import ConfigError
 from rail_kd_jax import models
@@ -72,7 +72,7 @@ def _config_fingerprint(config) -> str:
 
 
 def write_json(path: str, obj: Any) -> None:
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+  fd, tmp = files.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
   with os.fdopen(fd, "w") as f:
     json.dump(obj, f, indent=2)
     f.write("\n")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Mapping
 
 import numpy as np
 
+from rail_kd_jax import files
 from rail_kd_jax.data.tasks import TaskSpec
 
 # (task, split) -> the file name the GLUE benchmark server expects.
@@ -187,7 +187,7 @@ def write_submission(spec: TaskSpec, predictions, out_dir: str, split: str, inde
     values = [str(int(v)) for v in pred]
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, submission_filename(spec, split))
-  fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
+  fd, tmp = files.mkstemp(dir=out_dir, suffix=".tmp")
   with os.fdopen(fd, "w", encoding="utf-8") as f:
     f.write("index\tprediction\n")
     for i, v in zip(index, values):

@@ -40,16 +40,32 @@ config and params, the token arrays, pooling, per-device batch, bucketing and
 dtype. Every host of a multi-host run computes the whole cache with its local
 devices (every host's batches draw from every example); a finished cache is
 renamed into place atomically, so hosts sharing a folder never read a partial one.
+
+Integrity. meta.json records each data file's size and sha256 (format version 2;
+a version-1 cache has another key, so it is not reused but rebuilt beside it, and
+left on disk). Every reuse checks the sizes, then the sha256 of every file. That
+reads the whole cache once per run: the three files are hashed in parallel threads
+(sha256 runs at about 1 GB/s per core), so it takes as long as the disk needs to
+read it -- about a second for a GLUE-sized cache, tens of seconds for the 40 GB
+above -- against the teacher forward over the whole train set that built it; and
+it leaves the files in the page cache for the first epoch, which reads every row.
+A file that is missing, of the wrong size or with altered bytes is named in a
+warning; the folder is moved to `corrupt/<folder>-<time>` under the same root
+(never deleted) and the cache is rebuilt. A write that fails while building
+(disk full, I/O error) removes the partial folder and raises
+`errors.StorageError`; the data files' blocks are reserved up front
+(posix_fallocate), so a full disk fails there, before the teacher runs, and not
+as a SIGBUS in a memory-mapped write.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import errno
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from typing import Any, Mapping
 
@@ -61,16 +77,20 @@ from flax.traverse_util import flatten_dict
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rail_kd_jax import files as files_lib
 from rail_kd_jax import models, parallel
 from rail_kd_jax.data import loader
 from rail_kd_jax.distill import methods as methods_lib
 from rail_kd_jax.step import AXIS, StepSpec, teacher_outputs
-from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.errors import ConfigError, StorageError
 
-CACHE_VERSION = 1
+# 2: meta.json records each data file's size and sha256, checked at every reuse.
+CACHE_VERSION = 2
 DTYPES = ("bfloat16", "float32")
 KEYS = ("teacher_logits", "teacher_pooled", "teacher_cls")
 _META = "meta.json"
+_CORRUPT_DIR = "corrupt"  # under the cache root: folders that failed verification
+_CHUNK = 8 << 20  # bytes read per hash update
 
 
 def _token_level(dcfg) -> bool:
@@ -201,6 +221,148 @@ def _open(path: str, dtype: str) -> dict[str, np.ndarray]:
   return out
 
 
+def _sha256(file: str) -> str:
+  h = hashlib.sha256()
+  buf = memoryview(bytearray(_CHUNK))
+  with open(file, "rb", buffering=0) as f:
+    while n := f.readinto(buf):
+      h.update(buf[:n])  # releases the GIL: the files hash in parallel threads
+  return h.hexdigest()
+
+
+def _sha256_all(files: Mapping[str, str]) -> dict[str, str]:
+  with concurrent.futures.ThreadPoolExecutor(len(files)) as pool:
+    return dict(zip(files, pool.map(_sha256, files.values())))
+
+
+def _records(path: str) -> dict[str, dict]:
+  """{KEYS: {"bytes", "sha256"}} of the data files in `path`, as meta.json records them."""
+  files = {k: os.path.join(path, k + ".npy") for k in KEYS}
+  digests = _sha256_all(files)
+  return {k: {"bytes": os.path.getsize(f), "sha256": digests[k]} for k, f in files.items()}
+
+
+def _problem(path: str) -> str | None:
+  """What is wrong with the cache folder `path` (one clause naming the file), or None when
+  every data file has the size and sha256 that meta.json recorded when it was built."""
+  meta_file = os.path.join(path, _META)
+  try:
+    with open(meta_file) as f:
+      recorded = json.load(f)["files"]
+    expected = {k: (int(recorded[k]["bytes"]), str(recorded[k]["sha256"])) for k in KEYS}
+  except FileNotFoundError:
+    return f"teacher cache file '{meta_file}' is missing"
+  except OSError as e:
+    return f"teacher cache file '{meta_file}' cannot be read ({files_lib.os_error_text(e)})"
+  except json.JSONDecodeError:
+    return f"teacher cache file '{meta_file}' is not valid JSON (truncated?)"
+  except (KeyError, TypeError, ValueError):
+    return f"teacher cache file '{meta_file}' does not record each data file's size and sha256"
+  files = {k: os.path.join(path, k + ".npy") for k in KEYS}
+  try:
+    for k, file in files.items():
+      if not os.path.isfile(file):
+        return f"teacher cache file '{file}' is missing"
+      size, want = os.path.getsize(file), expected[k][0]
+      if size != want:
+        return (
+          f"teacher cache file '{file}' is {size} bytes, expected {want} ({'truncated' if size < want else 'grown'}?)"
+        )
+    digests = _sha256_all(files)
+  except OSError as e:
+    return f"teacher cache file '{e.filename or path}' cannot be read ({files_lib.os_error_text(e)})"
+  for k, file in files.items():
+    if digests[k] != expected[k][1]:
+      return (
+        f"teacher cache file '{file}' has the recorded size but sha256 {digests[k][:12]}..., "
+        f"expected {expected[k][1][:12]}... (bytes altered)"
+      )
+  return None
+
+
+def _set_aside(path: str, problem: str) -> None:
+  """Moves the unusable cache folder `path` to `corrupt/<name>-<time>` beside it (never deletes
+  it); outside the `teacher-*` names, so nothing that lists the caches counts it as one."""
+  root, name = os.path.split(path)
+  stamp = time.strftime("%Y%m%d-%H%M%S")
+  aside, n = os.path.join(root, _CORRUPT_DIR, f"{name}-{stamp}"), 2
+  while os.path.lexists(aside):
+    aside, n = os.path.join(root, _CORRUPT_DIR, f"{name}-{stamp}-{n}"), n + 1
+  logging.warning("%s; moving the cache aside to '%s' and rebuilding it", problem, aside)
+  try:
+    os.makedirs(os.path.dirname(aside), exist_ok=True)
+    os.rename(path, aside)
+  except FileNotFoundError:
+    pass  # another host sharing the folder moved it first
+  except OSError as e:
+    raise StorageError(
+      f"teacher cache '{path}' is unusable ({problem}) and cannot be moved aside to '{aside}' "
+      f"({files_lib.os_error_text(e)}); move or delete it and rerun"
+    ) from None
+
+
+def _allocate(file: str, store, shape: tuple) -> np.memmap:
+  """A new .npy file mapped for writing, its blocks reserved on disk: a memory-mapped write
+  that finds the disk full kills the process (SIGBUS), a failed reservation raises OSError."""
+  arr = np.lib.format.open_memmap(file, mode="w+", dtype=store, shape=shape)
+  if hasattr(os, "posix_fallocate"):
+    fd = os.open(file, os.O_RDWR)
+    try:
+      os.posix_fallocate(fd, 0, os.path.getsize(file))
+    except OSError as e:
+      if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # else: no reservation there
+        raise OSError(e.errno, e.strerror, file) from None
+    finally:
+      os.close(fd)
+  return arr
+
+
+def _build(spec, teacher_params, arrays, path: str, key: str, dtype: str, **compute_kw) -> None:
+  """Computes the cache into a temporary sibling of `path` and renames it into place when
+  complete; a failed write (OSError) removes the partial folder and raises StorageError."""
+  n = len(arrays["input_ids"])
+  t = spec.teacher.config
+  shapes = {
+    "teacher_logits": (n, t.num_labels),
+    "teacher_pooled": (n, t.num_hidden_layers + 1, t.hidden_size),
+    "teacher_cls": (n, t.num_hidden_layers + 1, t.hidden_size),
+  }
+  # bfloat16 has no .npy type code: it is stored as its uint16 bit pattern and viewed back.
+  store = np.uint16 if dtype == "bfloat16" else np.float32
+  try:
+    with files_lib.staging_folder(path, prefix=".tmp-teacher-") as tmp:
+      files = {k: _allocate(os.path.join(tmp, k + ".npy"), store, shapes[k]) for k in KEYS}
+      views = {k: (v.view(ml_dtypes.bfloat16) if dtype == "bfloat16" else v) for k, v in files.items()}
+      t0 = time.perf_counter()
+      compute(spec, teacher_params, arrays, views, **compute_kw)
+      for v in files.values():
+        v.flush()
+      del files, views
+      meta = {
+        "version": CACHE_VERSION,
+        "key": key,
+        "examples": n,
+        "dtype": dtype,
+        "shapes": {k: list(s) for k, s in shapes.items()},
+        "files": _records(tmp),
+        "seconds": round(time.perf_counter() - t0, 2),
+      }
+      with open(os.path.join(tmp, _META), "w") as f:
+        json.dump(meta, f)
+      try:
+        os.replace(tmp, path)  # atomic; another host may have won the race
+      except OSError:
+        if not os.path.isfile(os.path.join(path, _META)):
+          raise
+      logging.info("teacher cache: %d examples in %.1fs -> %s", n, time.perf_counter() - t0, path)
+  except OSError as e:
+    where = f" writing {os.path.basename(e.filename)}" if e.filename else ""
+    raise StorageError(
+      f"teacher cache '{path}' could not be written ({files_lib.os_error_text(e)}{where}); the partial files "
+      "were removed and nothing was cached, so free space there or set data.cache_dir to another disk and rerun"
+    ) from e
+
+
 def build_or_load(
   spec: StepSpec,
   teacher_params: Any,
@@ -212,55 +374,24 @@ def build_or_load(
   bucket: dict,
   dtype: str = "bfloat16",
 ) -> dict[str, np.ndarray]:
-  """The memory-mapped cache arrays {KEYS: [N, ...]}, computed and saved on first use."""
+  """The memory-mapped cache arrays {KEYS: [N, ...]}, computed and saved on first use.
+
+  A folder already there is verified (sizes, sha256) before it is reused; an unusable one
+  is moved aside with a warning and rebuilt. Raises StorageError when a write fails."""
   if dtype not in DTYPES:
     raise ConfigError(f"distill.cache_dtype={dtype!r} is not valid; choose one of: {', '.join(DTYPES)}")
   key = cache_key(spec, teacher_params, arrays, per_device_batch=per_device_batch, bucket=bucket, dtype=dtype)
   path = os.path.join(os.path.expanduser(cache_root), f"teacher-{key[:24]}")
-  if os.path.isfile(os.path.join(path, _META)):
-    logging.info("teacher cache: reusing %s", path)
-    return _open(path, dtype)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  n = len(arrays["input_ids"])
-  t = spec.teacher.config
-  shapes = {
-    "teacher_logits": (n, t.num_labels),
-    "teacher_pooled": (n, t.num_hidden_layers + 1, t.hidden_size),
-    "teacher_cls": (n, t.num_hidden_layers + 1, t.hidden_size),
-  }
-  # bfloat16 has no .npy type code: it is stored as its uint16 bit pattern and viewed back.
-  store = np.uint16 if dtype == "bfloat16" else np.float32
-  tmp = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".tmp-teacher-")
-  try:
-    files = {
-      k: np.lib.format.open_memmap(os.path.join(tmp, k + ".npy"), mode="w+", dtype=store, shape=shapes[k]) for k in KEYS
-    }
-    views = {k: (v.view(ml_dtypes.bfloat16) if dtype == "bfloat16" else v) for k, v in files.items()}
+  if os.path.lexists(path):
     t0 = time.perf_counter()
-    compute(spec, teacher_params, arrays, views, per_device_batch=per_device_batch, devices=devices, bucket=bucket)
-    for v in files.values():
-      v.flush()
-    del files, views
-    with open(os.path.join(tmp, _META), "w") as f:
-      json.dump(
-        {
-          "key": key,
-          "examples": n,
-          "dtype": dtype,
-          "shapes": {k: list(s) for k, s in shapes.items()},
-          "seconds": round(time.perf_counter() - t0, 2),
-        },
-        f,
-      )
-    try:
-      os.replace(tmp, path)  # atomic; another host may have won the race
-    except OSError:
-      if not os.path.isfile(os.path.join(path, _META)):
-        raise
-    logging.info("teacher cache: %d examples in %.1fs -> %s", n, time.perf_counter() - t0, path)
-  finally:
-    if os.path.isdir(tmp):
-      shutil.rmtree(tmp, ignore_errors=True)
+    problem = _problem(path)
+    if problem is None:
+      logging.info("teacher cache: reusing %s (sizes and sha256 verified in %.1fs)", path, time.perf_counter() - t0)
+      return _open(path, dtype)
+    _set_aside(path, problem)
+  _build(
+    spec, teacher_params, arrays, path, key, dtype, per_device_batch=per_device_batch, devices=devices, bucket=bucket
+  )
   return _open(path, dtype)
 
 

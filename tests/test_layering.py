@@ -8,7 +8,7 @@ Layers, top to bottom (README "Layout" draws the same):
   run parts                builders, step, checkpoint, metrics, evaluate, parallel,
                            teacher_cache, optim, train_state, validation, plots, stats
   library                  data, models, distill
-  base                     defaults, errors, checks
+  base                     defaults, errors, checks, files
 
 A module may import its own layer or any layer below. Imports inside functions are
 allowed only where listed in IN_FUNCTION (each with its reason); never to dodge a cycle.
@@ -40,7 +40,7 @@ LAYERS = (
     "workdir_lock",
   ),
   ("data", "models", "distill"),
-  ("defaults", "errors", "checks"),
+  ("defaults", "errors", "checks", "files"),
 )
 # (importing module, imported module) pairs allowed inside a function, and why.
 IN_FUNCTION = {

@@ -1,15 +1,19 @@
-"""Teacher cache: float32 cache == online teacher bit for bit; reuse; refusal; bfloat16 close."""
+"""Teacher cache: float32 cache == online teacher bit for bit; reuse; refusal; bfloat16 close;
+a truncated, altered or missing file is moved aside and rebuilt; a full disk is a StorageError."""
 
 import dataclasses
+import errno
+import json
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
-from rail_kd_jax import train
+from rail_kd_jax import builders, teacher_cache, train
 from rail_kd_jax.step import teacher_outputs
-from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.errors import ConfigError, StorageError
 
 import helpers
 
@@ -111,3 +115,124 @@ def test_token_level_ckd_is_refused(tmp_path):
   config = tiny_config(**{"distill.method": "ckd", "distill.ckd_granularity": "token", "distill.cache_teacher": True})
   with pytest.raises(ConfigError, match="ckd_granularity='token'"):
     train.Trainer(config, str(tmp_path))
+
+
+# ---------------------------------------------------------------- integrity and full disks
+
+_CACHED = {"distill.method": "pkd", "distill.cache_teacher": True, "distill.cache_dtype": "float32"}
+
+
+@pytest.fixture(scope="module")
+def online(tmp_path_factory):
+  """A run that still holds its teacher: what `attach` builds a cache from."""
+  return builders.build_run(tiny_config(**{"distill.method": "pkd"}), str(tmp_path_factory.mktemp("online")), 1)
+
+
+def _attach(online, root):
+  config = tiny_config(**_CACHED, **{"data.cache_dir": str(root)})
+  out = teacher_cache.attach(config, str(root), online.step_spec, online.teacher_params, online.arrays["train"], 1)
+  return {k: np.array(out[k]) for k in teacher_cache.KEYS}  # copies: the files may change under a mapping
+
+
+@pytest.fixture(scope="module")
+def fresh(online, tmp_path_factory):
+  """(values, folder) of a cache built from scratch."""
+  root = tmp_path_factory.mktemp("fresh")
+  values = _attach(online, root)
+  (folder,) = os.listdir(root / "teacher")
+  return values, root / "teacher" / folder
+
+
+def _truncate(file):
+  os.truncate(file, os.path.getsize(file) - 100)
+
+
+def _alter(file):
+  with open(file, "r+b") as f:
+    f.seek(os.path.getsize(file) // 2)
+    byte = f.read(1)
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte[0] ^ 0x40]))
+
+
+@pytest.mark.parametrize(
+  "damage, name, message",
+  [
+    (_truncate, "teacher_pooled.npy", "is {size} bytes, expected {want} (truncated?)"),
+    (_alter, "teacher_cls.npy", "has the recorded size but sha256 "),
+    (os.remove, "teacher_logits.npy", "is missing"),
+  ],
+  ids=["truncated", "altered", "missing"],
+)
+def test_a_damaged_cache_is_moved_aside_and_rebuilt(online, fresh, tmp_path, caplog, damage, name, message):
+  values, folder = fresh
+  path = tmp_path / "teacher" / folder.name
+  shutil.copytree(folder, path)
+  file = str(path / name)
+  want = os.path.getsize(file)
+  damage(file)
+  damaged = open(file, "rb").read() if os.path.exists(file) else None
+  with caplog.at_level("WARNING"):
+    rebuilt = _attach(online, tmp_path)
+  size = len(damaged) if damaged is not None else None
+  assert f"teacher cache file '{file}' {message.format(size=size, want=want)}" in caplog.text
+  assert sorted(os.listdir(tmp_path / "teacher")) == ["corrupt", folder.name]
+  (aside,) = os.listdir(tmp_path / "teacher" / "corrupt")
+  assert aside.startswith(folder.name + "-")
+  aside = tmp_path / "teacher" / "corrupt" / aside
+  assert f"; moving the cache aside to '{aside}' and rebuilding it" in caplog.text
+  # The damaged bytes are kept, not deleted; the rebuilt cache serves the fresh values exactly.
+  kept = aside / name
+  assert (open(kept, "rb").read() if kept.exists() else None) == damaged
+  for k in teacher_cache.KEYS:
+    np.testing.assert_array_equal(rebuilt[k], values[k])
+  assert teacher_cache._problem(str(path)) is None
+  caplog.clear()
+  with caplog.at_level("WARNING"):
+    _attach(online, tmp_path)  # reused as it is now: nothing to warn about
+  assert "teacher cache" not in caplog.text and len(os.listdir(tmp_path / "teacher" / "corrupt")) == 1
+
+
+def test_meta_records_sizes_and_sha256(fresh):
+  _, folder = fresh
+  meta = json.load(open(folder / "meta.json"))
+  assert meta["version"] == teacher_cache.CACHE_VERSION == 2
+  for k in teacher_cache.KEYS:
+    file = str(folder / (k + ".npy"))
+    assert meta["files"][k] == {"bytes": os.path.getsize(file), "sha256": teacher_cache._sha256(file)}
+
+
+@pytest.mark.parametrize("where", ["allocate", "flush"])
+def test_disk_full_while_building_leaves_nothing_and_the_next_run_builds(online, fresh, tmp_path, monkeypatch, where):
+  no_space = OSError(errno.ENOSPC, "No space left on device")
+  if where == "allocate":  # the second file's blocks cannot be reserved, before the teacher runs
+    real, calls = os.posix_fallocate, []
+
+    def fallocate(fd, offset, length):
+      calls.append(fd)
+      if len(calls) == 2:
+        raise no_space
+      return real(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate)
+    cause = "No space left on device (ENOSPC) writing teacher_pooled.npy"
+  else:  # the teacher's outputs cannot be written back to the files
+
+    def flush(self):
+      raise no_space
+
+    monkeypatch.setattr(np.memmap, "flush", flush)
+    cause = "No space left on device (ENOSPC)"
+  with pytest.raises(StorageError) as info:
+    _attach(online, tmp_path)
+  path = os.path.join(tmp_path, "teacher", fresh[1].name)
+  assert str(info.value) == (
+    f"teacher cache '{path}' could not be written ({cause}); the partial files were removed and nothing was "
+    "cached, so free space there or set data.cache_dir to another disk and rerun"
+  )
+  assert os.listdir(tmp_path / "teacher") == []  # no partial folder, nothing a later run would reuse
+  monkeypatch.undo()  # space returns
+  values = _attach(online, tmp_path)
+  for k in teacher_cache.KEYS:
+    np.testing.assert_array_equal(values[k], fresh[0][k])
+  assert teacher_cache._problem(path) is None

@@ -327,6 +327,43 @@ def render_doc(messages, warnings_seen, data_outcomes) -> str:
       "| `--config=configs/study.py:glue/stsb` with `study.teacher_path` and `data.data_dir` set | GLUE task 'stsb' is a regression task; the study compares "
       "accuracies, so give a classification task (e.g. sst2, mnli, qnli, rte, mrpc) |",
       "",
+      "## Disks, workdirs and the teacher cache",
+      "",
+      "A write that fails (a full disk, a quota, an I/O error) stops the run with one sentence",
+      "(`rail_kd_jax.errors.StorageError`, a `ConfigError`: exit code 2) and leaves the previous",
+      "file or folder in place, except a checkpoint, whose failure only warns (training goes on;",
+      "docs/CHECKPOINTS.md). A second run on a busy workdir is refused. A damaged teacher cache is",
+      "moved aside and rebuilt with a warning. Checked by `tests/test_checkpoint.py`,",
+      "`tests/test_storage_faults.py`, `tests/test_teacher_cache.py`, `tests/test_workdir_lock.py`",
+      "and `tests/test_resume_cli.py`:",
+      "",
+      "| situation | kind | message |",
+      "|---|---|---|",
+      "| a second `main` on a workdir in use | error | --workdir='<wd>' is in use by another run (pid N on <host>, "
+      "started <time>); wait for it to end, stop it, or choose another --workdir |",
+      "| the lock of a run killed -9 | warning | <wd>/.run.lock: the previous run (pid N on <host>, started <time>) "
+      "ended without releasing its lock (killed?); taking it over |",
+      "| a checkpoint write fails | warning | checkpoint at step 15 could not be written (OSError: [Errno 28] No "
+      "space left on device); training continues, and the newest complete checkpoint (step 10) is intact |",
+      "| `metrics.jsonl` cannot be appended | error | could not append to '<wd>/metrics.jsonl' at step N (OSError: "
+      "[Errno 28] No space left on device); free space and run the same command again: it resumes from the newest "
+      "checkpoint |",
+      "| an export fails | error | the export to '<wd>/export/student' could not be written (No space left on device "
+      "(ENOSPC) writing model.safetensors); the partial folder was removed and a previous export there, if any, is "
+      "unchanged, so free space there and rerun |",
+      "| building the teacher cache fails | error | teacher cache '<dir>' could not be written (No space left on device "
+      "(ENOSPC) writing teacher_pooled.npy); the partial files were removed and nothing was cached, so free space "
+      "there or set data.cache_dir to another disk and rerun |",
+      "| a teacher cache file is truncated | warning | teacher cache file '<dir>/teacher_pooled.npy' is N bytes, "
+      "expected M (truncated?); moving the cache aside to '<root>/corrupt/teacher-<key>-<time>' and rebuilding it |",
+      "| a teacher cache file's bytes changed | warning | teacher cache file '<file>' has the recorded size but "
+      "sha256 <12 hex>..., expected <12 hex>... (bytes altered); moving the cache aside to ... and rebuilding it |",
+      "| a teacher cache file is missing or unreadable | warning | teacher cache file '<file>' is missing (or: cannot "
+      "be read (<error>), or meta.json is not valid JSON (truncated?)); moving the cache aside to ... and "
+      "rebuilding it |",
+      "| a damaged cache cannot be moved aside | error | teacher cache '<dir>' is unusable (<problem>) and cannot be "
+      "moved aside to '<aside>' (<cause>); move or delete it and rerun |",
+      "",
     ]
   )
 

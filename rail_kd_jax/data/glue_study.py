@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from rail_kd_jax import files
 from rail_kd_jax.data import tasks
 from rail_kd_jax import defaults
 
@@ -30,7 +30,7 @@ _VERSION = 1
 def _write_tsv(path: str, columns: dict, order: np.ndarray, names: tuple[str, ...]) -> None:
   """GLUE's own TSV form: no quoting (the reader splits on tabs only, so a quote stays a quote)."""
   keys = [k for k in ("text", "text_pair") if k in columns]
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+  fd, tmp = files.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
   with os.fdopen(fd, "w", encoding="utf-8") as f:
     f.write("\t".join(keys + ["label"]) + "\n")
     for i in order:

@@ -6,13 +6,13 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from absl import logging
 
+from rail_kd_jax import files
 from rail_kd_jax.data import tokenize as tokenize_lib
 from rail_kd_jax.data.tasks import TaskSpec
 
@@ -140,7 +140,7 @@ def encode(
   if path:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     # Write then rename: hosts sharing a cache folder never see a half-written file.
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp.npz")
+    fd, tmp = files.mkstemp(dir=os.path.dirname(path), suffix=".tmp.npz")
     os.close(fd)
     try:
       np.savez(tmp, **arrays)

