@@ -90,16 +90,16 @@ def prepare_rotten_tomatoes(out_dir: str, seed: int = 0) -> RottenTomatoes:
   import pandas as pd  # pylint: disable=g-import-not-at-top
 
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
-  files = {name: os.path.join(out_dir, f"{name}.csv") for name, _ in SPLIT_FRACTIONS}
+  paths = {name: os.path.join(out_dir, f"{name}.csv") for name, _ in SPLIT_FRACTIONS}
   info_path = os.path.join(out_dir, "split_info.json")
   src = corpus_path()
   with open(src, "rb") as f:
     src_hash = hashlib.sha256(f.read()).hexdigest()
-  if os.path.isfile(info_path) and all(os.path.isfile(p) for p in files.values()):
+  if os.path.isfile(info_path) and all(os.path.isfile(p) for p in paths.values()):
     with open(info_path, encoding="utf-8") as f:
       info = json.load(f)
     if (info.get("version"), info.get("seed"), info.get("source_sha256")) == (_VERSION, seed, src_hash):
-      return RottenTomatoes(out_dir, files["train"], files["dev"], files["test"], info["counts"])
+      return RottenTomatoes(out_dir, paths["train"], paths["dev"], paths["test"], info["counts"])
 
   df = pd.read_csv(src, keep_default_na=False, dtype=str)
   df = df[df["category"].isin(LABEL_NAMES)].reset_index(drop=True)
@@ -126,7 +126,7 @@ def prepare_rotten_tomatoes(out_dir: str, seed: int = 0) -> RottenTomatoes:
   for name, _ in SPLIT_FRACTIONS:
     part = df[df["split"] == name]
     part = part.iloc[rng.permutation(len(part))]
-    _write(files[name], zip(part["text"], part["label"], part["movie_name"]))
+    _write(paths[name], zip(part["text"], part["label"], part["movie_name"]))
     counts[name] = {
       "examples": int(len(part)),
       "movies": int(part["movie_name"].nunique()),
@@ -144,4 +144,4 @@ def prepare_rotten_tomatoes(out_dir: str, seed: int = 0) -> RottenTomatoes:
   with os.fdopen(fd, "w", encoding="utf-8") as f:
     json.dump(info, f, indent=1)
   os.replace(tmp, info_path)
-  return RottenTomatoes(out_dir, files["train"], files["dev"], files["test"], counts)
+  return RottenTomatoes(out_dir, paths["train"], paths["dev"], paths["test"], counts)
