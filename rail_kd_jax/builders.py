@@ -48,6 +48,7 @@ class Run:
   steps_per_epoch: int
   total_steps: int
   export_name: str
+  scored_test_splits: tuple[str, ...] = ()  # test splits whose files carry labels: scored and predicted
 
 
 def _dtype(name: str):
@@ -186,6 +187,7 @@ class Data:
   arrays: dict[str, dict[str, np.ndarray]]
   eval_splits: tuple[str, ...]
   test_splits: tuple[str, ...]
+  scored_test_splits: tuple[str, ...] = ()  # test splits whose files carry labels
 
 
 @dataclasses.dataclass
@@ -289,9 +291,26 @@ def encode_splits(task, tokenizer, tok_path: str, data_cfg, student: models.Enco
     arrays[split] = loader.encode(cols, tokenizer, spec, max_len, cache_dir=cache_dir)
     if "idx" in cols:
       arrays[split]["idx"] = np.asarray(cols["idx"])
+  if task.unlabeled is not None:
+    extra = loader.encode(task.unlabeled, tokenizer, spec, max_len, cache_dir=cache_dir)
+    extra["idx"] = np.asarray(task.unlabeled["idx"])
+    arrays["train"] = with_unlabeled(arrays["train"], extra)
   eval_splits = tuple(s for s in arrays if s != "train" and s not in spec.test_splits)
   test_splits = tuple(s for s in arrays if s in spec.test_splits)
-  return Data(spec, tokenizer, tok_path, arrays, eval_splits, test_splits)
+  scored = tuple(s for s in test_splits if spec.label_column in task.splits[s])
+  return Data(spec, tokenizer, tok_path, arrays, eval_splits, test_splits, scored)
+
+
+def with_unlabeled(train: dict[str, np.ndarray], extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The train arrays followed by unlabelled ones, with `label_mask` float32 [N]: 1 for a
+  labelled example, 0 for an unlabelled one (its `labels` hold -1 and count in no cross-entropy)."""
+  if set(train) != set(extra):
+    raise ValueError(f"unlabelled arrays {sorted(extra)} do not match the train arrays {sorted(train)}")
+  out = {k: np.concatenate([train[k], extra[k].astype(train[k].dtype)]) for k in train}
+  out["label_mask"] = np.concatenate(
+    [np.ones(len(train["labels"]), np.float32), np.zeros(len(extra["labels"]), np.float32)]
+  )
+  return out
 
 
 def make_step_spec(
@@ -360,6 +379,13 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
 
   global_bs = int(config.train.batch_size)
   n_train = len(arrays["train"]["labels"])
+  if "label_mask" in arrays["train"]:
+    n_labeled = int(arrays["train"]["label_mask"].sum())
+    logging.info(
+      "train split: %d labelled + %d unlabelled examples (data.unlabeled_file, teacher-driven terms only)",
+      n_labeled,
+      n_train - n_labeled,
+    )
   if n_train < global_bs:
     raise ConfigError(f"the train split has {n_train} examples, fewer than train.batch_size={global_bs}")
   steps_per_epoch = loader.steps_per_epoch(n_train, global_bs, drop_remainder=True)
@@ -408,6 +434,7 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
     steps_per_epoch=steps_per_epoch,
     total_steps=total_steps,
     export_name=built.export_name,
+    scored_test_splits=data.scored_test_splits,
   )
 
 

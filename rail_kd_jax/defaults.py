@@ -63,6 +63,13 @@ def data_config() -> ml_collections.ConfigDict:
   c.test_file = ""
   # Extra labelled eval splits (name -> file) with the task's columns, e.g. HANS for MNLI.
   c.ood_eval_files = ml_collections.ConfigDict()
+  # Unlabelled in-domain text for distillation (.txt one text a line, or .csv/.tsv/.jsonl with
+  # the task's text columns): added to the train split without labels, so it feeds every
+  # teacher-driven term (KD, the intermediate loss) and never the cross-entropy. distill only.
+  c.unlabeled_file = ""
+  # Unlabelled texts added per labelled train example (a fixed, seeded subset of the file);
+  # 0 = every text of the file.
+  c.unlabeled_ratio = 0.0
   # local task columns.
   c.text_column = "text"
   c.text_pair_column = ""  # '' = single-sentence task.

@@ -153,6 +153,47 @@ def compute_metrics(spec: TaskSpec, predictions, labels, mask=None) -> dict[str,
   return out
 
 
+def class_name(spec: TaskSpec, k: int) -> str:
+  """Class k's name in metric keys: its label name, else its id."""
+  names = spec.label_names or ()
+  return str(names[k]) if k < len(names) else str(k)
+
+
+def class_report(spec: TaskSpec, predictions, labels, mask=None) -> dict[str, float]:
+  """What a class imbalance hides, for one labelled classification split ({} for regression).
+
+  Returns:
+    `majority_accuracy`: the accuracy of always predicting the split's most frequent class;
+    `precision/<class>`, `recall/<class>`, `f1/<class>` for every class of the task (0 where
+    undefined, as scikit-learn's zero_division=0), `<class>` being its label name or id.
+  """
+  if spec.is_regression:
+    return {}
+  pred = to_predictions(spec, predictions)
+  labels = np.asarray(labels).reshape(len(pred))
+  if mask is not None:
+    keep = np.asarray(mask) > 0
+    pred, labels = pred[keep], labels[keep]
+  if len(labels) == 0:
+    raise ValueError("No examples to evaluate (all rows masked out or empty split).")
+  out = {"majority_accuracy": float(np.bincount(labels, minlength=spec.num_labels).max() / len(labels))}
+  for k in range(spec.num_labels):
+    tp = float(np.sum((pred == k) & (labels == k)))
+    predicted, actual = float(np.sum(pred == k)), float(np.sum(labels == k))
+    name = class_name(spec, k)
+    out[f"precision/{name}"] = tp / predicted if predicted else 0.0
+    out[f"recall/{name}"] = tp / actual if actual else 0.0
+    out[f"f1/{name}"] = _f1_per_class(pred, labels, k)
+  return out
+
+
+def majority_share(spec: TaskSpec, labels) -> tuple[float, str]:
+  """(share of the most frequent class, its name) in a labelled classification split."""
+  counts = np.bincount(np.asarray(labels).reshape(-1), minlength=spec.num_labels)
+  k = int(counts.argmax())
+  return float(counts[k] / max(counts.sum(), 1)), class_name(spec, k)
+
+
 def main_metric(spec: TaskSpec) -> str:
   """The metric that picks the best checkpoint (higher is better, except 'mse')."""
   return spec.main_metric

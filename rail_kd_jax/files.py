@@ -36,6 +36,12 @@ def mkdtemp(dir: str, prefix: str = "tmp", suffix: str = "") -> str:
   return path
 
 
+def chmod_like_open(path: str) -> None:
+  """Gives a file written by a library that creates it 0600 (safetensors does) the mode 0666 &
+  ~umask that `open(path, 'w')` would have given it."""
+  os.chmod(path, 0o666 & ~_umask())
+
+
 def os_error_text(e: OSError) -> str:
   """'No space left on device (ENOSPC)': the OS's words and the errno's name."""
   code = errno.errorcode.get(e.errno) if e.errno is not None else None

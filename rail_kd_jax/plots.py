@@ -109,7 +109,16 @@ def plot_eval_metrics(records: list[dict], path: str, title: str = "") -> str | 
   """Each eval split's task metrics over steps (one panel per metric); None without evals."""
   evals = [r for r in records if r.get("split") not in ("train", "summary")]
   splits = sorted({r["split"] for r in evals})
-  metrics = sorted({k for r in evals for k, v in r.items() if k not in _NOT_METRICS and _number(v) is not None})
+  # Per-class figures ('recall/<class>') stay in metrics.jsonl; the majority-class accuracy is
+  # drawn as a dashed line on the accuracy panel.
+  metrics = sorted(
+    {
+      k
+      for r in evals
+      for k, v in r.items()
+      if k not in _NOT_METRICS and "/" not in k and k != "majority_accuracy" and _number(v) is not None
+    }
+  )
   if not metrics:
     return None
   plt = _pyplot()
@@ -120,6 +129,9 @@ def plot_eval_metrics(records: list[dict], path: str, title: str = "") -> str | 
       if len(steps):
         ax.plot(steps, values, marker="o", label=split)
         ax.annotate(f"{values[-1]:.3f}", (steps[-1], values[-1]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        base_steps, base = _series([r for r in evals if r["split"] == split], "majority_accuracy")
+        if metric == "accuracy" and len(base_steps):
+          ax.axhline(base[-1], ls="--", lw=1, color=ax.lines[-1].get_color(), label=f"{split} majority class")
     ax.set_xlabel("step")
     ax.set_title(metric)
     ax.grid(alpha=0.3)

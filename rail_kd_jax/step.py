@@ -119,6 +119,7 @@ def _loss_fn(spec: StepSpec, params: Any, teacher: dict | None, batch: dict, map
     student_logits=out.logits.astype(jnp.float32),
     labels=batch["labels"],
     example_mask=batch["example_mask"].astype(jnp.float32),
+    label_mask=batch.get("label_mask"),
     student_pooled=pooling.pool(hidden, mask, spec.dcfg.pooling),
     student_cls=pooling.pool(hidden, mask, "cls"),
     teacher_logits=None if teacher is None else teacher["logits"],
@@ -144,8 +145,9 @@ def make_train_step(spec: StepSpec) -> Callable:
   """Returns the per-device `train_step(state, teacher_params, batch) -> (state, metrics)`.
 
   `batch` holds this device's examples: input_ids/attention_mask/token_type_ids
-  int32 [b, T], labels [b], example_mask float32 [b] (plus teacher_* arrays when
-  the teacher is cached). Must run inside a named axis `AXIS` (pmap/shard_map).
+  int32 [b, T], labels [b], example_mask float32 [b], label_mask float32 [b] when the
+  train split holds unlabelled text (0 there: no cross-entropy), plus teacher_* arrays
+  when the teacher is cached. Must run inside a named axis `AXIS` (pmap/shard_map).
   """
   needs_teacher = spec.method.needs_teacher
   k = spec.grad_accum_steps

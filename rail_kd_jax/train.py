@@ -120,6 +120,11 @@ class Trainer:
       "none" if run.teacher_params is None else f"{param_count(run.teacher_params):,} params (frozen)",
     )
     self.step_spec = run.step_spec
+    train = run.arrays["train"]
+    labeled = train["labels"] if "label_mask" not in train else train["labels"][train["label_mask"] > 0]
+    warning = imbalance_warning(run.task_spec, labeled)
+    if warning:
+      logging.warning("%s", warning)
     # Checkpoints: restore before anything is compiled or written to metrics.jsonl.
     self.ckpt = self._make_checkpointer()
     self.resumed_meta: dict | None = None
@@ -297,7 +302,9 @@ class Trainer:
     return np.concatenate(outs)[: len(self.run.arrays[split]["labels"])]
 
   def evaluate(self, split: str) -> dict:
-    """Task metrics and mean task loss of the student on one labelled split."""
+    """Task metrics, what the class balance hides (`evaluate.class_report`: majority-class
+    accuracy, per-class precision/recall/F1) and the mean task loss of the student on one
+    labelled split."""
     loss_sum = count = 0.0
     outs = []
     for batch in self.eval_batches(split):
@@ -308,19 +315,25 @@ class Trainer:
       count += float(self.par.scalar(out["count"]))
     arrays = self.run.arrays[split]
     logits = np.concatenate(outs)[: len(arrays["labels"])]
-    result = evaluate_lib.compute_metrics(self.run.task_spec, logits, np.asarray(arrays["labels"]))
+    labels = np.asarray(arrays["labels"])
+    result = evaluate_lib.compute_metrics(self.run.task_spec, logits, labels)
+    result.update(evaluate_lib.class_report(self.run.task_spec, logits, labels))
     result["loss"] = loss_sum / max(count, 1.0)
     return result
 
+  @property
+  def scored_splits(self) -> tuple[str, ...]:
+    """The splits evaluated: the eval splits (the first picks the best checkpoint), then the
+    test splits whose files carry labels."""
+    return tuple(self.run.eval_splits) + tuple(self.run.scored_test_splits)
+
   def evaluate_all(self) -> dict:
     results = {}
-    for split in self.run.eval_splits:
+    for split in self.scored_splits:
       res = self.evaluate(split)
       self.writer.write(self.step, split, res)
       results[split] = res
-      logging.info(
-        "eval %s @ %d: %s", split, self.step, ", ".join(f"{k}={v:.4f}" for k, v in res.items() if isinstance(v, float))
-      )
+      logging.info("eval %s @ %d: %s", split, self.step, eval_line(res))
     return results
 
   def host_params(self) -> Any:
@@ -400,7 +413,12 @@ class Trainer:
       self.save_checkpoint(final, final=True, train_seconds=train_seconds - self._train_seconds_before)
     if self.ckpt is not None:
       self.ckpt.close()
-    self.writer.write(self.step, "summary", {"train_seconds": train_seconds, "steps": self.step})
+    summary = {"train_seconds": train_seconds, "steps": self.step}
+    for split, res in final.items():
+      if isinstance(res, dict):
+        summary.update({f"{split}/{k}": v for k, v in res.items() if k in run.task_spec.metric_names})
+        logging.info("final %s @ %d: %s", split, self.step, eval_line(res))
+    self.writer.write(self.step, "summary", summary)
     self.writer.close()
     if cfg.train.export and self.is_main:
       out_dir = os.path.join(self.workdir, "export", run.export_name)
@@ -481,6 +499,38 @@ class Trainer:
         )
     if self.config.train.plots:
       plots.write_run_plots(self.workdir)
+
+
+def eval_line(res: dict) -> str:
+  """An eval record as one log line: the task metrics, with the accuracy next to the
+  majority-class baseline (and a word when it falls below it); per-class figures are left to
+  metrics.jsonl."""
+  parts = []
+  for k, v in res.items():
+    if not isinstance(v, float) or "/" in k or k == "majority_accuracy":
+      continue
+    parts.append(f"{k}={v:.4f}")
+    if k == "accuracy" and "majority_accuracy" in res:
+      base = res["majority_accuracy"]
+      parts[-1] += f" (majority class {base:.4f}{', below it' if v < base else ''})"
+  return ", ".join(parts)
+
+
+def imbalance_warning(spec, labels, threshold: float = 0.7) -> str | None:
+  """One line when the train split's largest class exceeds `threshold` of its labelled rows."""
+  labels = np.asarray(labels).reshape(-1)
+  if spec.is_regression:
+    return None
+  if not len(labels):
+    return None
+  share, name = evaluate_lib.majority_share(spec, labels)
+  if share <= threshold:
+    return None
+  return (
+    f"the train split is imbalanced: class {name!r} holds {share:.0%} of its {len(labels)} labelled examples; "
+    f"a model that always predicts it scores that accuracy, so compare with each eval record's "
+    "majority_accuracy and read macro_f1 and the per-class recall/<class> in metrics.jsonl"
+  )
 
 
 def pairing_counts_for(spec, num_steps: int) -> np.ndarray:

@@ -173,6 +173,14 @@ def _data(d) -> None:
     for group in ("eval_files", "ood_eval_files"):
       for split, path in dict(d[group]).items():
         check(f"data.{group}.{split}", path)
+  if d.unlabeled_file:
+    checks.string("data.unlabeled_file", d.unlabeled_file)
+    full = os.path.expanduser(d.unlabeled_file)
+    # Resolved as data/tasks.py does: against data.data_dir for a local task only.
+    if d.data_dir and not d.synthetic and tasks.task_name(d.task) == tasks.LOCAL and not os.path.isabs(full):
+      full = os.path.join(os.path.expanduser(d.data_dir), full)
+    _readable_file("data.unlabeled_file", full)
+  checks.positive("data.unlabeled_ratio", d.unlabeled_ratio, allow_zero=True)
   if d.tokenizer:
     _readable_dir("data.tokenizer", d.tokenizer)
   checks.integer("data.max_length", d.max_length, minimum=2)
@@ -215,6 +223,14 @@ def validate_config(config, num_devices: int | None = None) -> None:
     _model("teacher", config.teacher)
     _model("student", config.student)
     methods.check_options(config.distill)
+  if config.data.unlabeled_file and (
+    config.mode != "distill" or not methods.get_method(config.distill.method).needs_teacher
+  ):
+    what = "mode=finetune" if config.mode != "distill" else f"distill.method={config.distill.method!r}"
+    raise ConfigError(
+      f"data.unlabeled_file={config.data.unlabeled_file!r} has no labels, so only a teacher can teach from it, "
+      f"and {what} has none; use mode=distill with a method other than 'none', or drop the file"
+    )
   _data(config.data)
   t = config.train
   checks.integer("train.batch_size", t.batch_size, minimum=1)

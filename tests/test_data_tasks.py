@@ -248,3 +248,17 @@ def test_glue_from_local_hf_cache_renames_to_tsv_columns(monkeypatch):
   assert t.splits["train"]["sentence1"] == ["A man walks.", "Rain."]
   assert t.splits["validation_mismatched"]["gold_label"].tolist() == [0, 2]
   assert "gold_label" not in t.splits["test_matched"] and "ax" not in t.splits
+
+
+def test_glue_test_file_with_labels_is_scored_and_without_only_predicted(tmp_path):
+  """A GLUE folder whose test.tsv carries a label column is loaded labelled (scored); GLUE's own
+  unlabelled test.tsv stays unlabelled (predicted only)."""
+  folder = tmp_path / "SST-2"
+  src = os.path.join(GLUE, "SST-2")
+  for name in ("train.tsv", "dev.tsv"):
+    write(folder / name, open(os.path.join(src, name), encoding="utf-8").read())
+  write(folder / "test.tsv", "index\tsentence\tlabel\n0\ta fine film\t1\n1\ta dull film\t0\n")
+  t = tasks.load_task(cfg(task="sst2", data_dir=str(folder)))
+  assert t.splits["test"]["label"].tolist() == [1, 0]
+  t = tasks.load_task(cfg(task="sst2", data_dir=src))
+  assert "label" not in t.splits["test"]

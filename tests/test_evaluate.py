@@ -136,3 +136,26 @@ def test_submission_from_logits_with_index_and_local_names(tmp_path):
   path = evaluate.write_submission(local, np.array([1, 0]), str(tmp_path), "test")
   assert os.path.basename(path) == "local-test.tsv"
   assert _read(path)[1:] == [["0", "fresh"], ["1", "rotten"]]
+
+
+def test_class_report_matches_sklearn():
+  """Majority-class accuracy and per-class precision/recall/F1 on fixed predictions, with a class
+  that is never predicted (scikit-learn's zero_division=0) and an imbalanced split."""
+  rng = np.random.default_rng(1)
+  labels = np.r_[np.zeros(140, int), np.ones(40, int), np.full(20, 2)]
+  pred = np.where(rng.random(200) < 0.7, labels, rng.integers(0, 2, 200))
+  pred[labels == 2] = 0  # class 2 is never predicted: its precision is 0/0
+  spec = dataclasses.replace(SPECS["mnli"], name="local")
+  report = evaluate.class_report(spec, np.eye(3)[pred], labels)
+  assert report["majority_accuracy"] == pytest.approx(0.7)
+  p, r, f, _ = skm.precision_recall_fscore_support(labels, pred, labels=[0, 1, 2], zero_division=0)
+  for k, name in enumerate(spec.label_names):
+    assert report[f"precision/{name}"] == pytest.approx(p[k])
+    assert report[f"recall/{name}"] == pytest.approx(r[k])
+    assert report[f"f1/{name}"] == pytest.approx(f[k])
+  unnamed = dataclasses.replace(SPECS["mrpc"], label_names=None)
+  assert set(evaluate.class_report(unnamed, P2, Y2)) == {
+    "majority_accuracy",
+    *(f"{m}/{k}" for m in ("precision", "recall", "f1") for k in ("0", "1")),
+  }
+  assert evaluate.class_report(SPECS["stsb"], PRED_SCORES[:, None], SCORES) == {}

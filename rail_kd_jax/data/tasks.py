@@ -48,7 +48,8 @@ class TaskSpec:
     main_metric: the metric used to pick the best checkpoint.
     metric_names: the metrics `evaluate.compute_metrics` returns.
     eval_splits: labelled evaluation splits (the first is the main one).
-    test_splits: unlabelled splits for prediction / submission files.
+    test_splits: splits whose predictions are written (GLUE submission files); a test file that
+      carries labels is scored too (`Task.splits[split]` then holds its label column).
   """
 
   name: str
@@ -65,11 +66,16 @@ class TaskSpec:
 
 @dataclasses.dataclass
 class Task:
-  """A loaded task: `splits[name][column]` -> list[str] | np.ndarray; `sources[name]` -> file."""
+  """A loaded task: `splits[name][column]` -> list[str] | np.ndarray; `sources[name]` -> file.
+
+  `unlabeled` holds the texts of `data.unlabeled_file` (the text columns and 'idx', no label
+  column; `read_texts`), already cut to `data.unlabeled_ratio`, or None without that file.
+  """
 
   spec: TaskSpec
   splits: dict[str, dict[str, Any]]
   sources: dict[str, str] = dataclasses.field(default_factory=dict)
+  unlabeled: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,14 +385,31 @@ def _at(lines: Sequence[int] | None, i: int) -> str:
   return f"line {lines[i]}" if lines else f"row {i + 1}"
 
 
-def _check_labels_present(values: Sequence[Any], lines: Sequence[int] | None, path: str, column: str) -> None:
+def _check_labels_present(
+  values: Sequence[Any], lines: Sequence[int] | None, path: str, column: str, test: bool = False
+) -> None:
   """Raises on empty label cells: skipping those rows would silently change the data."""
   missing = [i for i, v in enumerate(values) if _is_missing_label(v)]
   if missing:
+    fix = (
+      "a test file is scored when every row has a label and only predicted when none has, so fill them in "
+      "or empty the whole column"
+      if test
+      else "fill them in or drop those rows (only a test file may be unlabelled)"
+    )
     raise ValueError(
       f"Data file {path!r} column {column!r} has {len(missing)} empty label(s) (first at {_at(lines, missing[0])}); "
-      "fill them in or drop those rows (only a test file may be unlabelled)."
+      f"{fix}."
     )
+
+
+def _has_labels(header: Sequence[str], rows: Sequence[Mapping[str, Any]], column: str, hf: bool = False) -> bool:
+  """Whether a test file carries labels: the column exists and some row fills it (Hugging Face's
+  GLUE test splits hold -1 in every row, i.e. none)."""
+  if column not in header:
+    return False
+  missing = lambda v: _is_missing_label(v) or (hf and _as_int(v) == -1)
+  return not all(missing(r.get(column)) for r in rows)
 
 
 def _parse_labels(values: Sequence[Any], spec: TaskSpec, where: str, lines: Sequence[int] | None = None) -> np.ndarray:
@@ -443,7 +466,9 @@ def _columns_from_rows(
   if not rows:
     raise ValueError(f"Split {split!r} from {path!r} is empty (no data rows).")
   if labelled:
-    _check_labels_present([r.get(spec.label_column) for r in rows], lines, path, spec.label_column)
+    _check_labels_present(
+      [r.get(spec.label_column) for r in rows], lines, path, spec.label_column, test=split in spec.test_splits
+    )
   blank = [i for i, r in enumerate(rows) if any(_is_blank(r.get(c)) for c in spec.text_columns)]
   if blank:
     columns = " or ".join(repr(c) for c in spec.text_columns)
@@ -476,6 +501,80 @@ def _columns_from_rows(
       break
   cols["idx"] = idx if idx is not None else np.arange(len(rows), dtype=np.int64)
   return cols
+
+
+def read_texts(path: str, text_columns: Sequence[str], *, what: str, keep_empty: bool) -> dict[str, Any]:
+  """The texts of a file without labels (text to predict, or unlabelled text for distillation).
+
+  `.txt`: one text per line, no header (single-text tasks only); `.csv`, `.tsv`, `.jsonl`: the
+  `text_columns` by name, other columns ignored (a label column included). Rows whose texts are
+  empty are kept as '' when `keep_empty` (every input row gets an output), else skipped with a
+  counted warning. `what` names the file's role in messages ('data.unlabeled_file').
+
+  Returns:
+    {column: [str] for each of `text_columns`, 'idx': int64 [N] the row's line (or row number)}.
+  """
+  if not os.path.isfile(path):
+    raise ValueError(f"{what} {path!r} does not exist.")
+  text_columns = list(text_columns)
+  if os.path.splitext(path)[1].lower() == ".txt":
+    if len(text_columns) != 1:
+      raise ValueError(
+        f"{what} {path!r} is plain text (one text per line) but the task reads text pairs "
+        f"{text_columns}; give a .csv, .tsv or .jsonl file with those columns."
+      )
+    try:
+      with open(path, encoding="utf-8-sig") as f:
+        pairs = [(i, line.rstrip("\r\n")) for i, line in enumerate(f, 1)]
+    except UnicodeDecodeError:
+      raise _not_utf8(path) from None
+    header = text_columns
+    lines = [i for i, _ in pairs]
+    rows = [{text_columns[0]: t} for _, t in pairs]
+    if not keep_empty:  # blank lines separate nothing in a list of texts
+      keep = [i for i, r in enumerate(rows) if r[text_columns[0]].strip()]
+      rows, lines = [rows[i] for i in keep], [lines[i] for i in keep]
+  else:
+    header, rows, lines = _read_table(path, strict_rows=False)
+  missing = [c for c in text_columns if c not in header]
+  if missing:
+    raise ValueError(
+      f"{what} {path!r} has no column {missing[0]!r} (the task's text column); its columns are {list(header)}."
+    )
+  blank = [i for i, r in enumerate(rows) if any(_is_blank(r.get(c)) for c in text_columns)]
+  if blank:
+    logging.warning(
+      "%s %r: %d row(s) with an empty %s %s (first at %s).",
+      what,
+      path,
+      len(blank),
+      " or ".join(repr(c) for c in text_columns),
+      "kept as '' so that every row gets an output" if keep_empty else "skipped",
+      _at(lines, blank[0]),
+    )
+    if not keep_empty:
+      keep = sorted(set(range(len(rows))) - set(blank))
+      rows, lines = [rows[i] for i in keep], [lines[i] for i in keep]
+  if not rows:
+    raise ValueError(f"{what} {path!r} holds no texts.")
+  cols: dict[str, Any] = {
+    c: ["" if _is_blank(v) else v if isinstance(v, str) else str(v) for v in (r.get(c) for r in rows)]
+    for c in text_columns
+  }
+  cols["idx"] = np.asarray(lines if lines else range(1, len(rows) + 1), np.int64)
+  return cols
+
+
+def _ratio_subset(cols: dict[str, Any], ratio: float, num_labeled: int) -> dict[str, Any]:
+  """At most round(ratio * num_labeled) rows of `cols` (all when ratio is 0): a subset drawn with a
+  fixed seed, independent of the run's seed so that every run of a study sees the same data, in
+  file order."""
+  n = _num_rows(cols)
+  keep = n if ratio <= 0 else min(n, max(1, round(ratio * num_labeled)))
+  if keep == n:
+    return cols
+  rows = np.sort(np.random.default_rng(0).permutation(n)[:keep])
+  return {k: ([v[i] for i in rows] if isinstance(v, list) else np.asarray(v)[rows]) for k, v in cols.items()}
 
 
 def _head(cols: dict[str, Any], n: int) -> dict[str, Any]:
@@ -525,7 +624,10 @@ def _load_glue_tsv(spec: TaskSpec, data_dir: str, data_cfg) -> Task:
       continue
     # CoLA's train/dev files have no header; its test file has one (index, sentence).
     no_header = layout.no_header_columns if labelled else None
-    splits[split] = _columns_from_rows(*_read_table(path, no_header_columns=no_header), spec, path, labelled, split)
+    header, rows, lines = _read_table(path, no_header_columns=no_header)
+    # A test file that carries labels (not GLUE's own) is scored as well as predicted.
+    labelled = labelled or (split != "ax" and _has_labels(header, rows, spec.label_column))
+    splits[split] = _columns_from_rows(header, rows, lines, spec, path, labelled, split)
     sources[split] = path
   return Task(spec, splits, sources)
 
@@ -588,9 +690,9 @@ def _load_glue_hf(spec: TaskSpec) -> Task:
       continue  # 'ax' is a separate HF config; point data_dir at the TSVs to get it.
     hf_split = split
     d = ds[hf_split]
-    labelled = split not in spec.test_splits
     header = [rename(c) for c in d.column_names]
     rows = [{rename(k): v for k, v in r.items()} for r in d]
+    labelled = split not in spec.test_splits or _has_labels(header, rows, spec.label_column, hf=True)
     splits[split] = _columns_from_rows(header, rows, None, spec, f"hf:glue/{spec.name}/{hf_split}", labelled, split)
     sources[split] = f"hf:glue/{spec.name}/{hf_split}"
   return Task(spec, splits, sources)
@@ -737,8 +839,8 @@ def _load_local(cfg) -> Task:
     sources[name] = path
   if test:
     header, rows, lines = _read_table(test)
-    # A test file may leave its label column empty: it is then unlabelled.
-    labelled = spec.label_column in header and not all(_is_missing_label(r.get(spec.label_column)) for r in rows)
+    # A test file may leave its label column empty: it is then only predicted, not scored.
+    labelled = _has_labels(header, rows, spec.label_column)
     splits["test"] = _columns_from_rows(header, rows, lines, spec, test, labelled, "test")
     sources["test"] = test
   return Task(spec, splits, sources)
@@ -798,5 +900,10 @@ def load_task(data_cfg) -> Task:
   n_train, n_eval = (int(data_cfg.get("max_train_examples", 0) or 0), int(data_cfg.get("max_eval_examples", 0) or 0))
   for split in list(task.splits):
     task.splits[split] = _head(task.splits[split], n_train if split == TRAIN else n_eval)
+  if data_cfg.get("unlabeled_file", ""):
+    path = _resolve(ood_dir, os.path.expanduser(data_cfg.unlabeled_file))
+    texts = read_texts(path, task.spec.text_columns, what="data.unlabeled_file", keep_empty=False)
+    task.unlabeled = _ratio_subset(texts, float(data_cfg.get("unlabeled_ratio", 0.0)), _num_rows(task.splits[TRAIN]))
+    task.sources["unlabeled"] = path
   logging.info("Task %s: %s", task.spec.name, {s: _num_rows(c) for s, c in task.splits.items()})
   return task

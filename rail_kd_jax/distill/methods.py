@@ -55,6 +55,9 @@ class MethodInputs:
     student_logits: `[B, C]` (regression: `[B, 1]` or `[B]`).
     labels: int `[B]` (regression: float `[B]`).
     example_mask: `[B]`, 1 for real examples; None means all real.
+    label_mask: `[B]`, 1 where `labels` hold a label, 0 for unlabelled text
+      (`data.unlabeled_file`), which counts in every teacher-driven term and no
+      cross-entropy; None means all labelled.
     student_pooled: `[M+1, B, Hs]`, `pooling.pool(student_hidden, token_mask, dcfg.pooling)`.
     student_cls: `[M+1, B, Hs]`, `pooling.pool(student_hidden, token_mask, 'cls')`.
     teacher_logits: `[B, C]` or None.
@@ -75,6 +78,7 @@ class MethodInputs:
   student_logits: Array = None
   labels: Array = None
   example_mask: Array = None
+  label_mask: Array = None
   student_pooled: Array = None
   student_cls: Array = None
   teacher_logits: Array = None
@@ -116,6 +120,28 @@ def masked_mean(values, example_mask):
   keep = jnp.asarray(example_mask) > 0
   total = jnp.sum(jnp.where(keep, values, 0.0))
   return total / jnp.maximum(jnp.sum(keep.astype(jnp.float32)), 1.0)
+
+
+def labeled_mean(values, inputs: "MethodInputs"):
+  """Mean of `values [B]` over the real, labelled examples of the whole step batch.
+
+  Without `label_mask` it is `masked_mean` over `example_mask`. With it, the number of
+  labelled examples varies between devices, so the sum is normalised by their count over
+  the device axis (times the axis size, which the step's pmean of every term divides back
+  out): every labelled example weighs the same whichever device holds it. 0 when the batch
+  holds no labelled example.
+  """
+  if inputs.label_mask is None:
+    return masked_mean(values, inputs.example_mask)
+  weight = jnp.asarray(inputs.label_mask, jnp.float32)
+  if inputs.example_mask is not None:
+    weight = weight * jnp.asarray(inputs.example_mask, jnp.float32)
+  keep = weight > 0
+  total = jnp.sum(jnp.where(keep, values.astype(jnp.float32), 0.0))
+  count = jnp.sum(keep.astype(jnp.float32))
+  if inputs.axis_name is not None:
+    count = jax.lax.psum(count, inputs.axis_name) / jax.lax.psum(1.0, inputs.axis_name)
+  return total / jnp.where(count > 0, count, 1.0)
 
 
 def _regression_output(z):
@@ -166,7 +192,7 @@ def _states(inputs: MethodInputs, side: str, kind: str):
 
 
 def _ce_kd_metrics(inputs, dcfg, with_kd=True):
-  ce = masked_mean(ce_per_example(inputs), inputs.example_mask)
+  ce = labeled_mean(ce_per_example(inputs), inputs)
   if not with_kd:
     return ce, None
   kd = masked_mean(kd_per_example(inputs, dcfg.temperature), inputs.example_mask)

@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 from flax.core import unfreeze
 
+from rail_kd_jax import files
 from rail_kd_jax.models.bert import Encoder, hf_init, param_shapes
 from rail_kd_jax.models.config import EncoderConfig
 
@@ -461,7 +462,9 @@ def save_pretrained(
   with open(os.path.join(out_dir, CONFIG_NAME), "w") as f:
     json.dump(hf, f, indent=2, sort_keys=True)
     f.write("\n")
-  save_file(tensors, os.path.join(out_dir, SAFE_WEIGHTS_NAME), metadata={"format": "pt"})
+  weights = os.path.join(out_dir, SAFE_WEIGHTS_NAME)
+  save_file(tensors, weights, metadata={"format": "pt"})
+  files.chmod_like_open(weights)  # safetensors creates it 0600: unreadable to the other users
   if tokenizer is not None:
     tokenizer.save_pretrained(out_dir)
   logging.info("Saved %s (%d tensors) to %s", hf["architectures"][0], len(tensors), out_dir)
