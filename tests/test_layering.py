@@ -2,7 +2,7 @@
 
 Layers, top to bottom (README "Layout" draws the same):
 
-  main                     flags -> config -> run(mode)
+  main                     the commands: main (flags -> config -> run(mode)), predict
   experiments              demo, study, sweep, benchmark: applications built on training
   train                    the training loop
   run parts                builders, step, checkpoint, metrics, evaluate, parallel,
@@ -21,7 +21,7 @@ import os
 PACKAGE = "rail_kd_jax"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
 LAYERS = (
-  ("main",),
+  ("main", "predict"),
   ("demo", "study", "sweep", "benchmark"),
   ("train",),
   (

@@ -22,6 +22,7 @@ from rail_kd_jax.errors import ConfigError
 
 import helpers
 import test_data_hostile as hostile
+import test_predict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(REPO, "docs", "ERRORS.md")
@@ -74,6 +75,11 @@ CASES = [
   ),
   ("label_column", {"data.label_column": "sentiment"}, "sentiment"),
   ("max_length", {"data.max_length": 1}, "data.max_length=1"),
+  ("unlabeled_finetune", {"mode": "finetune", "data.unlabeled_file": "{tmp}/unlabeled.txt"}, "only a teacher"),
+  ("unlabeled_method_none", {"distill.method": "none", "data.unlabeled_file": "{tmp}/unlabeled.txt"}, "only a teacher"),
+  ("unlabeled_missing", {"data.unlabeled_file": "{tmp}/missing.txt"}, "data.unlabeled_file"),
+  ("unlabeled_no_text_column", {"data.unlabeled_file": "{tmp}/unlabeled_reviews.csv"}, "has no text column 'text'"),
+  ("unlabeled_ratio", {"data.unlabeled_ratio": -1.0}, "data.unlabeled_ratio=-1.0"),
   ("tokenizer", {"data.tokenizer": "{tmp}/nope"}, "data.tokenizer"),
   ("workdir_is_file", {}, "is a file, not a folder"),
   ("workdir_uncreatable", {}, "cannot be created"),
@@ -121,6 +127,10 @@ def _make_inputs(tmp):
     f.write("text,label\n")
   with open(os.path.join(tmp, "a_file"), "w") as f:
     f.write("not a folder")
+  with open(os.path.join(tmp, "unlabeled.txt"), "w") as f:
+    f.write("a good fine film\n")
+  with open(os.path.join(tmp, "unlabeled_reviews.csv"), "w") as f:
+    f.write("review\na good fine film\n")
 
 
 def _resume_workdir(tmp) -> str:
@@ -247,12 +257,17 @@ def _input_text(case_id, spec) -> str:
 
 
 @pytest.fixture(scope="module")
+def predict_messages(tmp_path_factory):
+  return test_predict.error_messages(str(tmp_path_factory.mktemp("predict")))
+
+
+@pytest.fixture(scope="module")
 def data_outcomes(tmp_path_factory):
   tmp = str(tmp_path_factory.mktemp("data"))
   return {case.id: hostile.outcome(case, tmp) for case in hostile.CASES}
 
 
-def render_doc(messages, warnings_seen, data_outcomes) -> str:
+def render_doc(messages, warnings_seen, data_outcomes, predict_messages) -> str:
   rows = ["| # | input | message |", "|---|---|---|"]
   for i, (case_id, spec, _) in enumerate(CASES + CLI_CASES, 1):
     message = messages[case_id].replace("|", "\\|")
@@ -261,6 +276,9 @@ def render_doc(messages, warnings_seen, data_outcomes) -> str:
   for case_id, spec, needle in WARNING_CASES:
     (line,) = [w for w in warnings_seen[case_id] if needle in w]
     warn_rows.append(f"| {_input_text(case_id, spec)} | {line.replace('|', chr(92) + '|')} |")
+  predict_rows = ["| input | message |", "|---|---|"]
+  for case_id, shown, _, _ in test_predict.ERROR_CASES:
+    predict_rows.append(f"| {shown} | {predict_messages[case_id].replace('|', chr(92) + '|')} |")
   data_rows = ["| case | file | result |", "|---|---|---|"]
   for case in hostile.CASES:
     data_rows.append(f"| `{case.id}` | {case.input} | {data_outcomes[case.id].replace('|', chr(92) + '|')} |")
@@ -364,12 +382,21 @@ def render_doc(messages, warnings_seen, data_outcomes) -> str:
       "| a damaged cache cannot be moved aside | error | teacher cache '<dir>' is unusable (<problem>) and cannot be "
       "moved aside to '<aside>' (<cause>); move or delete it and rerun |",
       "",
+      "## Applying a model",
+      "",
+      '`python -m rail_kd_jax.predict` (docs/DATA.md, "Applying a model to new text") checks its model',
+      "folder and input before anything compiles; each case of `tests/test_predict.py` (checked there)",
+      "gets one sentence (`error: ...` on stderr, exit code 2; a `ConfigError` in Python). The other",
+      "flags are the defaults: `--model=<tmp>/classifier` (an export), `--input=<tmp>/texts.csv`.",
+      "",
+      *predict_rows,
+      "",
     ]
   )
 
 
-def test_errors_doc_is_current(messages, warnings_seen, data_outcomes):
-  text = render_doc(messages, warnings_seen, data_outcomes)
+def test_errors_doc_is_current(messages, warnings_seen, data_outcomes, predict_messages):
+  text = render_doc(messages, warnings_seen, data_outcomes, predict_messages)
   if os.environ.get("RAIL_KD_WRITE_ERRORS_DOC"):
     with open(DOC, "w") as f:
       f.write(text)

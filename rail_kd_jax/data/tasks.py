@@ -503,24 +503,27 @@ def _columns_from_rows(
   return cols
 
 
-def read_texts(path: str, text_columns: Sequence[str], *, what: str, keep_empty: bool) -> dict[str, Any]:
+def read_texts(
+  path: str, text_columns: Sequence[str], *, what: str, keep_empty: bool, column_options: str = "data.text_column"
+) -> dict[str, Any]:
   """The texts of a file without labels (text to predict, or unlabelled text for distillation).
 
   `.txt`: one text per line, no header (single-text tasks only); `.csv`, `.tsv`, `.jsonl`: the
   `text_columns` by name, other columns ignored (a label column included). Rows whose texts are
   empty are kept as '' when `keep_empty` (every input row gets an output), else skipped with a
-  counted warning. `what` names the file's role in messages ('data.unlabeled_file').
+  counted warning. `what` names the file's role in messages ('data.unlabeled_file'),
+  `column_options` the option(s) that name the text columns.
 
   Returns:
     {column: [str] for each of `text_columns`, 'idx': int64 [N] the row's line (or row number)}.
   """
   if not os.path.isfile(path):
-    raise ValueError(f"{what} {path!r} does not exist.")
+    raise ValueError(f"{what}={path!r} does not exist.")
   text_columns = list(text_columns)
   if os.path.splitext(path)[1].lower() == ".txt":
     if len(text_columns) != 1:
       raise ValueError(
-        f"{what} {path!r} is plain text (one text per line) but the task reads text pairs "
+        f"{what}={path!r} is plain text (one text per line) but the task reads text pairs "
         f"{text_columns}; give a .csv, .tsv or .jsonl file with those columns."
       )
     try:
@@ -539,12 +542,13 @@ def read_texts(path: str, text_columns: Sequence[str], *, what: str, keep_empty:
   missing = [c for c in text_columns if c not in header]
   if missing:
     raise ValueError(
-      f"{what} {path!r} has no column {missing[0]!r} (the task's text column); its columns are {list(header)}."
+      f"{what}={path!r} has no text column {missing[0]!r}; its columns are {list(header)} "
+      f"(name the text column with {column_options})."
     )
   blank = [i for i, r in enumerate(rows) if any(_is_blank(r.get(c)) for c in text_columns)]
   if blank:
     logging.warning(
-      "%s %r: %d row(s) with an empty %s %s (first at %s).",
+      "%s=%r: %d row(s) with an empty %s %s (first at %s).",
       what,
       path,
       len(blank),
@@ -556,7 +560,7 @@ def read_texts(path: str, text_columns: Sequence[str], *, what: str, keep_empty:
       keep = sorted(set(range(len(rows))) - set(blank))
       rows, lines = [rows[i] for i in keep], [lines[i] for i in keep]
   if not rows:
-    raise ValueError(f"{what} {path!r} holds no texts.")
+    raise ValueError(f"{what}={path!r} holds no texts.")
   cols: dict[str, Any] = {
     c: ["" if _is_blank(v) else v if isinstance(v, str) else str(v) for v in (r.get(c) for r in rows)]
     for c in text_columns
