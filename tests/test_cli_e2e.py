@@ -32,10 +32,13 @@ def _cli(workdir, *overrides):
     "--config.train.plots=False",
     *overrides,
   ]
-  # umask 022, as on a shared machine: every file the run writes must come out 0644 (see below).
-  proc = subprocess.run(
-    cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, preexec_fn=lambda: os.umask(0o022)
-  )
+  # umask 022, as on a shared machine (the child inherits it): every file the run writes must
+  # come out 0644 (see below).
+  umask = os.umask(0o022)
+  try:
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  finally:
+    os.umask(umask)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f]
