@@ -15,10 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from rail_kd_jax import models, train
 from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.models import bert
 from rail_kd_jax.models.bert import resolve_attention
+from rail_kd_jax.models.dropout import Dropout
 
 import helpers
 
@@ -136,6 +139,47 @@ def test_dot_product_trains_with_hidden_dropout():
   h_other, _ = dot_product(params, ids, mask, jax.random.PRNGKey(3))
   assert np.abs(h_dp - h_other).max() > 1e-2  # dropout is active
   assert np.abs(h_dp - h_mm).max() < TOL and np.abs(l_dp - l_mm).max() < TOL
+
+
+class _TextbookAttention(bert.SelfAttention):
+  """softmax(q k^T / sqrt(D) + mask) -> dropout -> @ v, written out (the reference form)."""
+
+  @nn.compact
+  def __call__(self, x, mask_bias):
+    cfg = self.config
+    b, t, _ = x.shape
+    h, d = cfg.num_attention_heads, cfg.head_dim
+    q, k, v = (
+      bert._dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, name)(x).reshape(b, t, h, d).transpose(0, 2, 1, 3)
+      for name in ("query", "key", "value")
+    )
+    probs = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / np.sqrt(d) + mask_bias, axis=-1)
+    probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=self.deterministic)
+    return (probs @ v).transpose(0, 2, 1, 3).reshape(b, t, h * d)
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_matmul_form_is_the_textbook_softmax_with_dropout(deterministic):
+  # The matmul form defers the softmax's normalisation to the output and drops out the
+  # unnormalised weights: the same function, the same dropout mask, outputs and input
+  # gradients within float32 rounding of the textbook form.
+  cfg = _config("bert", attention_probs_dropout_prob=0.3)
+  x = jax.random.normal(jax.random.PRNGKey(0), (B, T, cfg.hidden_size))
+  _, mask = _batch(0)
+  mask_bias = jnp.where(jnp.asarray(mask)[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
+  ours = bert.SelfAttention(cfg, deterministic=deterministic, attention="matmul")
+  ref = _TextbookAttention(cfg, deterministic=deterministic, attention="matmul")
+  params = ours.init({"params": jax.random.PRNGKey(1), "dropout": jax.random.PRNGKey(2)}, x, mask_bias)
+  rngs = {"dropout": jax.random.PRNGKey(2)}
+  w = jax.random.normal(jax.random.PRNGKey(3), x.shape)
+  run = lambda m: jax.jit(jax.value_and_grad(lambda x: jnp.sum(m.apply(params, x, mask_bias, rngs=rngs) * w)))(x)
+  (l_ours, g_ours), (l_ref, g_ref) = run(ours), run(ref)
+  y_ours, y_ref = ours.apply(params, x, mask_bias, rngs=rngs), ref.apply(params, x, mask_bias, rngs=rngs)
+  assert np.abs(np.asarray(y_ours) - np.asarray(y_ref)).max() < TOL
+  assert _rel(g_ours, g_ref) < TOL and abs(float(l_ours - l_ref)) < 1e-3
+  if not deterministic:  # dropout is active, and it is the same mask on both sides
+    y_det = ours.clone(deterministic=True).apply(params, x, mask_bias)
+    assert np.abs(np.asarray(y_ours) - np.asarray(y_det)).max() > 1e-2
 
 
 def test_auto_on_cpu_is_matmul_bitwise():

@@ -243,7 +243,8 @@ class SelfAttention(nn.Module):
   """Multi-head self-attention in the form `attention` resolves to (resolve_attention).
 
   matmul: q/k/v transposed to [B, heads, T, D] and batched matmul (fast on XLA CPU), the
-  additive mask, float32 softmax, dropout on the probabilities.
+  additive mask, float32 softmax with its normalisation applied to the output, dropout on
+  the probabilities.
   dot_product: jax.nn.dot_product_attention on [B, T, heads, D] (its native layout) with a
   boolean key mask [B, 1, T, T]; float32 logits and softmax; no dropout.
   """
@@ -278,13 +279,25 @@ class SelfAttention(nn.Module):
       )
       return ctx.reshape(b, t, h * d)
     q, k, v = (y.transpose(0, 2, 1, 3) for y in (q, k, v))  # [B, h, T, D]
+    scale = 1.0 / math.sqrt(d)
+    if jnp.dtype(self.dtype) == jnp.float32:
+      # Scaling q costs a pass over [B, h, T, D], scaling the scores one over [B, h, T, T]
+      # (in half precision the float32 scores keep the scale exact).
+      q, scale = q * jnp.float32(scale), None
     # Scores accumulate and leave the matmul in float32 even for bf16 inputs.
     scores = jnp.matmul(q, k.transpose(0, 1, 3, 2), preferred_element_type=jnp.float32)  # [B, h, T, T]
-    scores = scores * (1.0 / math.sqrt(d)) + mask_bias
-    probs = jax.nn.softmax(scores, axis=-1)
-    probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=self.deterministic)
-    ctx = jnp.matmul(probs.astype(self.dtype), v)  # [B, h, T, D]
-    return ctx.transpose(0, 2, 1, 3).reshape(b, t, h * d)
+    if scale is not None:
+      scores = scores * scale
+    scores = scores + mask_bias
+    # softmax(scores) @ v with the normalisation deferred: exp(s - max) @ v / sum(exp(s - max)).
+    # The same function (dropout on the probabilities commutes with each row's 1 / sum, and
+    # draws the same mask), but the division runs over [B, h, T, D] instead of [B, h, T, T]:
+    # the attention's forward 2.5x faster on XLA CPU (docs/BENCHMARK.md).
+    e = jnp.exp(scores - jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True)))
+    denom = jnp.sum(e, axis=-1, keepdims=True)
+    e = Dropout(cfg.attention_probs_dropout_prob)(e, deterministic=self.deterministic)
+    ctx = jnp.matmul(e.astype(self.dtype), v, preferred_element_type=jnp.float32) / denom  # [B, h, T, D]
+    return ctx.astype(self.dtype).transpose(0, 2, 1, 3).reshape(b, t, h * d)
 
 
 class DenseLayerNorm(nn.Module):
