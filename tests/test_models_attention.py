@@ -182,6 +182,32 @@ def test_matmul_form_is_the_textbook_softmax_with_dropout(deterministic):
     assert np.abs(np.asarray(y_ours) - np.asarray(y_det)).max() > 1e-2
 
 
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_training_call_without_dropout_is_the_evaluation_function(family):
+  # Training calls fold the exact GELU's 1/sqrt(2) into the intermediate and output
+  # kernels ('gelu' only; roberta here is 'gelu_new', the unfolded control): with every
+  # dropout rate 0 they compute the evaluation call's function, outputs and gradients.
+  act = "gelu" if family == "bert" else "gelu_new"
+  model = models.Encoder(_config(family, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, hidden_act=act))
+  params = models.init_params(model, jax.random.PRNGKey(0))
+  ids, mask = _batch(model.config.pad_token_id)
+  w = jax.random.normal(jax.random.PRNGKey(1), (B, model.config.num_labels))
+
+  def run(deterministic):
+    def loss(p):
+      out = model.apply({"params": p}, ids, mask, deterministic=deterministic, rngs={"dropout": jax.random.PRNGKey(2)})
+      return jnp.sum(out.logits * w) + jnp.mean(out.hidden_states**2), out
+
+    (_, out), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+    return np.asarray(out.hidden_states), np.asarray(out.logits), grads
+
+  h_train, l_train, g_train = run(False)
+  h_eval, l_eval, g_eval = run(True)
+  assert np.abs(h_train - h_eval).max() < TOL and np.abs(l_train - l_eval).max() < TOL
+  assert max(_grad_errors(g_train, g_eval).values()) < TOL
+  assert np.abs(l_eval).max() > 1e-2
+
+
 def test_auto_on_cpu_is_matmul_bitwise():
   model = models.Encoder(_config("roberta", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1))
   assert model.attention == "auto"
