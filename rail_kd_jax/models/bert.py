@@ -307,13 +307,14 @@ class SelfAttention(nn.Module):
       return ctx.reshape(b, t, h * d)
     q, k, v = (y.transpose(0, 2, 1, 3) for y in (q, k, v))  # [B, h, T, D]
     scale = 1.0 / math.sqrt(d)
-    if jnp.dtype(self.dtype) == jnp.float32:
-      # Scaling q costs a pass over [B, h, T, D], scaling the scores one over [B, h, T, T]
-      # (in half precision the float32 scores keep the scale exact).
-      q, scale = q * jnp.float32(scale), None
+    # Scaling q costs a pass over [B, h, T, D], scaling the scores one over [B, h, T, T]
+    # (in half precision the float32 scores keep the scale exact).
+    scale_q = jnp.dtype(self.dtype) == jnp.float32
+    if scale_q:
+      q = q * jnp.float32(scale)
     # Scores accumulate and leave the matmul in float32 even for bf16 inputs.
     scores = jnp.matmul(q, k.transpose(0, 1, 3, 2), preferred_element_type=jnp.float32)  # [B, h, T, T]
-    if scale is not None:
+    if not scale_q:
       scores = scores * scale
     scores = scores + mask_bias
     # softmax(scores) @ v with the normalisation deferred: exp(s - max) @ v / sum(exp(s - max)).
@@ -368,12 +369,10 @@ class Intermediate(nn.Module):
   def __call__(self, x):
     """[B, T, H] -> [B, T, intermediate_size]; for 'gelu', sqrt 2 x GELU (see _FOLDED_GELU_SCALE)."""
     cfg = self.config
-    if _folds_gelu(cfg, self.deterministic):
-      c = _FOLDED_GELU_SCALE
-      z = _dense(cfg, cfg.intermediate_size, self.dtype, self.param_dtype, "dense", kernel_scale=c, bias_scale=c)(x)
-      return z + z * jax.lax.erf(z)
-    y = _dense(cfg, cfg.intermediate_size, self.dtype, self.param_dtype, "dense")(x)
-    return activation_fn(cfg.hidden_act)(y)
+    folds = _folds_gelu(cfg, self.deterministic)
+    c = _FOLDED_GELU_SCALE if folds else 1.0
+    y = _dense(cfg, cfg.intermediate_size, self.dtype, self.param_dtype, "dense", kernel_scale=c, bias_scale=c)(x)
+    return y + y * jax.lax.erf(y) if folds else activation_fn(cfg.hidden_act)(y)
 
 
 class Layer(nn.Module):
