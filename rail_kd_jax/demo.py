@@ -92,7 +92,7 @@ def _stage_base(config, data_files: dict) -> ml_collections.ConfigDict:
   # dev and test, then any further labelled split the caller adds (the study's "ood").
   c.data.eval_files = {k: v for k, v in data_files.items() if k != "train"}
   c.data.test_file = ""
-  c.data.label_names = tuple(config.data.label_names) or ("rotten", "fresh")
+  c.data.label_names = tuple(config.data.label_names)  # () = read from the files (a local study)
   return c
 
 

@@ -65,7 +65,7 @@ def current_mapping(spec: StepSpec, step: jax.Array) -> jax.Array:
   if not spec.method.uses_mapping:
     return jnp.zeros((max(spec.num_student_layers, 1),), jnp.int32)
   key = layer_sampling.mapping_key(spec.seed, mapping_counter(spec, step))
-  return layer_sampling.make_mapping(spec.dcfg, key, spec.num_teacher_layers, spec.num_student_layers)
+  return methods_lib.mapping_for(spec.dcfg, key, spec.num_teacher_layers, spec.num_student_layers)
 
 
 def dropout_key(seed: int, step: jax.Array, device_index: jax.Array) -> jax.Array:
@@ -79,9 +79,11 @@ def teacher_outputs(spec: StepSpec, teacher_params: Any, batch: dict) -> dict:
   if spec.cached_teacher:
     # Cached arrays are example-major, [b, L+1, H], so that they split over devices
     # like every batch array (teacher_cache.py); methods want [L+1, b, H].
+    # The cache holds the mean and the first token (teacher_cache); pooled is the run's pooling.
+    pooled = batch["teacher_cls"] if methods_lib.pooling_of(spec.dcfg) == "cls" else batch["teacher_pooled"]
     return {
       "logits": batch["teacher_logits"].astype(jnp.float32),
-      "pooled": jnp.swapaxes(batch["teacher_pooled"], 0, 1).astype(jnp.float32),
+      "pooled": jnp.swapaxes(pooled, 0, 1).astype(jnp.float32),
       "cls": jnp.swapaxes(batch["teacher_cls"], 0, 1).astype(jnp.float32),
       "hidden": None,
     }
@@ -97,7 +99,7 @@ def teacher_outputs(spec: StepSpec, teacher_params: Any, batch: dict) -> dict:
   mask = batch["attention_mask"]
   return {
     "logits": logits,
-    "pooled": pooling.pool(hidden, mask, spec.dcfg.pooling),
+    "pooled": pooling.pool(hidden, mask, methods_lib.pooling_of(spec.dcfg)),
     "cls": pooling.pool(hidden, mask, "cls"),
     "hidden": hidden if spec.method.needs_token_states else None,
   }
@@ -120,7 +122,7 @@ def _loss_fn(spec: StepSpec, params: Any, teacher: dict | None, batch: dict, map
     labels=batch["labels"],
     example_mask=batch["example_mask"].astype(jnp.float32),
     label_mask=batch.get("label_mask"),
-    student_pooled=pooling.pool(hidden, mask, spec.dcfg.pooling),
+    student_pooled=pooling.pool(hidden, mask, methods_lib.pooling_of(spec.dcfg)),
     student_cls=pooling.pool(hidden, mask, "cls"),
     teacher_logits=None if teacher is None else teacher["logits"],
     teacher_pooled=None if teacher is None else teacher["pooled"],

@@ -6,7 +6,7 @@ never change during a run. With `config.distill.cache_teacher=True`,
 settings) -- and reuses from disk afterwards -- per train example:
 
   teacher_logits  [N, C]        the teacher's logits
-  teacher_pooled  [N, L+1, H]   every layer's hidden states pooled by `distill.pooling`
+  teacher_pooled  [N, L+1, H]   every layer's hidden states, masked mean over real tokens
   teacher_cls     [N, L+1, H]   every layer's first-token vector
 
 in `distill.cache_dtype` (bfloat16 by default, float32 for bit-exact runs),
@@ -36,8 +36,8 @@ Disk: N * (C + 2 (L+1) H) values, e.g. MiniLM-6 (7 x 384) on SST-2 (67k
 examples): 0.7 GB in bfloat16; RoBERTa-large (25 x 1024) on MNLI (393k): 40 GB.
 Files live under `data.cache_dir/teacher/` (or `<workdir>/teacher_cache/`),
 in a folder named by a hash of everything that determines them: the teacher's
-config and params, the token arrays, pooling, per-device batch, bucketing and
-dtype. Every host of a multi-host run computes the whole cache with its local
+config and params, the token arrays, per-device batch, bucketing and dtype (one
+cache serves both poolings: it holds the mean and the first token). Every host of a multi-host run computes the whole cache with its local
 devices (every host's batches draw from every example); a finished cache is
 renamed into place atomically, so hosts sharing a folder never read a partial one.
 
@@ -144,7 +144,7 @@ def cache_key(
     "scan_layers": bool(t.scan_layers),
     # The form the deterministic teacher forward computes (auto resolves by backend and dtype).
     "attention": models.resolve_attention(t.attention, t.dtype, True, t.config.attention_probs_dropout_prob),
-    "pooling": spec.dcfg.pooling,
+    "pooling": "mean and cls",  # both, whatever the run's pooling (_forward_fn)
     "per_device_batch": int(per_device_batch),
     "bucket": {k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in sorted(bucket.items())},
     "cache_dtype": dtype,
@@ -162,7 +162,11 @@ def _forward_fn(spec: StepSpec, devices):
   Returns (fn, place_params, place_batch); fn(params, batch) -> (logits [n, C],
   pooled [L+1, n, H], cls [L+1, n, H]) with n = devices x per-device batch.
   """
-  fwd_spec = dataclasses.replace(spec, cached_teacher=False)
+  # The cache holds the masked mean and the first token of every layer, whatever the run's
+  # pooling: one cache serves every pooling (step.teacher_outputs picks the one it needs).
+  dcfg = spec.dcfg.copy_and_resolve_references()
+  dcfg.pooling = "mean"
+  fwd_spec = dataclasses.replace(spec, cached_teacher=False, dcfg=dcfg)
   mesh = Mesh(np.array(devices), (AXIS,))
 
   def fwd(params, batch):

@@ -101,6 +101,7 @@ class Trainer:
     validate_config(config, num_devices=self.par.num_devices)
     config = builders.resolve_presets(config)  # config.json shows the values that run
     self.is_main = jax.process_index() == 0
+    self._eval_logits: dict[str, np.ndarray] = {}  # train.eval_predictions: the latest logits per split
     if self.is_main:
       with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
@@ -316,6 +317,8 @@ class Trainer:
     arrays = self.run.arrays[split]
     logits = np.concatenate(outs)[: len(arrays["labels"])]
     labels = np.asarray(arrays["labels"])
+    if split in tuple(self.config.train.get("eval_predictions", ())):
+      self._eval_logits[split] = logits  # the latest; written by _conclude after the final evaluation
     result = evaluate_lib.compute_metrics(self.run.task_spec, logits, labels)
     result.update(evaluate_lib.class_report(self.run.task_spec, logits, labels))
     result["loss"] = loss_sum / max(count, 1.0)
@@ -420,6 +423,7 @@ class Trainer:
         logging.info("final %s @ %d: %s", split, self.step, eval_line(res))
     self.writer.write(self.step, "summary", summary)
     self.writer.close()
+    self._write_eval_predictions()
     if cfg.train.export and self.is_main:
       out_dir = os.path.join(self.workdir, "export", run.export_name)
       builders.export(run, self.host_params()["student"], out_dir)
@@ -427,6 +431,21 @@ class Trainer:
     self.finish()
     final["train_seconds"] = train_seconds
     return final
+
+  def _write_eval_predictions(self) -> None:
+    """`train.eval_predictions`: each named split's final logits [N, C] (float32) and labels [N],
+    in file order, as workdir/eval_predictions/<split>.npz."""
+    out = os.path.join(self.workdir, "eval_predictions")
+    for split in tuple(self.config.train.get("eval_predictions", ())):
+      if split not in self.run.arrays:
+        continue
+      logits = self._eval_logits.get(split)
+      if logits is None:  # a run resumed complete: no evaluation ran in this process (every host predicts)
+        logits = self.predict(split)
+      if self.is_main:
+        os.makedirs(out, exist_ok=True)
+        labels = np.asarray(self.run.arrays[split]["labels"])
+        np.savez(os.path.join(out, f"{split}.npz"), logits=np.asarray(logits, np.float32), labels=labels)
 
   def _stop_preempted(self) -> None:
     path = None

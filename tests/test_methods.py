@@ -242,8 +242,8 @@ def ref_rail_dist(a, b, dcfg, w):
 
 def ref_rail(name, x, pn, dcfg):
   """NumPy RAIL-KD: pairs, optional centring, the maps of `dcfg.projection`, distance."""
-  s_all = np.asarray(x.student_pooled if dcfg.pooling == "mean" else x.student_cls, np.float64)
-  t_all = np.asarray(x.teacher_pooled if dcfg.pooling == "mean" else x.teacher_cls, np.float64)
+  s_all = np.asarray(x.student_pooled if methods.pooling_of(dcfg) == "mean" else x.student_cls, np.float64)
+  t_all = np.asarray(x.teacher_pooled if methods.pooling_of(dcfg) == "mean" else x.teacher_cls, np.float64)
   s = [s_all[j] for j in range(1, num_student_layers + 1)]
   t = [t_all[int(i)] for i in np.asarray(x.mapping)]
   w = x.example_mask
@@ -645,3 +645,90 @@ def test_student_to_teacher_starts_at_identity_for_equal_widths(name):
     jax.random.PRNGKey(0), d, 8, 12, num_student_layers, num_teacher_layers
   )  # unequal: N(0, 0.02)
   assert float(np.abs(np.asarray(p["student_proj"]["kernel"])).max()) < 0.2
+
+
+# ----------------------------------------------------------------------------
+# rail_paper (the published RAIL-KD), pooling and map starts, design spaces.
+
+
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+def test_rail_paper_against_numpy(pool):
+  """M-1 pairs (student 1..M-1, teacher mapping of 1..N-1), both sides of the concatenation
+  mapped to u with a bias, L2-normalised, squared error summed over the real examples;
+  KD without T^2."""
+  x = make_inputs(8, 12)
+  x = x.replace(mapping=np.array([2, 5], np.int32))
+  d = dcfg_for("rail_paper", proj_dim=16, pooling=pool)
+  p = heads("rail_paper", d, 8, 12)
+  assert p["student_proj"]["kernel"].shape == (2 * 8, 16) and p["teacher_proj"]["kernel"].shape == (2 * 12, 16)
+  pn = np_tree(p)
+  s_all = np.asarray(x.student_pooled if pool == "mean" else x.student_cls, np.float64)
+  t_all = np.asarray(x.teacher_pooled if pool == "mean" else x.teacher_cls, np.float64)
+  s = np.concatenate([s_all[1], s_all[2]], -1)
+  t = np.concatenate([t_all[2], t_all[5]], -1)
+  per = ref_dist(lin(pn["student_proj"], s), lin(pn["teacher_proj"], t), "sq_l2")
+  inter = float((per * (x.example_mask > 0)).sum())
+  kd = ref_kd(x, d.temperature) / d.temperature**2
+  want = d.ce_weight * ref_ce(x) + d.kd_weight * kd + d.int_weight * inter
+  check("rail_paper", d, x, p, want, {"ce": ref_ce(x), "kd": kd, "int": inter})
+
+
+def test_rail_paper_mapping_leaves_out_both_top_layers():
+  d = dcfg_for("rail_paper")
+  seen = set()
+  for i in range(200):
+    m = np.asarray(methods.mapping_for(d, jax.random.PRNGKey(i), 6, 4))
+    assert m.shape == (3,) and list(m) == sorted(set(m.tolist())) and 1 <= m.min() and m.max() <= 5
+    seen.add(tuple(m.tolist()))
+  assert len(seen) == 10  # every 3-subset of 1..5 appears
+
+
+def test_pooling_default_is_each_methods_own_and_can_be_set():
+  for name, own in (("pkd", "cls"), ("alp_kd", "cls"), ("ckd", "mean"), ("rail_l", "mean"), ("rail_paper", "mean")):
+    assert methods.pooling_of(dcfg_for(name)) == own
+    assert methods.pooling_of(dcfg_for(name, pooling="cls" if own == "mean" else "mean")) != own
+  x = make_inputs(8, 8)
+  for name in ("pkd", "alp_kd"):
+    d = dcfg_for(name, pooling="mean")
+    p = heads(name, d, 8, 8)
+    mean_loss = methods.get_method(name).loss(p, x, d)[0]
+    swapped = x.replace(student_cls=x.student_pooled, teacher_cls=x.teacher_pooled)
+    np.testing.assert_allclose(mean_loss, methods.get_method(name).loss(p, swapped, dcfg_for(name))[0], **TOL)
+
+
+def test_map_starts():
+  from rail_kd_jax.distill import projections
+
+  np.testing.assert_array_equal(projections.identity_like(3, 3), np.eye(3))
+  np.testing.assert_array_equal(projections.identity_like(3, 2), np.eye(3)[:, :2])
+  np.testing.assert_array_equal(projections.identity_like(2, 6), np.concatenate([np.eye(2)] * 3, 1))
+  key = jax.random.PRNGKey(0)
+  ckd = methods.ckd_init_heads(key, dcfg_for("ckd", map_init="identity"), 4, 4, 2, 4)["student_proj"]
+  np.testing.assert_array_equal(ckd["group_1"]["kernel"], np.concatenate([np.eye(4)] * 2, 1))
+  assert not np.any(np.asarray(ckd["group_1"]["bias"]))
+  ckd_own = methods.ckd_init_heads(key, dcfg_for("ckd"), 4, 4, 2, 4)["student_proj"]["group_1"]["kernel"]
+  assert 0.005 < float(np.std(ckd_own)) < 0.05  # N(0, 0.02^2), the authors' start
+  rail = methods.rail_l_init_heads(key, dcfg_for("rail_l"), 8, 8, 3, 6)["student_proj"]["kernel"]
+  np.testing.assert_array_equal(rail, np.broadcast_to(np.eye(8), (3, 8, 8)))
+  rand = methods.rail_l_init_heads(key, dcfg_for("rail_l", map_init="random"), 8, 8, 3, 6)["student_proj"]["kernel"]
+  assert 0.005 < float(np.std(rand)) < 0.05
+  paper = methods.rail_paper_init_heads(key, dcfg_for("rail_paper", proj_dim=64), 32, 32, 3, 6)
+  assert abs(float(np.std(paper["teacher_proj"]["kernel"])) - (2 / (64 + 64)) ** 0.5) < 0.02
+  with pytest.raises(Exception, match="map_init"):
+    methods.check_options(dcfg_for("rail_l", map_init="orthogonal"))
+
+
+def test_every_design_space_names_real_fields_and_its_preset_is_valid():
+  fields = defaults.distill_config()
+  for name, row in methods.METHODS.items():
+    for knob in row.space:
+      assert len(knob.values) >= 2 and knob.why, (name, knob.name)
+      for v in knob.values:
+        for field, value in (v.items() if isinstance(v, dict) else [(knob.name, v)]):
+          assert field in fields and type(value) is type(fields[field]), (name, field, value)
+    assert set(row.preset) <= set(fields) and (row.preset_source or not row.preset), name
+    d = dcfg_for(name)
+    d.preset = "paper"
+    d.ce_weight, d.kd_weight, d.int_weight, d.kd_alpha, d.pkd_beta, d.temperature = 1 / 3, 1 / 3, 1 / 3, 0.5, 100.0, 1.0
+    methods.check_options(methods.apply_preset(d))
+  assert methods.METHODS["none"].space == ()

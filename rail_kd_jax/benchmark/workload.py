@@ -55,7 +55,8 @@ def study_cached_runs() -> int:
     dcfg.method = method
     if not teacher_cache.serves(dcfg):
       continue
-    n += len(points) + len(config.study.seeds) - 1
+    long_runs = 1 if int(config.study.long_factor) > 1 else 0
+    n += len(points) * len(config.study.tune_seeds) + len(config.study.seeds) + long_runs
   return n
 
 

@@ -109,9 +109,10 @@ RANK_MIN_BATCH = 8  # centred, B vectors span at most B - 1 axes: no rank check 
 
 
 def trainable_target(method: str, projection: str) -> bool:
-  """Whether the teacher-side vectors go through a trainable map (only rail_* with 'both'):
-  elsewhere the target is fixed, and its dir_var is the teacher's, not a collapse."""
-  return method in ("rail_l", "rail_c") and projection == "both"
+  """Whether the teacher-side vectors go through a trainable map (rail_l/rail_c with 'both',
+  and rail_paper, which always maps both sides): elsewhere the target is fixed, and its
+  dir_var is the teacher's, not a collapse."""
+  return method == "rail_paper" or (method in ("rail_l", "rail_c") and projection == "both")
 
 
 class CollapseWatch:
@@ -129,6 +130,8 @@ class CollapseWatch:
     self.warned: set[str] = set()
 
   def advice(self, side: str) -> str:
+    if self.method == "rail_paper":
+      return "the published form has this trivial minimiser; use rail_l or rail_c with projection='student_to_teacher'"
     if self.method in ("rail_l", "rail_c") and self.projection == "both":
       return (
         "use distill.projection='student_to_teacher' (a fixed target), or keep 'both' with "

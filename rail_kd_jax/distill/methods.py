@@ -44,7 +44,6 @@ PKD_MAPPINGS = ("skip", "last")
 CKD_GRANULARITIES = ("token", "pooled")
 PRESETS = ("uniform", "paper")
 FROZEN_PREFIX = "frozen_"
-RAIL = ("rail_l", "rail_c")
 
 
 @flax.struct.dataclass
@@ -92,8 +91,20 @@ class MethodInputs:
   axis_name: Any = flax.struct.field(pytree_node=False, default=None)
 
 
+class Knob(NamedTuple):
+  """One choice a method leaves open, with the candidate values a comparison may try.
+
+  A value is either a scalar (the distill field `name` takes it) or a dict {field: value}
+  (a choice that sets several fields at once, e.g. a resampling period)."""
+
+  name: str
+  values: tuple
+  why: str = ""  # where the candidates come from
+
+
 class Method(NamedTuple):
-  """One row of METHODS: the functions and the facts the trainer, the cache and the reports read."""
+  """One row of METHODS: the functions and the facts the trainer, the cache, the study and
+  the reports read."""
 
   init_heads: Callable[..., Any]
   loss: Callable[..., Any]
@@ -102,6 +113,15 @@ class Method(NamedTuple):
   uses_mapping: bool = False  # a random student->teacher layer mapping per step/epoch (RAIL-KD)
   pairs_layers: bool = False  # pairs student layers with teacher layers: needs as many teacher layers
   title: str = ""  # the name in result tables and plots
+  pooling: str = ""  # its own pooling when distill.pooling is '' ('' = pools nothing)
+  map_init: str = ""  # its own map start when distill.map_init is '' (see map_init_of)
+  # The published values (distill.preset='paper') and where each number comes from.
+  preset: dict = {}
+  preset_source: str = ""
+  # The knobs it leaves open, with candidates: the design space a study draws its grid from.
+  space: tuple = ()
+  # mapping(dcfg, key, num_teacher_layers, num_student_layers) -> int32 [K]; None = make_mapping.
+  mapping: Callable[..., Any] | None = None
 
 
 # ----------------------------------------------------------------------------
@@ -248,19 +268,21 @@ def pkd_teacher_layers(pkd_mapping: str, num_teacher_layers: int, num_student_la
 
 def pkd_init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers):
   """Per pair a student->teacher linear map when widths differ, else nothing."""
-  del dcfg, num_teacher_layers
+  del num_teacher_layers
   if student_dim == teacher_dim or num_student_layers < 2:
     return {}
-  return {"student_proj": projections.init_linear_stack(key, num_student_layers - 1, student_dim, teacher_dim)}
+  init = map_init_of(dcfg, student_dim, teacher_dim)
+  return {"student_proj": projections.init_linear_stack(key, num_student_layers - 1, student_dim, teacher_dim, init=init)}
 
 
 def pkd_loss(head_params, inputs: MethodInputs, dcfg):
   """(1 - a) CE + a KD + beta * L_PT, L_PT = mean over the M-1 pairs and the H features of
-  (s_j/|s_j| - t_j/|t_j|)^2 on first-token vectors: the PKD authors' `F.mse_loss` of the
-  normalised vectors (src/KD_loss.py), so `beta` reads on their grid {10, 100, 500, 1000}."""
+  (s_j/|s_j| - t_j/|t_j|)^2 on first-token vectors (`pooling_of`: 'cls' unless
+  distill.pooling says otherwise): the PKD authors' `F.mse_loss` of the normalised vectors
+  (src/KD_loss.py), so `beta` reads on their grid {10, 100, 500, 1000}."""
   ce, kd = _ce_kd_metrics(inputs, dcfg)
-  s = _states(inputs, "student", "cls")
-  t = _states(inputs, "teacher", "cls")
+  s = _states(inputs, "student", pooling_of(dcfg))
+  t = _states(inputs, "teacher", pooling_of(dcfg))
   m, n = s.shape[0] - 1, t.shape[0] - 1
   layers = pkd_teacher_layers(dcfg.pkd_mapping, n, m)
   if layers:
@@ -284,17 +306,19 @@ def pkd_loss(head_params, inputs: MethodInputs, dcfg):
 
 def alp_init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers):
   """Per student layer a student->teacher linear map when widths differ."""
-  del dcfg, num_teacher_layers
+  del num_teacher_layers
   if student_dim == teacher_dim:
     return {}
-  return {"student_proj": projections.init_linear_stack(key, num_student_layers, student_dim, teacher_dim)}
+  init = map_init_of(dcfg, student_dim, teacher_dim)
+  return {"student_proj": projections.init_linear_stack(key, num_student_layers, student_dim, teacher_dim, init=init)}
 
 
 def alp_kd_loss(head_params, inputs: MethodInputs, dcfg):
-  """Student layer j attends over all N teacher first-token vectors; MSE to the mix."""
+  """Student layer j attends over all N teacher first-token vectors (`pooling_of`: 'cls'
+  unless distill.pooling says otherwise); MSE to the mix."""
   ce, kd = _ce_kd_metrics(inputs, dcfg)
-  s = _states(inputs, "student", "cls")[1:]  # [M, B, Hs]
-  t = _states(inputs, "teacher", "cls")[1:]  # [N, B, Ht]
+  s = _states(inputs, "student", pooling_of(dcfg))[1:]  # [M, B, Hs]
+  t = _states(inputs, "teacher", pooling_of(dcfg))[1:]  # [N, B, Ht]
   if "student_proj" in head_params:
     s = projections.linear_stack(head_params["student_proj"], s)
   scores = jnp.einsum("mbh,nbh->bmn", s, t)  # unscaled dot product, as published
@@ -312,13 +336,14 @@ def alp_kd_loss(head_params, inputs: MethodInputs, dcfg):
 
 def ckd_init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers):
   """Per group j (1..M) a linear map of student layer j up to the group's concatenated
-  width (k_j * Ht), as the authors' `Linear(H, k*H)`."""
-  del dcfg
+  width (k_j * Ht), as the authors' `Linear(H, k*H)`; `map_init_of` picks the start
+  ('identity': the identity stacked k_j times, `projections.identity_like`)."""
   bounds = layer_sampling.block_bounds(num_teacher_layers, num_student_layers)
   keys = jax.random.split(key, num_student_layers)
+  init = map_init_of(dcfg, student_dim, teacher_dim)
   return {
     "student_proj": {
-      f"group_{j + 1}": projections.init_linear(keys[j], student_dim, (hi - lo) * teacher_dim)
+      f"group_{j + 1}": projections.init_linear(keys[j], student_dim, (hi - lo) * teacher_dim, init=init)
       for j, (lo, hi) in enumerate(bounds)
     }
   }
@@ -344,8 +369,8 @@ def ckd_loss(head_params, inputs: MethodInputs, dcfg):
     mask = jnp.ones(s.shape[1:3], jnp.float32) if mask is None else (jnp.asarray(mask) > 0)
     mask = mask.astype(jnp.float32)  # [B, T]
   else:
-    s = _states(inputs, "student", dcfg.pooling)  # [M+1, B, Hs]
-    t = _states(inputs, "teacher", dcfg.pooling)  # [N+1, B, Ht]
+    s = _states(inputs, "student", pooling_of(dcfg))  # [M+1, B, Hs]
+    t = _states(inputs, "teacher", pooling_of(dcfg))  # [N+1, B, Ht]
   m, n = s.shape[0] - 1, t.shape[0] - 1
   per_group, pairs = [], []
   for j, (lo, hi) in enumerate(layer_sampling.block_bounds(n, m)):
@@ -396,18 +421,16 @@ def _rail_heads(key, dcfg, din_s, din_t, count):
   ks, kt = jax.random.split(key)
   bias = not dcfg.center
   if dcfg.projection == "student_to_teacher":
-    heads = {"student_proj": projections.init_linear_stack(ks, count, din_s, din_t, bias=bias)}
-    if din_s == din_t:
-      # Equal widths: start at the identity, so the first steps compare the student's own
-      # vectors with the teacher's (as projection='none') and the map learns a correction.
-      # From N(0, 0.02) the map first learns the teacher's mean direction and passes the
-      # student almost no signal for ~100 steps (measured on the demo, docs/DEMO.md).
-      heads["student_proj"]["kernel"] = jnp.broadcast_to(jnp.eye(din_s, dtype=jnp.float32), (count, din_s, din_s))
-    return heads
+    # map_init '' starts an equal-width map at the identity (map_init_of), so the first
+    # steps compare the student's own vectors with the teacher's (as projection='none')
+    # and the map learns a correction.
+    init = map_init_of(dcfg, din_s, din_t)
+    return {"student_proj": projections.init_linear_stack(ks, count, din_s, din_t, bias=bias, init=init)}
   u = dcfg.proj_dim
+  init = map_init_of(dcfg, din_s, u, both_sides=True)
   return {
-    "student_proj": projections.init_linear_stack(ks, count, din_s, u, bias=bias),
-    _teacher_proj_key(dcfg): projections.init_linear_stack(kt, count, din_t, u, bias=bias),
+    "student_proj": projections.init_linear_stack(ks, count, din_s, u, bias=bias, init=init),
+    _teacher_proj_key(dcfg): projections.init_linear_stack(kt, count, din_t, u, bias=bias, init=init),
   }
 
 
@@ -424,8 +447,8 @@ def rail_c_init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, n
 
 
 def _rail_pairs(inputs: MethodInputs, dcfg):
-  s = _states(inputs, "student", dcfg.pooling)[1:]  # [M, B, Hs]
-  t_all = _states(inputs, "teacher", dcfg.pooling)  # [N+1, B, Ht]
+  s = _states(inputs, "student", pooling_of(dcfg))[1:]  # [M, B, Hs]
+  t_all = _states(inputs, "teacher", pooling_of(dcfg))  # [N+1, B, Ht]
   mapping = jnp.asarray(inputs.mapping, jnp.int32)
   t = jnp.take(t_all, mapping, axis=0)  # [M, B, Ht], traced indices
   return s, t
@@ -482,23 +505,178 @@ def rail_c_loss(head_params, inputs: MethodInputs, dcfg):
 
 
 # ----------------------------------------------------------------------------
+# RAIL-KD as published (rail_paper): the public reimplementation aitsc/GLMKD,
+# distill/distill_model.py class RAIL_KD, run as its readme's command
+# (--rail_kd_concatenated --rail_kd_u=128 --rail_kd_epochs=1, soft = hard = inter = 0.3333,
+# T = 10). Every choice below is that code's; docs/METHODS.md "rail_paper" cites the lines.
+
+
+def paper_mapping(dcfg, key, num_teacher_layers: int, num_student_layers: int):
+  """int32 [M-1]: `sorted(random.sample(range(1, N), M - 1))`, the teacher layers paired with
+  student layers 1..M-1 (the embedding output and both top layers left out); traceable."""
+  del dcfg
+  if num_student_layers < 2:
+    return jnp.zeros((0,), jnp.int32)
+  return layer_sampling.sample_layers(key, num_teacher_layers - 1, num_student_layers - 1)
+
+
+def rail_paper_init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_teacher_layers):
+  """One trainable map per side of the concatenated M-1 layers to proj_dim (u = 128), with a
+  bias, started by `map_init_of` (its own: Xavier normal, zero bias, as that code)."""
+  del num_teacher_layers
+  k = max(num_student_layers - 1, 1)
+  ks, kt = jax.random.split(key)
+  init = map_init_of(dcfg, k * student_dim, dcfg.proj_dim, both_sides=True)
+  return {
+    "student_proj": projections.init_linear(ks, k * student_dim, dcfg.proj_dim, init=init),
+    "teacher_proj": projections.init_linear(kt, k * teacher_dim, dcfg.proj_dim, init=init),
+  }
+
+
+def global_sum(values, example_mask, axis_name):
+  """Sum of `values [B]` over the real examples of the whole step batch, as a per-device
+  term: the step's pmean of every term divides by the device count, so each device returns
+  its local sum times that count (exact on any number of devices)."""
+  local = masked_mean(values, example_mask) * (
+    jnp.asarray(values.shape[0], jnp.float32)
+    if example_mask is None
+    else jnp.sum((jnp.asarray(example_mask) > 0).astype(jnp.float32))
+  )
+  if axis_name is None:
+    return local
+  return local * jax.lax.psum(jnp.ones((), jnp.float32), axis_name)
+
+
+def rail_paper_loss(head_params, inputs: MethodInputs, dcfg):
+  """ce_weight CE + kd_weight KL(p_T || p_S) at temperature T *without* the T^2 factor (that
+  code's soft term is the soft cross-entropy, whose gradient this is) + int_weight L_int;
+  L_int = the sum over the batch's examples and the u features of the squared difference of
+  the L2-normalised projections of [s_1; ..; s_{M-1}] and [t_{m_1}; ..; t_{m_{M-1}}]
+  (mean-pooled; that code's mean counts padding, a bug: here the mean is over real tokens)."""
+  ce, _ = _ce_kd_metrics(inputs, dcfg, with_kd=False)
+  kd = masked_mean(kd_per_example(inputs, dcfg.temperature), inputs.example_mask) / dcfg.temperature**2
+  s_all = _states(inputs, "student", pooling_of(dcfg))
+  t_all = _states(inputs, "teacher", pooling_of(dcfg))
+  m = s_all.shape[0] - 1
+  if m < 2:
+    inter, diag = jnp.zeros((), jnp.float32), {}
+  else:
+    s = _concat_layers(s_all[1:m])[0]  # [B, (M-1) Hs]
+    t = _concat_layers(jnp.take(t_all, jnp.asarray(inputs.mapping, jnp.int32), axis=0))[0]
+    ps = projections.linear(head_params["student_proj"], s)
+    pt = projections.linear(head_params["teacher_proj"], t)
+    per_example = distance(ps, pt, "sq_l2")  # [B]: squared L2 of the normalised vectors
+    inter = global_sum(per_example, inputs.example_mask, inputs.axis_name)
+    diag = diagnostics.collapse_stats([(ps[None], pt[None])], inputs.example_mask, inputs.axis_name)
+  return _weighted_total(dcfg, ce, kd, inter, diag)
+
+
+# ----------------------------------------------------------------------------
 # The table.
+
+# The design spaces (docs/METHODS.md "Design spaces"). Every method with a KD term offers
+# the same temperatures; every intermediate method that pools offers both poolings; every
+# method with a learned map (at the study's equal widths: ckd, rail_*) offers the same starts.
+_T = Knob("temperature", (1.0, 4.0, 10.0), "1 (Hinton's plain KD), 4, 10 (PKD's and RAIL-KD's published T)")
+_POOL = Knob("pooling", ("mean", "cls"), "masked mean over real tokens, or the first token")
+_START = Knob("map_init", ("identity", "random"), "identity-like (CKD: stacked identity) or N(0, 0.02^2)")
+_INT_W = Knob("int_weight", (1 / 3, 1.0, 3.0), "the intermediate term's weight, CE and KD at 1/3 each")
+_ALPHA = Knob("kd_alpha", (0.5, 0.7, 0.9), "PKD's kd_alpha grid {0.2, 0.5, 0.7, 0.9} above 0.2")
+_RESAMPLE = Knob(
+  "resample",
+  (
+    {"resample_every": "step", "resample_every_steps": 0},
+    {"resample_every": "step", "resample_every_steps": 20},
+    {"resample_every": "epoch", "resample_every_steps": 0},
+  ),
+  "a new mapping every step, every 20 steps, or every epoch (the published period)",
+)
+_THIRD = 1 / 3
 
 # fmt: off
 METHODS = {
   "none": Method(_no_heads, none_loss, needs_teacher=False, title="student without KD"),
-  "kd": Method(_no_heads, kd_loss, needs_teacher=True, title="KD"),
-  "pkd": Method(pkd_init_heads, pkd_loss, needs_teacher=True, pairs_layers=True, title="PKD"),
-  "alp_kd": Method(alp_init_heads, alp_kd_loss, needs_teacher=True, pairs_layers=True, title="ALP-KD"),
+  "kd": Method(
+    _no_heads, kd_loss, needs_teacher=True, title="KD",
+    preset={"temperature": 10.0, "kd_alpha": 0.7},
+    preset_source="Hinton KD on BERT as the PKD authors ran it: their kd.cls preset (src/argument_parser.py) "
+    "minus the patient term",
+    space=(_T, _ALPHA)),
+  "pkd": Method(
+    pkd_init_heads, pkd_loss, needs_teacher=True, pairs_layers=True, title="PKD", pooling="cls", map_init="random",
+    preset={"temperature": 10.0, "kd_alpha": 0.7, "pkd_beta": 500.0},
+    preset_source="PKD code, src/argument_parser.py 'kd.cls': T=10, alpha=0.7, beta=500 (normalised CLS)",
+    space=(_T, _ALPHA, Knob("pkd_beta", (10.0, 100.0, 500.0, 1000.0), "the PKD authors' beta grid"),
+           Knob("pkd_mapping", ("skip", "last"), "PKD-Skip and PKD-Last"), _POOL)),
+  "alp_kd": Method(
+    alp_init_heads, alp_kd_loss, needs_teacher=True, pairs_layers=True, title="ALP-KD", pooling="cls",
+    map_init="random",
+    preset={"temperature": 20.0, "ce_weight": 0.1, "kd_weight": 0.7, "int_weight": 0.2},
+    preset_source="no code from the authors; aitsc/GLMKD's ALP-KD run: soft 0.7, hard 0.1, T=20, lambda 0.2",
+    space=(_T, _INT_W, _POOL)),
   # needs_token_states because ckd_granularity='token' reads the hidden states; with
   # 'pooled' they are passed but unused (XLA drops them).
-  "ckd": Method(ckd_init_heads, ckd_loss, needs_teacher=True, needs_token_states=True, pairs_layers=True, title="CKD"),
-  "rail_l": Method(rail_l_init_heads, rail_l_loss, needs_teacher=True, uses_mapping=True, pairs_layers=True,
-                   title="RAIL-KD (rail_l)"),
-  "rail_c": Method(rail_c_init_heads, rail_c_loss, needs_teacher=True, uses_mapping=True, pairs_layers=True,
-                   title="RAIL-KD (rail_c)"),
+  "ckd": Method(
+    ckd_init_heads, ckd_loss, needs_teacher=True, needs_token_states=True, pairs_layers=True, title="CKD",
+    pooling="mean", map_init="random",
+    preset={"temperature": 1.0, "ce_weight": 0.1, "kd_weight": 0.2, "int_weight": 0.7},
+    preset_source="CKD_pytorch README: alpha (soft) 0.2, beta (intermediate) 0.7, hard 1 - alpha - beta; T=1",
+    space=(_T, _INT_W, _POOL, _START)),
+  "rail_l": Method(
+    rail_l_init_heads, rail_l_loss, needs_teacher=True, uses_mapping=True, pairs_layers=True,
+    title="RAIL-KD (rail_l)", pooling="mean", map_init="identity_when_square",
+    preset={"temperature": 10.0, "ce_weight": _THIRD, "kd_weight": _THIRD, "int_weight": _THIRD},
+    preset_source="aitsc/GLMKD's RAIL-KD run: soft = hard = intermediate = 1/3, T=10",
+    space=(_T, _INT_W, _POOL, _START, _RESAMPLE)),
+  "rail_c": Method(
+    rail_c_init_heads, rail_c_loss, needs_teacher=True, uses_mapping=True, pairs_layers=True,
+    title="RAIL-KD (rail_c)", pooling="mean", map_init="identity_when_square",
+    preset={"temperature": 10.0, "ce_weight": _THIRD, "kd_weight": _THIRD, "int_weight": _THIRD},
+    preset_source="aitsc/GLMKD's RAIL-KD run: soft = hard = intermediate = 1/3, T=10",
+    space=(_T, _INT_W, _POOL, _START, _RESAMPLE)),
+  # The published recipe; its structure (M-1 pairs from 1..N-1, both sides mapped to u,
+  # concatenated, summed) is its loss; the preset holds the values that code was run with.
+  "rail_paper": Method(
+    rail_paper_init_heads, rail_paper_loss, needs_teacher=True, uses_mapping=True, pairs_layers=True,
+    title="RAIL-KD (published)", pooling="mean", map_init="xavier", mapping=paper_mapping,
+    preset={"temperature": 10.0, "ce_weight": _THIRD, "kd_weight": _THIRD, "int_weight": _THIRD,
+            "proj_dim": 128, "resample_every": "epoch", "resample_every_steps": 0},
+    preset_source="aitsc/GLMKD distill/readme.md's RAIL-KD command: --distill_soft_rate=0.3333 "
+    "--distill_hard_rate=0.3333 --rail_kd_inter_rate=0.3333 --distill_temperature=10 --rail_kd_u=128 "
+    "--rail_kd_concatenated --rail_kd_epochs=1",
+    # The structure is the recipe; what it leaves to tuning: T, the weight, pooling, map start.
+    space=(_T, _INT_W, _POOL, Knob("map_init", ("identity", "random", "xavier"),
+                                   "identity-like, N(0, 0.02^2), or that code's Xavier normal"))),
 }
 # fmt: on
+
+RAIL = tuple(name for name, m in METHODS.items() if m.uses_mapping)
+MAP_INITS = ("",) + projections.INITS
+
+
+def pooling_of(dcfg) -> str:
+  """The pooling a run uses: distill.pooling, or the method's own when it is ''."""
+  own = METHODS[dcfg.method].pooling if dcfg.method in METHODS else ""
+  return dcfg.get("pooling", "") or own or "mean"
+
+
+def map_init_of(dcfg, din: int, dout: int, both_sides: bool = False) -> str:
+  """How a learned map of `dcfg.method` starts: distill.map_init, or the method's own when it
+  is '' ('identity_when_square': the identity for an equal-width student->teacher map,
+  N(0, 0.02^2) otherwise)."""
+  init = dcfg.get("map_init", "") or METHODS[dcfg.method].map_init or "random"
+  if init == "identity_when_square":
+    return "identity" if din == dout and not both_sides else "random"
+  return init
+
+
+def mapping_for(dcfg, key, num_teacher_layers: int, num_student_layers: int):
+  """The method's layer mapping (int32 [K], traceable): its own rule, or `make_mapping`."""
+  rule = METHODS[dcfg.method].mapping
+  if rule is not None:
+    return rule(dcfg, key, num_teacher_layers, num_student_layers)
+  return layer_sampling.make_mapping(dcfg, key, num_teacher_layers, num_student_layers)
+
 
 # Methods that pair student layers with teacher layers (need no more student layers).
 _LAYERWISE = tuple(name for name, m in METHODS.items() if m.pairs_layers)
@@ -528,23 +706,10 @@ def trainable_mask(head_params):
 # ----------------------------------------------------------------------------
 # Presets (docs/METHODS.md, "Presets", has the source of every number).
 
-# distill.preset='paper': the published (or, where the authors published none, the
-# named reimplementation's) loss weights and temperature of each method. Only these
-# fields; everything else keeps its configured value.
-PAPER_PRESETS = {
-  "none": {},
-  # Hinton KD on BERT as the PKD authors ran it (their kd.cls preset, minus the patient term).
-  "kd": {"temperature": 10.0, "kd_alpha": 0.7},
-  # PKD code, src/argument_parser.py 'kd.cls': T=10, alpha=0.7, beta=500 (normalised CLS).
-  "pkd": {"temperature": 10.0, "kd_alpha": 0.7, "pkd_beta": 500.0},
-  # No code from the authors; aitsc/GLMKD's ALP-KD run: soft 0.7, hard 0.1, T=20, lambda 0.2.
-  "alp_kd": {"temperature": 20.0, "ce_weight": 0.1, "kd_weight": 0.7, "int_weight": 0.2},
-  # CKD_pytorch README: alpha (soft) 0.2, beta (intermediate) 0.7, hard 1 - alpha - beta; T=1.
-  "ckd": {"temperature": 1.0, "ce_weight": 0.1, "kd_weight": 0.2, "int_weight": 0.7},
-  # aitsc/GLMKD's RAIL-KD run: soft = hard = intermediate = 1/3, T=10.
-  "rail_l": {"temperature": 10.0, "ce_weight": 1 / 3, "kd_weight": 1 / 3, "int_weight": 1 / 3},
-  "rail_c": {"temperature": 10.0, "ce_weight": 1 / 3, "kd_weight": 1 / 3, "int_weight": 1 / 3},
-}
+# distill.preset='paper': the published (or, where the authors published none, the named
+# reimplementation's) values of each method: its row's `preset`, with `preset_source`.
+# Only these fields; everything else keeps its configured value.
+PAPER_PRESETS = {name: dict(m.preset) for name, m in METHODS.items()}
 
 
 def preset_values(dcfg) -> dict:
@@ -559,11 +724,12 @@ def _check_preset(dcfg):
   if dcfg.get("preset", "uniform") == "uniform":
     return
   default = defaults.distill_config()
+  same = lambda a, b: np.isclose(a, b) if isinstance(b, float) else a == b
   for field, value in preset_values(dcfg).items():
     given = dcfg[field]
-    if not (np.isclose(given, default[field]) or np.isclose(given, value)):
+    if not (same(given, default[field]) or same(given, value)):
       raise ValueError(
-        f"distill.{field}={given!r} conflicts with distill.preset='paper', which sets it to {value:g} for "
+        f"distill.{field}={given!r} conflicts with distill.preset='paper', which sets it to {value!r} for "
         f"{dcfg.method}; drop the override or use preset='uniform'."
       )
 
@@ -576,7 +742,7 @@ def apply_preset(dcfg):
   out = dcfg.copy_and_resolve_references()
   with out.unlocked():
     for field, value in preset_values(dcfg).items():
-      out[field] = float(value)
+      out[field] = type(out[field])(value)
   return out
 
 
@@ -615,7 +781,8 @@ def check_options(dcfg) -> None:
   checks.choice("distill.method", dcfg.method, tuple(METHODS))
   checks.choice("distill.sampling", dcfg.sampling, layer_sampling.SAMPLINGS)
   checks.choice("distill.resample_every", dcfg.resample_every, RESAMPLE_EVERY)
-  checks.choice("distill.pooling", dcfg.pooling, pooling_lib.POOLINGS)
+  checks.choice("distill.pooling", dcfg.pooling, ("",) + pooling_lib.POOLINGS)
+  checks.choice("distill.map_init", dcfg.get("map_init", ""), MAP_INITS)
   checks.choice("distill.distance", dcfg.distance, DISTANCES)
   checks.choice("distill.projection", dcfg.projection, PROJECTIONS)
   checks.choice("distill.proj_index", dcfg.proj_index, PROJ_INDEXES)
@@ -659,25 +826,32 @@ def validate(
       f"distill.method={method!r} pairs each student layer with a teacher layer, "
       f"but the student has more layers ({num_student_layers}) than the teacher ({num_teacher_layers})."
     )
-  if METHODS[method].uses_mapping and dcfg.sampling == "fixed":
+  if METHODS[method].uses_mapping and METHODS[method].mapping is None and dcfg.sampling == "fixed":
     _validate_fixed(dcfg.fixed_layers, num_student_layers, num_teacher_layers)
   _check_preset(dcfg)
+  if method == "rail_paper":
+    return _ignored_warning(dcfg, method, ("projection", "center", "proj_index", "distance", "sampling"))
   if method in RAIL:
     warnings = _validate_rail(dcfg, student_dim, teacher_dim)
     if method == "rail_c" and dcfg.proj_index != "slot":
       warnings.append("distill.proj_index='teacher_layer' only applies to rail_l; rail_c has one map per side.")
     return warnings
-  warnings = []
-  default = defaults.distill_config()
-  ignored = [f for f in ("projection", "center", "proj_index", "distance") if dcfg[f] != default[f]]
-  if ignored and METHODS[method].needs_teacher:
-    warnings.append(f"distill.{', distill.'.join(ignored)} only apply to rail_l/rail_c; {method} ignores them.")
+  warnings = _ignored_warning(dcfg, method, ("projection", "center", "proj_index", "distance"))
   if method == "pkd" and 0 < dcfg.pkd_beta < 1:
     warnings.append(
       f"distill.pkd_beta={dcfg.pkd_beta:g} is tiny on the PKD authors' scale (a mean over pairs "
       f"and features; their grid 10-1000, 100 by default)."
     )
   return warnings
+
+
+def _ignored_warning(dcfg, method: str, fields) -> list[str]:
+  """One warning line naming the rail_l/rail_c options moved off their defaults that `method` ignores."""
+  default = defaults.distill_config()
+  ignored = [f for f in fields if dcfg[f] != default[f]]
+  if ignored and METHODS[method].needs_teacher:
+    return [f"distill.{', distill.'.join(ignored)} only apply to rail_l/rail_c; {method} ignores them."]
+  return []
 
 
 def _validate_rail(dcfg, student_dim, teacher_dim) -> list[str]:
@@ -711,7 +885,7 @@ def resampling_warnings(
   """A warning line when resample_every='epoch' leaves a run with few distinct mappings."""
   if (
     not get_method(dcfg.method).uses_mapping
-    or dcfg.sampling == "fixed"
+    or (dcfg.sampling == "fixed" and get_method(dcfg.method).mapping is None)
     or dcfg.resample_every_steps
     or dcfg.resample_every != "epoch"
   ):
@@ -719,7 +893,10 @@ def resampling_warnings(
   if total_steps >= 2 * steps_per_epoch:
     return []
   seen = -(-int(total_steps) // int(steps_per_epoch))
-  possible = math.comb(num_teacher_layers, num_student_layers) if dcfg.sampling == "uniform" else None
+  if dcfg.method == "rail_paper":
+    possible = math.comb(num_teacher_layers - 1, num_student_layers - 1)
+  else:
+    possible = math.comb(num_teacher_layers, num_student_layers) if dcfg.sampling == "uniform" else None
   of = f" of the {possible} possible" if possible else ""
   return [
     f"distill.resample_every='epoch' on a run of {total_steps} steps ({total_steps / steps_per_epoch:.2f} "

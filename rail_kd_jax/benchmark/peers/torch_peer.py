@@ -25,6 +25,7 @@ import transformers
 from torch import nn
 
 from rail_kd_jax.distill import layer_sampling
+from rail_kd_jax.distill import methods as methods_lib
 from rail_kd_jax.distill.methods import pkd_teacher_layers
 
 
@@ -95,6 +96,10 @@ class Heads(nn.Module):
         self.teacher_proj = _linear_stack(count, din_t, u, bias)
         if dcfg.projection == "frozen_random":
           self.teacher_proj.requires_grad_(False)
+    elif method == "rail_paper" and num_student_layers > 1:
+      k = num_student_layers - 1  # both sides of the concatenated M-1 layers to u, as methods.rail_paper_init_heads
+      self.student_proj = _linear_stack(1, k * hs, u, True)
+      self.teacher_proj = _linear_stack(1, k * ht, u, True)
     for mod in self.modules():
       if isinstance(mod, nn.Linear):
         nn.init.normal_(mod.weight, std=0.02)
@@ -145,7 +150,7 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
     return w(_masked_mean(_distance(s, context, "mse").mean(0), em))
   if method == "ckd":
     token = dcfg.ckd_granularity == "token"
-    s, t = (s_hidden, t_hidden) if token else (_pool(s_hidden, mask, dcfg.pooling), _pool(t_hidden, mask, dcfg.pooling))
+    s, t = (s_hidden, t_hidden) if token else (_pool(s_hidden, mask, methods_lib.pooling_of(dcfg)), _pool(t_hidden, mask, methods_lib.pooling_of(dcfg)))
     per_layer = []
     for j, (lo, hi) in enumerate(layer_sampling.block_bounds(num_teacher_layers, num_student_layers)):
       target = torch.cat([t[i] for i in range(lo, hi)], -1)
@@ -156,8 +161,8 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
       return w((d * tm).sum() / torch.clamp(tm.sum(), min=1.0))
     return w(_masked_mean(d, em))
   if method in ("rail_l", "rail_c"):
-    s = _pool(s_hidden, mask, dcfg.pooling)[1:]
-    t = _pool(t_hidden, mask, dcfg.pooling)[mapping]
+    s = _pool(s_hidden, mask, methods_lib.pooling_of(dcfg))[1:]
+    t = _pool(t_hidden, mask, methods_lib.pooling_of(dcfg))[mapping]
     if method == "rail_c":  # [1, B, M*H]
       s = s.permute(1, 0, 2).reshape(1, s.shape[1], -1)
       t = t.permute(1, 0, 2).reshape(1, t.shape[1], -1)
@@ -171,6 +176,16 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
       if dcfg.projection != "student_to_teacher":
         t = torch.stack([heads.teacher_proj[i](x) for i, x in zip(index, t)])
     return w(_masked_mean(_distance(s, t, dcfg.distance).mean(0), em))
+  if method == "rail_paper":  # as methods.rail_paper_loss: KD without T^2, the term summed over the batch
+    kd = kd / temp**2
+    w = lambda inter: dcfg.ce_weight * ce + dcfg.kd_weight * kd + dcfg.int_weight * inter
+    if num_student_layers < 2:
+      return w(torch.zeros((), device=zs.device))
+    s = _pool(s_hidden, mask, methods_lib.pooling_of(dcfg))[1:num_student_layers]
+    t = _pool(t_hidden, mask, methods_lib.pooling_of(dcfg))[mapping]
+    s = heads.student_proj[0](s.permute(1, 0, 2).reshape(s.shape[1], -1))
+    t = heads.teacher_proj[0](t.permute(1, 0, 2).reshape(t.shape[1], -1))
+    return w((_distance(s, t, "sq_l2") * (em > 0).to(s.dtype)).sum())
   raise ValueError(f"unknown method {method!r}")
 
 
@@ -292,8 +307,11 @@ class TorchPeer:
 
   def _mapping(self) -> torch.Tensor | None:
     """rail_*: distinct teacher layers (1-based, ascending), one per student layer, drawn uniformly each step."""
-    if self.method not in ("rail_l", "rail_c"):
+    if self.method not in ("rail_l", "rail_c", "rail_paper"):
       return None
+    if self.method == "rail_paper":  # M-1 of 1..N-1 (the student's top layer and the teacher's left out)
+      perm = torch.randperm(self.num_teacher_layers - 1, generator=self.gen)
+      return torch.sort(perm[: self.num_student_layers - 1]).values + 1
     perm = torch.randperm(self.num_teacher_layers, generator=self.gen)
     return torch.sort(perm[: self.num_student_layers]).values + 1
 
