@@ -724,7 +724,7 @@ def test_every_design_space_names_real_fields_and_its_preset_is_valid():
     for knob in row.space:
       assert len(knob.values) >= 2 and knob.why, (name, knob.name)
       for v in knob.values:
-        for field, value in (v.items() if isinstance(v, dict) else [(knob.name, v)]):
+        for field, value in v.items() if isinstance(v, dict) else [(knob.name, v)]:
           assert field in fields and type(value) is type(fields[field]), (name, field, value)
     assert set(row.preset) <= set(fields) and (row.preset_source or not row.preset), name
     d = dcfg_for(name)

@@ -414,7 +414,9 @@ def test_every_method_gets_the_same_number_of_points_drawn_from_its_own_space():
   for m in ("pkd", "alp_kd", "ckd", "rail_l", "rail_c", "rail_paper"):
     assert {"mean", "cls"} <= set(next(kn.values for kn in methods_lib.METHODS[m].space if kn.name == "pooling"))
   for m in ("ckd", "rail_l", "rail_c", "rail_paper"):
-    assert {"identity", "random"} <= set(next(kn.values for kn in methods_lib.METHODS[m].space if kn.name == "map_init"))
+    assert {"identity", "random"} <= set(
+      next(kn.values for kn in methods_lib.METHODS[m].space if kn.name == "map_init")
+    )
   # Deterministic: the same draw again; another grid seed draws other points.
   assert study.grid_for(config) == grid
   config.study.grid_seed = 1

@@ -82,7 +82,11 @@ def test_cached_values_are_the_online_teacher_outputs(tmp_path):
   from rail_kd_jax import builders
 
   online = builders.build_run(tiny_config(**{"distill.method": "pkd", "num_devices": 2}), str(tmp_path / "o"), 2)
-  per_device = jax.jit(lambda p, b: teacher_outputs(spec, p, b))
+  # The cache holds the masked mean and the first token whatever the run's pooling (pkd's: cls).
+  mean_dcfg = spec.dcfg.copy_and_resolve_references()
+  mean_dcfg.pooling = "mean"
+  mean_spec = dataclasses.replace(spec, dcfg=mean_dcfg)
+  per_device = jax.jit(lambda p, b: teacher_outputs(mean_spec, p, b))
   batch = next(iter(trainer.train_batches(0)))
   for d in range(2):
     rows = slice(8 * d, 8 * (d + 1))
@@ -92,6 +96,11 @@ def test_cached_values_are_the_online_teacher_outputs(tmp_path):
     np.testing.assert_array_equal(batch["teacher_logits"][rows], np.asarray(out["logits"]))
     np.testing.assert_array_equal(batch["teacher_pooled"][rows], np.swapaxes(np.asarray(out["pooled"]), 0, 1))
     np.testing.assert_array_equal(batch["teacher_cls"][rows], np.swapaxes(np.asarray(out["cls"]), 0, 1))
+  # The cached step hands pkd its own pooling: the first-token rows.
+  cached = teacher_outputs(
+    trainer.step_spec, None, {k: batch[k] for k in ("teacher_logits", "teacher_pooled", "teacher_cls")}
+  )
+  np.testing.assert_array_equal(np.asarray(cached["pooled"]), np.swapaxes(batch["teacher_cls"], 0, 1))
 
 
 def test_cache_is_reused_and_bfloat16_is_close(tmp_path):

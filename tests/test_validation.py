@@ -333,8 +333,12 @@ def render_doc(messages, warnings_seen, data_outcomes, predict_messages) -> str:
       "sets 'temprature', which is not a distill field the grid may set (see distill_config in rail_kd_jax/defaults.py) |",
       "| `--config.study.grid='{\"kd\": []}'` | study.grid['kd'] must be a non-empty list of {field: value} "
       "objects, got [] |",
-      "| `--config.study.tune_seed=7` | study.tune_seed=7 must be one of study.seeds=[0, 1, 2, 3, 4] (its tuning "
-      "run is that seed's run) |",
+      '| `--config.study.grid=\'{"kd": [{"temperature": 2.0}]}\'` | study.grid gives the methods unequal numbers '
+      "of points {...}; every method with a design space gets the same number (equal freedom, docs/STUDY.md) |",
+      "| `--config.study.tune_seeds='(0, 100)'` | study.tune_seeds=[0, 100] and study.seeds=[0, 1, 2, 3, 4] share "
+      "[0]; a seed that selects a point is never reported (docs/STUDY.md), so keep them apart |",
+      "| `--config=configs/study.py:local/mine` without `mine/test.csv` | study.local_dir='mine' has no test file: "
+      "the study needs train, dev and a labelled test file (test{.csv,.tsv,.jsonl}) |",
       "| `--config.study.ood=/data/no_such.csv` | study.ood='/data/no_such.csv': no such file (give a labelled "
       "CSV/TSV/JSONL with the task's columns, 'tweets', or '' for no out-of-domain split) |",
       "| `--config.distill.ckd_granularity=token` | study.methods has 'ckd' at grid point 'paper', which the "

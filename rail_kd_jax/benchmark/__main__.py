@@ -8,6 +8,7 @@ from absl import app, flags
 
 from rail_kd_jax import benchmark
 from rail_kd_jax.benchmark.cases import ALL_METHODS
+from rail_kd_jax.benchmark.depth import METHODS as DEPTH_METHODS
 from rail_kd_jax.benchmark.runner import run
 from rail_kd_jax.benchmark.sections import DEFAULT_METHODS, PEERS, PRECISIONS, Options
 from rail_kd_jax.benchmark.shapes import SHAPES, with_batch
@@ -40,7 +41,7 @@ def main(argv):
   precisions = _list(f.precisions, "precisions", PRECISIONS)
   if not precisions:
     raise SystemExit(f"--precisions: give at least one of {', '.join(PRECISIONS)}")
-  workloads = _list(f.workload, "workload", WORKLOADS)
+  workloads = _list(f.workload, "workload", WORKLOADS + ("depth",))
   if f.attention not in ATTENTIONS:
     raise SystemExit(f"--attention: unknown value {f.attention!r}; valid: {', '.join(ATTENTIONS)}")
   opts = Options(
@@ -79,7 +80,18 @@ def main(argv):
   memory = []
   if f.memory_check:
     memory.append((SHAPES["roberta-large-6"], dict(method="rail_l", dtype="bfloat16")))
-  run(f.out, shapes, opts, study=study, memory=memory, workload=workload)
+  depth = None
+  if "depth" in workloads:
+    depth = dict(
+      depths=tuple(int(x) for x in _list(f.depths, "depths", [str(i) for i in range(1, 129)])),
+      width=f.depth_width,
+      heads=f.depth_heads,
+      ff=4 * f.depth_width,
+      batch=f.depth_batch,
+      length=f.depth_length,
+      methods=tuple(_list(f.depth_methods, "depth_methods", DEPTH_METHODS, allow_all=True)),
+    )
+  run(f.out, shapes, opts, study=study, memory=memory, workload=workload, depth=depth)
 
 
 def _define_flags():
@@ -87,8 +99,10 @@ def _define_flags():
   flags.DEFINE_string(
     "workload",
     ",".join(WORKLOADS),
-    "Sections: 'fixed' (every method on --shapes, random tokens of a fixed length) and/or 'demo' "
-    "(one epoch of the demo's Rotten Tomatoes train split, real tokenizer and lengths, end to end).",
+    "Sections: 'fixed' (every method on --shapes, random tokens of a fixed length), 'demo' "
+    "(one epoch of the demo's Rotten Tomatoes train split, real tokenizer and lengths, end to end) and/or "
+    "'depth' (every method, online and cached, with the PyTorch peer, for teachers of --depths layers; "
+    "the intermediate term's own cost; depth.png). The default is 'fixed,demo'.",
   )
   flags.DEFINE_string("shapes", "minilm6-3", f"Comma-separated shapes: {', '.join(SHAPES)}.")
   flags.DEFINE_string(
@@ -133,6 +147,14 @@ def _define_flags():
   flags.DEFINE_integer("workload_chunks", 8, "demo workload: the epoch's interleaved chunks.")
   flags.DEFINE_string("workload_dir", "", "demo workload: data folder (default <out>/workload; reused).")
   flags.DEFINE_string("workload_teacher", "", "demo workload: teacher HF folder ('' = the installed MiniLM-L6).")
+  flags.DEFINE_string("depths", "6,12,24", "depth section: the teachers' layer counts (students: half, at most 6).")
+  flags.DEFINE_integer("depth_width", 384, "depth section: hidden width of teacher and student (FF 4x).")
+  flags.DEFINE_integer("depth_heads", 12, "depth section: attention heads.")
+  flags.DEFINE_integer("depth_batch", 16, "depth section: batch size.")
+  flags.DEFINE_integer("depth_length", 128, "depth section: sequence length.")
+  flags.DEFINE_string(
+    "depth_methods", "all", f"depth section: methods, or 'all' ({', '.join(DEPTH_METHODS)}); kd is always timed."
+  )
   flags.DEFINE_bool("scan_layers", False, "nn.scan over layers.")
   flags.DEFINE_bool("remat", False, "Rematerialise each layer in the backward pass.")
   flags.DEFINE_enum("parallel", "shard_map", ["pmap", "shard_map"], "Data-parallel wrapper.")

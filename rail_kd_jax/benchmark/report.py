@@ -8,6 +8,7 @@ import platform
 import jax
 import numpy as np
 
+from rail_kd_jax.benchmark import depth as depth_lib
 from rail_kd_jax.benchmark.cases import ALL_METHODS
 
 
@@ -196,6 +197,8 @@ def write_markdown(path: str, rows: list[dict], meta: dict) -> None:
       + (f" torch.compile unavailable: {notes[0]}" if notes else ""),
       "",
     ]
+  for precision in dict.fromkeys(r.get("precision") for r in rows if r.get("kind") == "depth_step"):
+    lines += depth_lib.markdown(rows, precision)
   epochs = [r for r in rows if r.get("kind") == "epoch"]
   if epochs:
     e0 = epochs[0]

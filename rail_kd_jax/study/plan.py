@@ -1,5 +1,4 @@
-"""The study's plan: each method's grid drawn from its own design space, the checks made
-before anything trains, and the stage config of every run.
+"""The study's plan: each method's grid from its own design space, the checks, every run's config.
 
 The grid (docs/STUDY.md "Equal freedom"): every method with a design space gets the same
 number of points, `study.grid_points` = K. Point 1 is the method's published preset
@@ -26,8 +25,15 @@ from rail_kd_jax.validation import model_folder
 GRIDS = ("default", "runlocal")
 TASKS = ("rotten_tomatoes", "tweets", "glue", "local")
 # Knob values in point names: short forms.
-_SHORT = {"temperature": "T", "int_weight": "w", "kd_alpha": "a", "pkd_beta": "b", "pooling": "", "map_init": "",
-          "pkd_mapping": ""}
+_SHORT = {
+  "temperature": "T",
+  "int_weight": "w",
+  "kd_alpha": "a",
+  "pkd_beta": "b",
+  "pooling": "",
+  "map_init": "",
+  "pkd_mapping": "",
+}
 
 
 def _fmt(v) -> str:

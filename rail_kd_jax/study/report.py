@@ -1,5 +1,6 @@
-"""The study's answer: per-method summaries, the claims with their per-example statistics and
-Holm correction, the longer runs, and study.md / .json / .csv / .png / _predictions.npz.
+"""The study's answer: summaries, claims with per-example statistics and Holm, the outputs.
+
+study.md / .json / .csv / .png / _predictions.npz.
 
 A claim is "RAIL-KD variant r beats baseline b on split x" for r in `study.claims_for`, b in
 `study.claim_baselines` and x in test / ood. Its statistic is `stats.clustered_bootstrap`
@@ -187,7 +188,9 @@ def summarise(
   if teacher_facts:
     teacher_row.update({split: teacher_facts.get(split) for split in SPLITS})
   runs = [
-    dict(_strip(per_seed[m][x]), method=m, seed=x, point=selected[m]["name"], kind="run") for m in methods for x in seeds
+    dict(_strip(per_seed[m][x]), method=m, seed=x, point=selected[m]["name"], kind="run")
+    for m in methods
+    for x in seeds
   ]
   return {
     "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()},
@@ -285,7 +288,9 @@ def _claim_cell(c: dict | None) -> str:
   if not c:
     return "-"
   b = c["bootstrap"]
-  return f"{100 * b['mean']:+.2f} [{100 * b['low']:+.2f}, {100 * b['high']:+.2f}], p_Holm {_p(c['p_holm'])}: {c['verdict']}"
+  return (
+    f"{100 * b['mean']:+.2f} [{100 * b['low']:+.2f}, {100 * b['high']:+.2f}], p_Holm {_p(c['p_holm'])}: {c['verdict']}"
+  )
 
 
 def headline(study: dict, ref: str = "rail_l") -> str:
@@ -294,7 +299,13 @@ def headline(study: dict, ref: str = "rail_l") -> str:
   rows = study["methods"]
   has_ood = any("ood" in r for r in rows.values())
   by = {(c["baseline"], c["split"]): c for c in study["claims"] if c["rail"] == ref}
-  head = ["method", "test %", "OOD %" if has_ood else None, f"{ref} − method, test", f"{ref} − method, OOD" if has_ood else None]
+  head = [
+    "method",
+    "test %",
+    "OOD %" if has_ood else None,
+    f"{ref} − method, test",
+    f"{ref} − method, OOD" if has_ood else None,
+  ]
   head = [h for h in head if h]
   out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for m, r in rows.items():
@@ -453,7 +464,11 @@ def _diagnostics(study: dict) -> list[str]:
       out.append(f"| {m} | " + " | ".join(f"{dg[k]['mean']:.3f}" if k in dg else "-" for k in names) + " |")
   maps = [m for m in rows if "teacher_layer_use" in rows[m]]
   if maps:
-    out += ["", "## RAIL-KD mapping counts (steps each teacher layer was paired with a student layer, summed over seeds)", ""]
+    out += [
+      "",
+      "## RAIL-KD mapping counts (steps each teacher layer was paired with a student layer, summed over seeds)",
+      "",
+    ]
     for m in maps:
       out.append(f"- {m}: " + ", ".join(f"layer {i + 1}: {int(v)}" for i, v in enumerate(rows[m]["teacher_layer_use"])))
   return out
@@ -489,7 +504,10 @@ def _time(study: dict) -> list[str]:
 def to_markdown(study: dict) -> str:
   d, t = study["data"], study["teacher"]
   out = ["# Study: RAIL-KD against KD, PKD, ALP-KD and CKD", ""]
-  out.append(f"Task: {d.get('task', '')}. " + (f"Out-of-domain: {d['ood']['name']}." if "ood" in d else "No out-of-domain split."))
+  out.append(
+    f"Task: {d.get('task', '')}. "
+    + (f"Out-of-domain: {d['ood']['name']}." if "ood" in d else "No out-of-domain split.")
+  )
   if t.get("test") is not None:
     out.append(
       f"Teacher ({t.get('layers')} layers): dev {_pct(t.get('dev'))}%, test {_pct(t.get('test'))}%"
@@ -513,18 +531,37 @@ def write_csv(study: dict, path: str) -> None:
   """One row per (method, seed) run of the selected points, then the grid's tuning runs."""
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["kind", "method", "point", "seed", "dev", "test", "ood", "train_seconds", "step_ms"] + list(diagnostics.ALL_NAMES))
+    w.writerow(
+      ["kind", "method", "point", "seed", "dev", "test", "ood", "train_seconds", "step_ms"]
+      + list(diagnostics.ALL_NAMES)
+    )
     for r in study["runs"]:
       w.writerow(
-        ["run", r["method"], r["point"], r["seed"], r.get("dev"), r.get("test"), r.get("ood"), r["train_seconds"], r["step_ms"]]
+        [
+          "run",
+          r["method"],
+          r["point"],
+          r["seed"],
+          r.get("dev"),
+          r.get("test"),
+          r.get("ood"),
+          r["train_seconds"],
+          r["step_ms"],
+        ]
         + [r["diagnostics"].get(k, "") for k in diagnostics.ALL_NAMES]
       )
     for m, pts in study["grid"].items():
       for p in pts:
         for seed, dev in p["dev_by_seed"].items():
-          w.writerow(["tune", m, p["name"], seed, dev, p["test"], p["ood"], p["train_seconds"], ""] + [""] * len(diagnostics.ALL_NAMES))
+          w.writerow(
+            ["tune", m, p["name"], seed, dev, p["test"], p["ood"], p["train_seconds"], ""]
+            + [""] * len(diagnostics.ALL_NAMES)
+          )
     for m, r in (study.get("longer") or {}).get("methods", {}).items():
-      w.writerow(["long", m, "", study["longer"]["seed"], r["dev"], r["test"], r["ood"], r["train_seconds"], ""] + [""] * len(diagnostics.ALL_NAMES))
+      w.writerow(
+        ["long", m, "", study["longer"]["seed"], r["dev"], r["test"], r["ood"], r["train_seconds"], ""]
+        + [""] * len(diagnostics.ALL_NAMES)
+      )
 
 
 def write_predictions(path: str, tuning: dict, per_seed: dict, longer: dict, clusters: dict) -> str:
@@ -555,7 +592,9 @@ def write_predictions(path: str, tuning: dict, per_seed: dict, longer: dict, clu
   return file_sha256(path)
 
 
-def write_outputs(study: dict, workdir: str, tuning: dict, per_seed: dict, longer: dict, clusters: dict, plots: bool = True):
+def write_outputs(
+  study: dict, workdir: str, tuning: dict, per_seed: dict, longer: dict, clusters: dict, plots: bool = True
+):
   study["predictions_sha256"] = write_predictions(
     os.path.join(workdir, "study_predictions.npz"), tuning, per_seed, longer, clusters
   )
@@ -567,4 +606,3 @@ def write_outputs(study: dict, workdir: str, tuning: dict, per_seed: dict, longe
   if plots:
     plots_lib.write_study_chart(study, os.path.join(workdir, "study.png"))
   print(md, flush=True)
-

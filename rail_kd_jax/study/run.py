@@ -1,5 +1,4 @@
-"""The study's runs: the teacher once, each method's grid at the tuning seeds, the selected
-point at every reported seed, the longer runs, and the facts each run leaves.
+"""The study's runs: teacher, grid at the tuning seeds, reported seeds, longer runs; their facts.
 
 Folders of the workdir (docs/STUDY.md):
 

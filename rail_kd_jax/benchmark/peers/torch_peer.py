@@ -98,8 +98,8 @@ class Heads(nn.Module):
           self.teacher_proj.requires_grad_(False)
     elif method == "rail_paper" and num_student_layers > 1:
       k = num_student_layers - 1  # both sides of the concatenated M-1 layers to u, as methods.rail_paper_init_heads
-      self.student_proj = _linear_stack(1, k * hs, u, True)
-      self.teacher_proj = _linear_stack(1, k * ht, u, True)
+      self.student_proj = nn.Linear(k * hs, u)
+      self.teacher_proj = nn.Linear(k * ht, u)
     for mod in self.modules():
       if isinstance(mod, nn.Linear):
         nn.init.normal_(mod.weight, std=0.02)
@@ -150,7 +150,11 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
     return w(_masked_mean(_distance(s, context, "mse").mean(0), em))
   if method == "ckd":
     token = dcfg.ckd_granularity == "token"
-    s, t = (s_hidden, t_hidden) if token else (_pool(s_hidden, mask, methods_lib.pooling_of(dcfg)), _pool(t_hidden, mask, methods_lib.pooling_of(dcfg)))
+    s, t = (
+      (s_hidden, t_hidden)
+      if token
+      else (_pool(s_hidden, mask, methods_lib.pooling_of(dcfg)), _pool(t_hidden, mask, methods_lib.pooling_of(dcfg)))
+    )
     per_layer = []
     for j, (lo, hi) in enumerate(layer_sampling.block_bounds(num_teacher_layers, num_student_layers)):
       target = torch.cat([t[i] for i in range(lo, hi)], -1)
@@ -183,8 +187,8 @@ def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapp
       return w(torch.zeros((), device=zs.device))
     s = _pool(s_hidden, mask, methods_lib.pooling_of(dcfg))[1:num_student_layers]
     t = _pool(t_hidden, mask, methods_lib.pooling_of(dcfg))[mapping]
-    s = heads.student_proj[0](s.permute(1, 0, 2).reshape(s.shape[1], -1))
-    t = heads.teacher_proj[0](t.permute(1, 0, 2).reshape(t.shape[1], -1))
+    s = heads.student_proj(s.permute(1, 0, 2).reshape(s.shape[1], -1))
+    t = heads.teacher_proj(t.permute(1, 0, 2).reshape(t.shape[1], -1))
     return w((_distance(s, t, "sq_l2") * (em > 0).to(s.dtype)).sum())
   raise ValueError(f"unknown method {method!r}")
 
