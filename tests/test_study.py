@@ -66,7 +66,9 @@ def finished(tmp_path_factory, jax_cache):
   out = io.StringIO()
   with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
     mp.setattr(teacher_cache, "compute", counting)
-    result = study.run_study(study_config(), wd)
+    config = study_config()
+    config.study.long_factor = 0  # the longer runs: test_tweets_task_... (the suite's time)
+    result = study.run_study(config, wd)
   return {"workdir": wd, "study": result, "calls": len(calls), "stdout": out.getvalue()}
 
 
@@ -100,10 +102,7 @@ def test_runlocal_writes_every_output(finished):
   assert len([r for r in rows if r["kind"] == "run"]) == 2 * len(METHODS)
   assert len([r for r in rows if r["kind"] == "tune"]) == 1 + 2 * (len(METHODS) - 1)
   assert {r["seed"] for r in rows if r["kind"] == "tune"} == {"100"}
-  assert len([r for r in rows if r["kind"] == "long"]) == len(METHODS)
-  # The longer runs: the selected point at long_factor x the steps.
-  for m, r in s["longer"]["methods"].items():
-    assert r["steps"] == 2 * r["base_steps"] == 8, m
+  assert not [r for r in rows if r["kind"] == "long"] and not s["longer"]
   # RAIL-KD's mapping counts: every step pairs each of the 2 student layers with a teacher layer;
   # the published form pairs M-1 = 1 student layer with one of teacher layers 1..N-1 = 1..3.
   use = s["methods"]["rail_l"]["teacher_layer_use"]
@@ -118,7 +117,6 @@ def test_runlocal_writes_every_output(finished):
     "## Accuracy",
     "## Paired difference to KD",
     "## Tuning grid (tuning seeds [100], never reported",
-    "## Longer training",
     "## Collapse diagnostics",
     "RAIL-KD mapping counts",
     "Machine:",
@@ -126,7 +124,7 @@ def test_runlocal_writes_every_output(finished):
   ):
     assert heading in md, heading
   # Progress across the whole study: runs done / total with an ETA.
-  total = 1 + sum(len(p) for p in s["grid"].values()) + 2 * len(METHODS) + len(METHODS)
+  total = 1 + sum(len(p) for p in s["grid"].values()) + 2 * len(METHODS)
   assert s["runs_total"] == total
   assert f"study [0/{total}] teacher" in finished["stdout"]
   assert f"study [{total - 1}/{total}]" in finished["stdout"] and "ETA" in finished["stdout"]
@@ -426,9 +424,14 @@ def test_every_method_gets_the_same_number_of_points_drawn_from_its_own_space():
 def test_tweets_task_scores_its_reviews_on_the_two_shared_classes(tmp_path, jax_cache):
   config = study_config("tweets,runlocal")
   config.study.methods = ("kd", "rail_paper")
-  config.study.long_factor = 0
+  assert config.study.long_factor == 2
   with contextlib.redirect_stdout(io.StringIO()):
     s = study.run_study(config, str(tmp_path))
+  # The longer runs: each selected point again at long_factor x the steps, the first reported seed.
+  for m in config.study.methods:
+    r = s["longer"]["methods"][m]
+    assert r["steps"] == 2 * r["base_steps"] == 8 and os.path.isdir(tmp_path / "long" / m / "seed_0"), m
+  assert "## Longer training: the selected point at 8 steps against 4 (seed 0)" in open(tmp_path / "study.md").read()
   assert s["data"]["counts"]["test"]["examples"] == 3000 and s["ood_classes"] == [0, 2]
   z = np.load(tmp_path / "study_predictions.npz")
   assert set(np.unique(z["labels/ood"])) == {0, 2} and set(np.unique(z["labels/test"])) == {0, 1, 2}
