@@ -90,7 +90,6 @@ DTYPES = ("bfloat16", "float32")
 KEYS = ("teacher_logits", "teacher_pooled", "teacher_cls")
 _META = "meta.json"
 _CORRUPT_DIR = "corrupt"  # under the cache root: folders that failed verification
-_CHUNK = 8 << 20  # bytes read per hash update
 
 
 def _token_level(dcfg) -> bool:
@@ -225,18 +224,9 @@ def _open(path: str, dtype: str) -> dict[str, np.ndarray]:
   return out
 
 
-def _sha256(file: str) -> str:
-  h = hashlib.sha256()
-  buf = memoryview(bytearray(_CHUNK))
-  with open(file, "rb", buffering=0) as f:
-    while n := f.readinto(buf):
-      h.update(buf[:n])  # releases the GIL: the files hash in parallel threads
-  return h.hexdigest()
-
-
 def _sha256_all(files: Mapping[str, str]) -> dict[str, str]:
   with concurrent.futures.ThreadPoolExecutor(len(files)) as pool:
-    return dict(zip(files, pool.map(_sha256, files.values())))
+    return dict(zip(files, pool.map(files_lib.sha256, files.values())))
 
 
 def _records(path: str) -> dict[str, dict]:

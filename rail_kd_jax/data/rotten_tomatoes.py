@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import os
@@ -93,11 +92,6 @@ def _split_paths(out_dir: str) -> tuple[dict[str, str], str]:
   return paths, os.path.join(out_dir, "split_info.json")
 
 
-def _source_hash(src: str) -> str:
-  with open(src, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
-
-
 def _reusable(info_path: str, paths: dict[str, str], settings: dict) -> dict | None:
   """The folder's split_info.json when every split file is there and it holds `settings`."""
   if os.path.isfile(info_path) and all(os.path.isfile(p) for p in paths.values()):
@@ -165,7 +159,7 @@ def prepare_rotten_tomatoes(out_dir: str, seed: int = 0) -> RottenTomatoes:
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
   paths, info_path = _split_paths(out_dir)
   src = corpus_path()
-  src_hash = _source_hash(src)
+  src_hash = files.sha256(src)
   # avoid_seed None: a study split (prepare_study_split) of the same seed is not this split.
   settings = {"version": _VERSION, "seed": seed, "source_sha256": src_hash, "avoid_seed": None}
   info = _reusable(info_path, paths, settings)
@@ -194,7 +188,7 @@ def prepare_study_split(out_dir: str, seed: int = 1, avoid_seed: int = 0) -> Rot
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
   paths, info_path = _split_paths(out_dir)
   src = corpus_path()
-  src_hash = _source_hash(src)
+  src_hash = files.sha256(src)
   settings = {"version": _VERSION, "seed": seed, "avoid_seed": avoid_seed, "source_sha256": src_hash}
   info = _reusable(info_path, paths, settings)
   if info is not None:

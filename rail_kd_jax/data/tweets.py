@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import importlib.util
 import io
 import json
@@ -89,11 +88,6 @@ def _fold(text: str) -> str:
   return " ".join(text.lower().split())
 
 
-def _sha256(path: str) -> str:
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
-
-
 def _write_csv(path: str, header: list[str], rows) -> None:
   fd, tmp = files.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
   with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
@@ -147,7 +141,7 @@ def prepare_tweets_ood(out_dir: str, per_class: int = 1000, min_confidence: floa
     "per_class": per_class,
     "min_confidence": min_confidence,
     "seed": seed,
-    "source_sha256": _sha256(src),
+    "source_sha256": files.sha256(src),
   }
   if os.path.isfile(info_path) and os.path.isfile(path):
     with open(info_path, encoding="utf-8") as f:
@@ -249,8 +243,8 @@ def prepare_tweets_task(
     "seed": seed,
     "dev_size": dev_size,
     "test_size": test_size,
-    "exclude_sha256": [_sha256(p) for p in exclude_files],
-    "source_sha256": _sha256(src),
+    "exclude_sha256": [files.sha256(p) for p in exclude_files],
+    "source_sha256": files.sha256(src),
   }
   if os.path.isfile(info_path) and all(os.path.isfile(p) for p in paths.values()):
     with open(info_path, encoding="utf-8") as f:

@@ -14,7 +14,6 @@ The bootstrap p-values of all claims of a study form one family, Holm-corrected
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import platform
@@ -23,22 +22,13 @@ import flax
 import jax
 import numpy as np
 
-from rail_kd_jax import demo, plots as plots_lib, stats
+from rail_kd_jax import demo, files, plots as plots_lib, stats
 from rail_kd_jax.distill import diagnostics
 
 SPLITS = ("dev", "test", "ood")
 REFERENCES = ("kd", "rail_l")  # the paired (seed-level) differences are taken against these
 ROW_NAMES = dict(demo.ROW_NAMES, none="no KD (CE only)")
 ALPHA = 0.05
-
-
-def file_sha256(path: str) -> str:
-  """The hex sha256 of a file's bytes."""
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def _public(point: dict) -> dict:
@@ -589,7 +579,7 @@ def write_predictions(path: str, tuning: dict, per_seed: dict, longer: dict, clu
   tmp = path + ".tmp.npz"
   np.savez_compressed(tmp, **arrays)
   os.replace(tmp, path)
-  return file_sha256(path)
+  return files.sha256(path)
 
 
 def write_outputs(

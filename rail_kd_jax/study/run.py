@@ -25,7 +25,7 @@ import time
 import numpy as np
 from absl import logging
 
-from rail_kd_jax import demo, metrics, models
+from rail_kd_jax import demo, files as files_lib, metrics, models
 from rail_kd_jax.data import tokenize
 from rail_kd_jax.distill import diagnostics
 from rail_kd_jax.study import data as data_lib
@@ -145,7 +145,7 @@ def run_study(config, workdir: str) -> dict:
   if teacher_src == "tiny":
     teacher_src = _make_tiny_pretrained(workdir, demo.default_teacher_path())
   files = data.files
-  data_key = demo.fingerprint({k: [os.path.abspath(v), report.file_sha256(v)] for k, v in files.items()})
+  data_key = demo.fingerprint({k: [os.path.abspath(v), files_lib.sha256(v)] for k, v in files.items()})
 
   # Every point's config is built and validated before anything trains.
   layers = tuple(int(x) for x in s.student_layers)
