@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rail_kd_jax import builders, teacher_cache, train
+from rail_kd_jax import files as files_lib
 from rail_kd_jax.step import teacher_outputs
 from rail_kd_jax.errors import ConfigError, StorageError
 
@@ -208,7 +209,7 @@ def test_meta_records_sizes_and_sha256(fresh):
   assert meta["version"] == teacher_cache.CACHE_VERSION == 2
   for k in teacher_cache.KEYS:
     file = str(folder / (k + ".npy"))
-    assert meta["files"][k] == {"bytes": os.path.getsize(file), "sha256": teacher_cache._sha256(file)}
+    assert meta["files"][k] == {"bytes": os.path.getsize(file), "sha256": files_lib.sha256(file)}
 
 
 @pytest.mark.parametrize("where", ["allocate", "flush"])
