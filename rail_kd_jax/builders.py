@@ -285,7 +285,7 @@ def encode_splits(task, tokenizer, tok_path: str, data_cfg, student: models.Enco
   if max_len < int(data_cfg.max_length):
     logging.warning("data.max_length=%d exceeds the model's positions; using %d", data_cfg.max_length, max_len)
   spec = task.spec
-  cache_dir = data_cfg.cache_dir or None
+  cache_dir = loader.cache_folder(data_cfg.cache_dir)
   arrays = {}
   for split, cols in task.splits.items():
     arrays[split] = loader.encode(cols, tokenizer, spec, max_len, cache_dir=cache_dir)

@@ -84,7 +84,10 @@ def data_config() -> ml_collections.ConfigDict:
   # Tokenization and batching.
   c.tokenizer = ""  # '' = the model folder's tokenizer (the trainer decides which model).
   c.max_length = 128
-  c.cache_dir = ""  # '' = no on-disk cache of the tokenized arrays.
+  # The token cache: each split's token arrays, keyed by its content, the tokenizer and
+  # max_length, reused by every later run over the same files. '' = $RAIL_KD_CACHE_DIR, else
+  # $XDG_CACHE_HOME/rail_kd_jax/tokens, else ~/.cache/rail_kd_jax/tokens; 'off' = no cache.
+  c.cache_dir = ""
   c.bucket = True  # trim every batch to its bucket length.
   c.bucket_multiple = 16
   c.buckets = ()  # explicit bucket lengths; overrides bucket_multiple when set.

@@ -18,7 +18,7 @@ import json
 import os
 
 from rail_kd_jax import checks, defaults, models
-from rail_kd_jax.data import tasks
+from rail_kd_jax.data import loader, tasks
 from rail_kd_jax.distill import methods
 from rail_kd_jax.errors import ConfigError
 from rail_kd_jax.models import config as model_config
@@ -190,7 +190,7 @@ def _data(d) -> None:
     raise ConfigError(f"data.buckets={tuple(d.buckets)!r} must hold positive integer lengths")
   for field in ("max_train_examples", "max_eval_examples", "num_labels"):
     checks.integer(f"data.{field}", d[field], minimum=0)
-  if d.cache_dir:
+  if d.cache_dir and d.cache_dir != loader.CACHE_OFF:
     prepare_workdir_like("data.cache_dir", d.cache_dir)
 
 

@@ -51,6 +51,30 @@ CASES = [
     labels=(1, 0),
   ),
   Case(
+    "csv_quote_closes_later_then_text",
+    'CSV whose line 3 opens a quote that closes on line 4 followed by more text (`"great" movie,0`)',
+    "train.csv",
+    b'text,label\nfine,1\n"I loved it,1\n"great" movie,0\nlast,0\n',
+    error="the record starting at line 3 opens a quote that closes on line 4 and is followed by more text",
+  ),
+  Case(
+    "csv_quote_spans_wrong_width",
+    "CSV whose line 3 opens a quote that closes at a field's end on line 4, one field too many",
+    "train.csv",
+    b'text,label\nfine,1\n"I loved it,1\nbad movie",0,extra\nlast,0\n',
+    error="the record at lines 3-4 is one quoted text over several lines with 3 fields where the header has 2",
+  ),
+  Case(
+    "csv_quote_spans_whole_row",
+    "CSV whose line 3 opens a quote that closes at a field's end on line 4 (`bad movie\",0`): valid CSV, "
+    "but line 3 alone looks like a row",
+    "train.csv",
+    b'text,label\nfine,1\n"I loved it,1\nbad movie",0\nlast,0\n',
+    warning="1 record(s) hold a quoted text over several lines where a line on its own has the header's 2 fields",
+    texts=("fine", "I loved it,1\nbad movie", "last"),
+    labels=(1, 0, 0),
+  ),
+  Case(
     "latin1_csv",
     "CSV in Latin-1 (`café` as byte 0xe9 on line 2)",
     "train.csv",

@@ -5,7 +5,7 @@ Typical use:
   task = tasks.load_task(config.data)                    # Task(spec, splits, sources)
   tok = tokenize.load_tokenizer(model_dir)
   arrays = loader.encode(task.splits["train"], tok, task.spec, config.data.max_length,
-                         cache_dir=config.data.cache_dir or None)
+                         cache_dir=loader.cache_folder(config.data.cache_dir))
   for batch in loader.batches(arrays, 32, seed=0, epoch=e, shuffle=True,
                               drop_remainder=True, host_id=jax.process_index(),
                               num_hosts=jax.process_count()): ...

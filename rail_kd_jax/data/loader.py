@@ -17,7 +17,8 @@ from rail_kd_jax.data import tokenize as tokenize_lib
 from rail_kd_jax.data.tasks import TaskSpec
 
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: ids stored as uint16 where they fit, masks as uint8
+CACHE_OFF = "off"
 _CHUNK = 4096
 
 
@@ -84,6 +85,20 @@ def _tokenize(texts, pairs, tokenizer, max_length: int) -> dict[str, np.ndarray]
   return out
 
 
+def cache_folder(value: str) -> str | None:
+  """The token cache's folder for `data.cache_dir`: 'off' = no cache; '' = the default,
+  $RAIL_KD_CACHE_DIR, else $XDG_CACHE_HOME/rail_kd_jax/tokens, else ~/.cache/rail_kd_jax/tokens;
+  anything else is that folder."""
+  if value == CACHE_OFF:
+    return None
+  if value:
+    return os.path.expanduser(value)
+  if os.environ.get("RAIL_KD_CACHE_DIR"):
+    return os.path.expanduser(os.environ["RAIL_KD_CACHE_DIR"])
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+  return os.path.expanduser(os.path.join(base, "rail_kd_jax", "tokens"))
+
+
 def encode(
   split_columns: Mapping[str, Any], tokenizer, spec: TaskSpec, max_length: int, cache_dir: str | None = None
 ) -> dict[str, np.ndarray]:
@@ -95,8 +110,10 @@ def encode(
     tokenizer: a Hugging Face tokenizer (see `tokenize.load_tokenizer`).
     spec: the task's `TaskSpec`.
     max_length: every row is truncated/padded to this many tokens (right padding).
-    cache_dir: folder for `<task>-<hash>.npz`; the hash covers the tokenizer's
-      vocabulary and rules, max_length, and the split's columns and content.
+    cache_dir: folder for `<task>-<hash>.npz` (`cache_folder` resolves `data.cache_dir`); the
+      hash covers the tokenizer's vocabulary and rules, max_length, and the split's columns and
+      content. A file that cannot be read or does not hold this split's arrays is rebuilt with
+      a warning; a folder that cannot be written costs a warning, not the run.
 
   Returns:
     `input_ids`, `attention_mask`, `token_type_ids`: int32 [N, max_length];
@@ -108,20 +125,15 @@ def encode(
   missing = [c for c in spec.text_columns if c not in split_columns]
   if missing:
     raise ValueError(f"Split columns {sorted(split_columns)} lack text column {missing[0]!r}.")
+  texts = split_columns[spec.text_columns[0]]
   path = None
   if cache_dir:
     key = cache_key(split_columns, tokenizer, spec, max_length)
     path = os.path.join(os.path.expanduser(cache_dir), f"{spec.name}-{key[:24]}.npz")
-    if os.path.isfile(path):
-      try:
-        with np.load(path) as z:
-          arrays = {k: z[k] for k in z.files}
-        logging.info("Tokenized arrays loaded from cache %s", path)
-        return arrays
-      except (OSError, ValueError) as e:  # a torn or foreign file: rebuild it.
-        logging.warning("Ignoring unreadable cache file %s (%s).", path, e)
+    arrays = _read_cache(path, len(texts), max_length)
+    if arrays is not None:
+      return arrays
   t0 = time.time()
-  texts = split_columns[spec.text_columns[0]]
   pairs = split_columns[spec.text_columns[1]] if len(spec.text_columns) > 1 else None
   arrays = _tokenize(texts, pairs, tokenizer, max_length)
   labels = _labels(split_columns, spec)
@@ -138,17 +150,54 @@ def encode(
     max_length,
   )
   if path:
+    _write_cache(path, arrays)
+  return arrays
+
+
+def _read_cache(path: str, n: int, max_length: int) -> dict[str, np.ndarray] | None:
+  """The arrays of a cache file as `encode` returns them, or None when there is none; a file
+  that cannot be read or holds other shapes is reported and left to be rebuilt."""
+  if not os.path.isfile(path):
+    return None
+  try:
+    with np.load(path) as z:
+      stored = {k: z[k] for k in z.files}
+  except Exception as e:  # pylint: disable=broad-except  # a torn zip raises BadZipFile, EOFError, ...
+    logging.warning(
+      "Token cache file %s is damaged (%s: %s); tokenizing again and rebuilding it.", path, type(e).__name__, e
+    )
+    return None
+  shapes = {k: v.shape for k, v in stored.items()}
+  want = {**{k: (n, max_length) for k in SEQUENCE_KEYS}, "labels": (n,)}
+  if shapes != want:
+    logging.warning("Token cache file %s holds %s, not %s; tokenizing again and rebuilding it.", path, shapes, want)
+    return None
+  logging.info("Tokenized arrays (%d examples) read from the token cache %s", n, path)
+  return {k: v.astype(np.int32) if k in SEQUENCE_KEYS else v for k, v in stored.items()}
+
+
+def _write_cache(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+  """Saves `arrays` compactly (ids as uint16 when they fit, masks as uint8) by write-then-rename,
+  so hosts sharing a cache folder never see a half-written file; a write that fails is a warning."""
+  ids = arrays["input_ids"]
+  packed = dict(arrays)
+  packed["input_ids"] = ids.astype(np.uint16) if ids.size == 0 or ids.max() < 2**16 else ids
+  for k in ("attention_mask", "token_type_ids"):
+    packed[k] = arrays[k].astype(np.uint8)
+  tmp = None
+  try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    # Write then rename: hosts sharing a cache folder never see a half-written file.
     fd, tmp = files.mkstemp(dir=os.path.dirname(path), suffix=".tmp.npz")
     os.close(fd)
-    try:
-      np.savez(tmp, **arrays)
-      os.replace(tmp, path)
-    finally:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-  return arrays
+    np.savez(tmp, **packed)
+    os.replace(tmp, path)
+  except OSError as e:
+    logging.warning(
+      "Token cache file %s could not be written (%s); this run goes on without it.", path, files.os_error_text(e)
+    )
+  finally:
+    if tmp is not None and os.path.exists(tmp):
+      os.remove(tmp)
 
 
 def steps_per_epoch(n: int, batch_size: int, drop_remainder: bool) -> int:

@@ -213,8 +213,12 @@ class _Lines:
     return line
 
 
-def _records(f, path: str, ext: str) -> Iterator[tuple[int, list[str]]]:
-  """(line the record starts on, its fields) for each record of an open .csv/.tsv/.txt file."""
+def _records(f, path: str, ext: str, spans: dict[int, list[str]] | None = None) -> Iterator[tuple[int, list[str]]]:
+  """(line the record starts on, its fields) for each record of an open .csv/.tsv/.txt file.
+
+  With `spans`, each .csv record that runs over several lines (a quoted field holding line
+  breaks) is recorded there as {start line: its physical lines}, for `_check_spans`.
+  """
   if ext != ".csv":
     # GLUE TSVs contain bare quote characters inside sentences: no quoting, one line per record.
     reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -240,11 +244,22 @@ def _records(f, path: str, ext: str) -> Iterator[tuple[int, list[str]]]:
           f"rest of the file ({lines.count - start + 1} lines) would be one field; close the quote, or double "
           'it ("") inside a quoted text.'
         ) from None
+      end = start + len(lines.record) - 1
+      if end > start:
+        # A quote opened on one line and closed on a later one, then more text: csv's non-strict
+        # mode would read the lines between as one record, merging rows without a word.
+        raise ValueError(
+          f"Data file {path!r}: the record starting at line {start} opens a quote that closes on line {end} and is "
+          f"followed by more text there, so lines {start}-{end} would be read as one row; close the quote on "
+          f'line {start}, or double it ("") inside a quoted text.'
+        )
       try:
         # A quoted field followed by more text ('"Hi" she said'): read as csv's non-strict mode does.
         fields = next(csv.reader(lines.record))
       except csv.Error as e:
         raise ValueError(f"Data file {path!r} line {start} cannot be read ({e}).") from None
+    if spans is not None and len(lines.record) > 1:
+      spans[start] = list(lines.record)
     yield start, fields
 
 
@@ -278,9 +293,10 @@ def _read_table(
     return _read_jsonl(path)
   if ext not in (".tsv", ".csv", ".txt"):
     raise ValueError(f"Data file {path!r} has an unsupported extension {ext!r}; use .csv, .tsv or .jsonl.")
+  spans: dict[int, list[str]] = {}
   with open(path, encoding="utf-8-sig", newline="") as f:
     try:
-      records = list(_records(f, path, ext))
+      records = list(_records(f, path, ext, spans))
     except UnicodeDecodeError:
       raise _not_utf8(path) from None
   if no_header_columns is not None:
@@ -294,6 +310,8 @@ def _read_table(
       raise ValueError(
         f"Data file {path!r} names the column(s) {dups} more than once in its header {header}; rename them."
       )
+  if spans:
+    _check_spans(path, spans, dict(body), len(header))
   rows, lines, bad = [], [], []
   for line, fields in body:
     if all(not f.strip() for f in fields):
@@ -314,6 +332,46 @@ def _read_table(
       )
     logging.warning("%s: %d malformed lines (first at line %d) skipped or truncated.", path, len(bad), bad[0])
   return header, rows, lines
+
+
+def _check_spans(path: str, spans: Mapping[int, list[str]], fields: Mapping[int, list[str]], width: int) -> None:
+  """Refuses a record that spans lines with the wrong number of fields, and warns once when a
+  spanning record's inner line reads as a whole row on its own (the header's number of fields,
+  quotes taken literally, ending in a value the last column holds in another row): a quote left
+  open may have merged rows there. A quoted text with line breaks is otherwise valid CSV and is
+  read as it is."""
+  last = {f[-1].strip() for s, f in fields.items() if s not in spans and len(f) == width and width > 1}
+
+  def whole_row(text: str) -> bool:
+    f = next(csv.reader([text.rstrip("\r\n")], quoting=csv.QUOTE_NONE), [])
+    return len(f) == width and f[-1].strip() in last
+
+  suspect = []
+  for start, raw in spans.items():
+    if start not in fields:
+      continue  # the header
+    end = start + len(raw) - 1
+    if len(fields[start]) != width:
+      raise ValueError(
+        f"Data file {path!r}: the record at lines {start}-{end} is one quoted text over several lines with "
+        f"{len(fields[start])} fields where the header has {width}, so a quote opened on line {start} probably "
+        'merged rows; close the quote there, or double it ("") inside a quoted text.'
+      )
+    whole = [start + i for i, text in enumerate(raw[:-1]) if whole_row(text)]
+    if whole:
+      suspect.append((start, end, whole[0]))
+  if suspect:
+    start, end, line = suspect[0]
+    logging.warning(
+      "%s: %d record(s) hold a quoted text over several lines where a line on its own has the header's %d fields "
+      "(first at lines %d-%d, line %d): read as one row each, as CSV says; if a quote was left open there, close it.",
+      path,
+      len(suspect),
+      width,
+      start,
+      end,
+      line,
+    )
 
 
 def _read_jsonl(path: str) -> tuple[list[str], list[dict[str, Any]], list[int]]:
