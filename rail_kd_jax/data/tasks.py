@@ -252,7 +252,7 @@ def _records(f, path: str, ext: str, spans: dict[int, list[str]] | None = None) 
           f"Data file {path!r}: the record starting at line {start} opens a quote that closes on line {end} and is "
           f"followed by more text there, so lines {start}-{end} would be read as one row; close the quote on "
           f'line {start}, or double it ("") inside a quoted text.'
-        )
+        ) from None
       try:
         # A quoted field followed by more text ('"Hi" she said'): read as csv's non-strict mode does.
         fields = next(csv.reader(lines.record))
