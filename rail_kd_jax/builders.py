@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 
 from rail_kd_jax import files
-from rail_kd_jax import models, optim, teacher_cache, validation
+from rail_kd_jax import model_card, models, optim, teacher_cache, validation
 from rail_kd_jax.data import loader, synthetic, tasks, tokenize
 from rail_kd_jax.distill import methods as methods_lib
 from rail_kd_jax.step import StepSpec
@@ -49,6 +49,7 @@ class Run:
   total_steps: int
   export_name: str
   scored_test_splits: tuple[str, ...] = ()  # test splits whose files carry labels: scored and predicted
+  data_sources: dict[str, str] = dataclasses.field(default_factory=dict)  # split -> the file it was read from
 
 
 def _dtype(name: str):
@@ -188,6 +189,7 @@ class Data:
   eval_splits: tuple[str, ...]
   test_splits: tuple[str, ...]
   scored_test_splits: tuple[str, ...] = ()  # test splits whose files carry labels
+  sources: dict[str, str] = dataclasses.field(default_factory=dict)  # split -> file (`tasks.Task.sources`)
 
 
 @dataclasses.dataclass
@@ -298,7 +300,7 @@ def encode_splits(task, tokenizer, tok_path: str, data_cfg, student: models.Enco
   eval_splits = tuple(s for s in arrays if s != "train" and s not in spec.test_splits)
   test_splits = tuple(s for s in arrays if s in spec.test_splits)
   scored = tuple(s for s in test_splits if spec.label_column in task.splits[s])
-  return Data(spec, tokenizer, tok_path, arrays, eval_splits, test_splits, scored)
+  return Data(spec, tokenizer, tok_path, arrays, eval_splits, test_splits, scored, dict(task.sources))
 
 
 def with_unlabeled(train: dict[str, np.ndarray], extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -435,6 +437,7 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
     total_steps=total_steps,
     export_name=built.export_name,
     scored_test_splits=data.scored_test_splits,
+    data_sources=data.sources,
   )
 
 
@@ -467,12 +470,15 @@ def _move_into_place(tmp: str, out_dir: str) -> None:
   shutil.rmtree(old, ignore_errors=True)
 
 
-def export(run: Run, student_params: Any, out_dir: str) -> None:
-  """save_pretrained of the trained model (distillation heads dropped) + its tokenizer.
+def export(run: Run, student_params: Any, out_dir: str, card: str | None = None) -> None:
+  """save_pretrained of the trained model (distillation heads dropped) + its tokenizer + its
+  model card README.md (`card`, else `model_card.card` without metrics).
 
   Written into a temporary sibling folder and renamed to `out_dir` when complete: a write
   that fails (disk full, I/O error) removes the partial folder, leaves a previous export
   at `out_dir` as it was, and raises StorageError."""
+  if card is None:
+    card = model_card.card(run, {})
   model = run.student
   if run.task_spec.label_names:
     names = tuple(run.task_spec.label_names)
@@ -485,6 +491,8 @@ def export(run: Run, student_params: Any, out_dir: str) -> None:
   try:
     with files.staging_folder(out_dir, prefix=f".tmp-{os.path.basename(out_dir)}-") as tmp:
       models.save_pretrained(model, student_params, tmp, tokenizer=run.tokenizer)
+      with open(os.path.join(tmp, model_card.FILE_NAME), "w", encoding="utf-8") as f:
+        f.write(card)
       _move_into_place(tmp, out_dir)
   except Exception as e:  # pylint: disable=broad-except
     cause = _storage_cause(e)

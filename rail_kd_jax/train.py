@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any, Iterator
 
@@ -29,7 +30,7 @@ from flax import serialization
 
 from rail_kd_jax import builders, metrics as metrics_lib, parallel as parallel_lib
 from rail_kd_jax import checkpoint as checkpoint_lib
-from rail_kd_jax import plots, workdir_lock
+from rail_kd_jax import model_card, plots, workdir_lock
 from rail_kd_jax import evaluate as evaluate_lib
 from rail_kd_jax.data import loader
 from rail_kd_jax.distill import diagnostics, layer_sampling
@@ -426,7 +427,8 @@ class Trainer:
     self._write_eval_predictions()
     if cfg.train.export and self.is_main:
       out_dir = os.path.join(self.workdir, "export", run.export_name)
-      builders.export(run, self.host_params()["student"], out_dir)
+      card = model_card.card(run, final, command=tuple(sys.argv), cwd=os.getcwd(), workdir=self.workdir)
+      builders.export(run, self.host_params()["student"], out_dir, card=card)
       logging.info("exported %s to %s", run.export_name, out_dir)
     self.finish()
     final["train_seconds"] = train_seconds

@@ -6,7 +6,8 @@ Layers, top to bottom (README "Layout" draws the same):
   experiments              demo, study, sweep, benchmark: applications built on training
   train                    the training loop
   run parts                builders, step, checkpoint, metrics, evaluate, parallel,
-                           teacher_cache, optim, train_state, validation, plots, stats
+                           teacher_cache, optim, train_state, validation, plots, stats,
+                           workdir_lock, model_card
   library                  data, models, distill
   base                     defaults, errors, checks, files
 
@@ -38,6 +39,7 @@ LAYERS = (
     "plots",
     "stats",
     "workdir_lock",
+    "model_card",
   ),
   ("data", "models", "distill"),
   ("defaults", "errors", "checks", "files"),
