@@ -2,15 +2,22 @@
 
   python -m rail_kd_jax.predict --model=runs/rail --input=reviews.csv
   python -m rail_kd_jax.predict --model=runs/rail/export/student --input=lines.txt --output=out.jsonl
+  python -m rail_kd_jax.predict --model=runs/sweep_1 --export=student --dtype=float32 --input=big.csv
 
 `--model` is an exported classifier folder (`<workdir>/export/<name>`, what a finished run
-writes) or the run's workdir; `--input` a .csv/.tsv/.jsonl file with a text column (and a
-pair column for pair tasks) or a .txt file with one text per line. Every input row gets one
-output row: `line`, the text(s), `label` (the predicted class: its name from the export's
-`id2label`, else its id) and one `prob_<class>` per class; a regression model (one output)
-writes `score` instead. The model runs deterministically (no dropout) on one device, in the
-run's eval path's form, so `label` is what the run's own evaluation predicts. docs/DATA.md,
-"Applying a model to new text", lists the flags, the columns and the errors.
+writes) or the run's workdir (`--export` picks one when it holds several); `--input` a
+.csv/.tsv/.jsonl file with a text column (and a pair column for pair tasks) or a .txt file with
+one text per line. Every input row gets one output row, in input order: `line`, the text(s),
+`label` (the predicted class: its name from the export's `id2label`, else its id) and one
+`prob_<class>` per class; a regression model (one output) writes `score` instead. The model runs
+deterministically (no dropout) on one device, in the run's eval path's form and compute dtype
+(`--dtype` overrides it), so `label` is what the run's own evaluation predicts.
+
+The input is read twice and never held whole: a first pass checks the whole file (every input
+error stops the command before the model is loaded) and counts its rows, for the progress
+lines' ETA; the second reads, tokenizes, runs and writes `--chunk_rows` rows at a time (at most
+two chunks held), so memory does not grow with the input. docs/DATA.md, "Applying a model to
+new text", lists the flags, the columns and the errors.
 
 Exit codes: 0 done; 2 a user error (a bad flag, model folder or input file): one sentence on
 stderr, no traceback unless --verbosity>=1; 1 an unexpected error.
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -38,8 +46,12 @@ from rail_kd_jax.models import convert
 
 INPUT_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".txt")
 FORMATS = ("csv", "jsonl")
+DTYPES = ("", "float32", "bfloat16")  # '' = the run's compute dtype, float32 when it is not known
 DEFAULT_MAX_LENGTH = 128  # tokens, when the model folder does not belong to a run workdir
+DEFAULT_CHUNK_ROWS = 4096  # input rows read, tokenized, run and written at a time
 _DIGITS = 6  # significant digits of the written probabilities and scores
+_INPUT_OPTIONS = {"what": "--input", "column_options": "--text_column / --text_pair_column"}  # for tasks' messages
+_EXPORTED_BLOCK = {"finetune": "model", "distill": "student"}  # a run's mode -> its exported model's config block
 
 # ----------------------------------------------------------------------------- the model
 
@@ -49,11 +61,20 @@ class Classifier:
   """A loaded sequence classifier and what its outputs mean."""
 
   folder: str  # the export folder
-  model: models.Encoder
+  model: models.Encoder  # its `dtype` is the compute dtype
   params: Any
   tokenizer: Any
   class_names: tuple[str, ...]  # one per logit; () for a regression model (one score)
   run_max_length: int | None  # data.max_length of the run that wrote the export, if known
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+  """Where `--model`'s classifier is, and what the run that wrote it says about it."""
+
+  folder: str  # the export folder
+  run_max_length: int | None  # the run's data.max_length, when the export belongs to a run
+  run_dtype: str | None  # the compute dtype the run trained it in ('float32' | 'bfloat16'), if known
 
 
 def _run_config(workdir: str) -> dict | None:
@@ -66,27 +87,52 @@ def _run_config(workdir: str) -> dict | None:
   return config if isinstance(config, dict) and "mode" in config and isinstance(config.get("data"), dict) else None
 
 
-def _run_max_length(workdir: str) -> int | None:
-  """`data.max_length` of the run in `workdir`, or None when it is not a run's workdir."""
-  value = (_run_config(workdir) or {}).get("data", {}).get("max_length")
-  return value if isinstance(value, int) and value > 0 else None
+def _source(folder: str, workdir: str | None) -> ModelSource:
+  """The export `folder` with the facts of the run in `workdir` (None: not a run's export):
+  its data.max_length, and the `dtype` of the config block it exported (finetune: `model`,
+  distill: `student`)."""
+  run = _run_config(workdir) if workdir else None
+  if run is None:
+    return ModelSource(folder, None, None)
+  max_length = run["data"].get("max_length")
+  block = _EXPORTED_BLOCK.get(run.get("mode"))
+  fields = run.get(block) if block == os.path.basename(folder) else None
+  dtype = fields.get("dtype") if isinstance(fields, dict) else None
+  return ModelSource(
+    folder,
+    max_length if isinstance(max_length, int) and max_length > 0 else None,
+    dtype if dtype in DTYPES[1:] else None,
+  )
 
 
-def _workdir_export(workdir: str) -> str:
-  """The one export folder of a run workdir; ConfigError when it has none or several."""
+def _exports(workdir: str) -> list[str]:
+  """The names of the export folders (those with a config.json) of a run workdir."""
   export_dir = os.path.join(workdir, "export")
   entries = sorted(os.listdir(export_dir)) if os.path.isdir(export_dir) else []
-  found = [n for n in entries if not n.startswith(".") and os.path.isfile(os.path.join(export_dir, n, "config.json"))]
+  return [n for n in entries if not n.startswith(".") and os.path.isfile(os.path.join(export_dir, n, "config.json"))]
+
+
+def _workdir_export(workdir: str, export: str = "") -> str:
+  """The export folder of a run workdir: `export`, else its only one; ConfigError when it has
+  none, when `export` is not among them, or when it has several and `export` is ''."""
+  found = _exports(workdir)
+  listed = ", ".join(f"export/{n}" for n in found)
+  if found and export:
+    if export in found:
+      return os.path.join(workdir, "export", export)
+    raise ConfigError(f"--export={export!r} is not an export of --model={workdir!r}, which holds {listed}; choose one")
   if len(found) == 1:
-    return os.path.join(export_dir, found[0])
+    return os.path.join(workdir, "export", found[0])
   if found:
     raise ConfigError(
-      f"--model={workdir!r} is a run workdir with {len(found)} exports ({', '.join(f'export/{n}' for n in found)}); "
-      f"point --model at the one to apply, e.g. --model={os.path.join(export_dir, found[0])}"
+      f"--model={workdir!r} is a run workdir with {len(found)} exports ({listed}); choose one with "
+      f"{' or '.join(f'--export={n}' for n in found)}"
     )
+  export_dir = os.path.join(workdir, "export")
   if not os.path.isdir(export_dir):
     held = "it has no export/"
   else:
+    entries = sorted(os.listdir(export_dir))
     held = f"its export/ holds only {entries}" if entries else "its export/ is empty"
   raise ConfigError(
     f"--model={workdir!r} is a run workdir without an exported model ({held}): the run "
@@ -94,25 +140,34 @@ def _workdir_export(workdir: str) -> str:
   )
 
 
-def resolve_model(path: str) -> tuple[str, int | None]:
-  """(export folder, the run's data.max_length or None) for `--model`.
+def resolve_model(path: str, export: str = "") -> ModelSource:
+  """The export folder `--model` (and `--export`) names, with its run's facts.
 
-  A folder with an `export/` subfolder or a run's config.json is a run workdir: it must hold
-  exactly one export. The folder found is checked for config.json and weights
-  (`validation.model_folder`).
+  A folder with an `export/` subfolder or a run's config.json is a run workdir: `export` names
+  one of its exports, or it must hold exactly one. The folder found is checked for config.json
+  and weights (`validation.model_folder`).
   """
   path = os.path.abspath(os.path.expanduser(path))
   if os.path.isdir(os.path.join(path, "export")) or _run_config(path) is not None:
-    return validation.model_folder("--model", _workdir_export(path)), _run_max_length(path)
+    return _source(validation.model_folder("--model", _workdir_export(path, export)), path)
   if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
     raise ConfigError(
       f"--model={path!r} is neither a model export (it has no config.json) nor a run workdir (it has no "
       "export/); point it at <workdir>/export/<name> or at a finished run's workdir"
     )
   folder = validation.model_folder("--model", path)
-  parent = os.path.dirname(os.path.dirname(folder))  # <workdir> of <workdir>/export/<name>
+  if export:
+    raise ConfigError(
+      f"--export={export!r} picks one of a run workdir's exports, but --model={path!r} is an export folder; "
+      "drop --export or point --model at the run's workdir"
+    )
   owned = os.path.basename(os.path.dirname(folder)) == "export"
-  return folder, _run_max_length(parent) if owned else None
+  return _source(folder, os.path.dirname(os.path.dirname(folder)) if owned else None)
+
+
+def compute_dtype(requested: str, source: ModelSource) -> str:
+  """The dtype the model computes in: `--dtype`, else the run's, else float32."""
+  return requested or source.run_dtype or "float32"
 
 
 def class_names(config: models.EncoderConfig) -> tuple[str, ...]:
@@ -123,9 +178,11 @@ def class_names(config: models.EncoderConfig) -> tuple[str, ...]:
   return ids if generic or len(set(names)) < len(names) else names
 
 
-def load_classifier(folder: str, run_max_length: int | None = None) -> Classifier:
-  """The classifier in an export folder (`resolve_model`): config, weights with their task head,
-  and tokenizer; ConfigError when the folder holds no sequence classifier."""
+def load_classifier(folder: str, run_max_length: int | None = None, dtype: str = "float32") -> Classifier:
+  """The classifier in an export folder (`resolve_model`): config, weights with their task head
+  (float32), and tokenizer, computing in `dtype` ('float32' | 'bfloat16', as the trainer builds
+  it: softmax and LayerNorm statistics stay float32); ConfigError when the folder holds no
+  sequence classifier."""
   try:
     config = convert.read_config(folder)
   except ValueError as e:
@@ -150,14 +207,15 @@ def load_classifier(folder: str, run_max_length: int | None = None) -> Classifie
     tokenizer = tokenize.load_tokenizer(folder, vocab_size=config.vocab_size)
   except ValueError as e:
     raise ConfigError(f"--model: {e}") from None
-  model = models.Encoder(config)
+  model = models.Encoder(config, dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
   params = jax.tree.map(jnp.asarray, convert.params_from_state_dict(sd, model, source=folder))
   names = () if config.num_labels == 1 else class_names(config)
   logging.info(
-    "Loaded %s (%d layers, %d outputs) from %s",
+    "Loaded %s (%d layers, %d outputs, computing in %s) from %s",
     config.architecture(),
     config.num_hidden_layers,
     config.num_labels,
+    dtype,
     folder,
   )
   return Classifier(folder, model, params, tokenizer, names, run_max_length)
@@ -177,31 +235,87 @@ def max_length_for(classifier: Classifier, requested: int) -> int:
 # ----------------------------------------------------------------------------- running it
 
 
-def logits_of(classifier: Classifier, arrays: dict[str, np.ndarray], batch_size: int, log_every: int) -> np.ndarray:
-  """The model's float32 logits [N, C] for encoded rows [N, T], in row order.
-
-  One jitted deterministic forward (the student's apply of `step.make_eval_step`) on one
-  device; batches are bucketed by length, the last one padded with masked copies.
-  """
-  model = classifier.model
+def make_forward(classifier: Classifier):
+  """The jitted deterministic forward (the student's apply of `step.make_eval_step`) on one
+  device: a batch of `loader.batches` -> float32 logits [B, C] (not yet fetched)."""
+  model, params = classifier.model, classifier.params
 
   @jax.jit
   def forward(params, input_ids, attention_mask, token_type_ids):
     out = model.apply({"params": params}, input_ids, attention_mask, token_type_ids=token_type_ids, deterministic=True)
     return out.logits.astype(jnp.float32)
 
-  n = len(arrays["input_ids"])
-  total = loader.steps_per_epoch(n, batch_size, drop_remainder=False)
-  outs, t0 = [], time.perf_counter()
-  batches = loader.batches(arrays, batch_size, seed=0, epoch=0, shuffle=False, drop_remainder=False, bucket=True)
-  for i, batch in enumerate(batches, 1):
-    logits = forward(classifier.params, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-    outs.append(np.asarray(logits)[batch["example_mask"] > 0])
-    if i == total or (log_every > 0 and i % log_every == 0):
-      done = min(i * batch_size, n)
-      rate = done / max(time.perf_counter() - t0, 1e-9)
-      logging.info("predicted %d/%d texts (batch %d/%d, %.0f texts/s)", done, n, i, total, rate)
-  return np.concatenate(outs)[:n]
+  return lambda batch: forward(params, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+
+
+def _launch(forward, arrays: dict[str, np.ndarray], batch_size: int) -> tuple[np.ndarray, list]:
+  """Dispatches the forward of encoded rows [N, T] in batches of rows of similar length (the
+  rows sorted by length, each batch cut to its longest, as `loader.batches` buckets; the last
+  padded with masked copies); returns (the sorted order, [(logits [B, C], real-row mask)])."""
+  order = np.argsort(arrays["attention_mask"].sum(1), kind="stable")
+  by_length = {k: v[order] for k, v in arrays.items()}
+  batches = loader.batches(by_length, batch_size, seed=0, epoch=0, shuffle=False, drop_remainder=False, bucket=True)
+  return order, [(forward(batch), batch["example_mask"] > 0) for batch in batches]
+
+
+def _gather(order: np.ndarray, outputs: list) -> np.ndarray:
+  """The float32 logits [N, C] of `_launch`'s batches, back in row order."""
+  by_length = np.concatenate([np.asarray(logits)[real] for logits, real in outputs])
+  logits = np.empty_like(by_length)
+  logits[order] = by_length
+  return logits
+
+
+def _chunks(rows, size: int, text_columns: list[str]):
+  """Yields column dicts ({text column: [str], 'idx': int64 [n] the rows' lines}) of at most
+  `size` consecutive rows of `tasks.iter_texts`."""
+  while True:
+    block = list(itertools.islice(rows, size))
+    if not block:
+      return
+    lines, texts = zip(*block)
+    cols: dict[str, Any] = {c: [t[k] for t in texts] for k, c in enumerate(text_columns)}
+    cols["idx"] = np.asarray(lines, np.int64)
+    yield cols
+
+
+def predicted_chunks(classifier: Classifier, chunks, spec: tasks.TaskSpec, max_length: int, batch_size: int):
+  """Yields (chunk, its float32 logits [n, C] in row order) for each column dict of `chunks`.
+
+  A chunk's batches are dispatched before the previous chunk's logits are fetched, so reading
+  and tokenizing one chunk overlaps the device's work on the one before; at most two chunks
+  are held.
+  """
+  forward = make_forward(classifier)
+  pending = None
+  for cols in chunks:
+    arrays = loader.encode(cols, classifier.tokenizer, spec, max_length)
+    launched = (cols, _launch(forward, arrays, batch_size))
+    if pending is not None:
+      yield pending[0], _gather(*pending[1])
+    pending = launched
+  if pending is not None:
+    yield pending[0], _gather(*pending[1])
+
+
+def _clock(seconds: float) -> str:
+  minutes, s = divmod(int(round(seconds)), 60)
+  hours, m = divmod(minutes, 60)
+  return f"{hours}:{m:02d}:{s:02d}"
+
+
+def _log_progress(done: int, total: int, seconds: float) -> None:
+  rate = done / max(seconds, 1e-9)
+  eta = (total - done) / rate if rate > 0 else 0.0
+  logging.info(
+    "predicted %d/%d texts (%.1f%%, %.0f texts/s, %s elapsed, ETA %s)",
+    done,
+    total,
+    100.0 * done / max(total, 1),
+    rate,
+    _clock(seconds),
+    _clock(max(eta, 0.0)),
+  )
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -286,48 +400,39 @@ def write_rows(path: str, fmt: str, columns: list[str], rows) -> None:
       os.remove(tmp)
 
 
-def predict_file(
-  model: str,
-  input_path: str,
-  output: str = "",
-  *,
-  fmt: str = "",
-  text_column: str = "text",
-  text_pair_column: str = "",
-  max_length: int = 0,
-  batch_size: int = 64,
-  log_every: int = 50,
-) -> str:
-  """Predicts every text of `input_path` with the classifier of `model`; returns the output path.
-
-  Arguments are the command's flags (module docstring). Every user error is a ConfigError of
-  one sentence, raised before the model is loaded where the input alone decides it.
-  """
+def _check_arguments(batch_size, max_length, text_column: str, dtype: str, chunk_rows) -> None:
+  """ConfigError for a flag that is invalid on its own."""
   if not isinstance(batch_size, int) or batch_size < 1:
     raise ConfigError(f"--batch_size={batch_size!r} must be an integer >= 1")
   if not isinstance(max_length, int) or max_length < 0 or 0 < max_length < 4:
     raise ConfigError(f"--max_length={max_length!r} is not valid; give 0 (the default) or at least 4 tokens")
   if not text_column:
     raise ConfigError("--text_column is empty; give the input's text column, e.g. --text_column=text")
-  input_path = os.path.abspath(os.path.expanduser(input_path))
-  ext = os.path.splitext(input_path)[1].lower()
-  if ext not in INPUT_EXTENSIONS:
-    raise ConfigError(
-      f"--input={input_path!r} has an unsupported extension {ext!r}; use .csv, .tsv, .jsonl or .txt (one text per line)"
-    )
-  out_path, fmt = output_target(input_path, output, fmt)
-  text_columns = [text_column] + ([text_pair_column] if text_pair_column else [])
-  folder, run_max_length = resolve_model(model)
+  if dtype not in DTYPES:
+    raise ConfigError(f"--dtype={dtype!r} is not valid; choose one of: '' (the run's), float32, bfloat16")
+  if not isinstance(chunk_rows, int) or chunk_rows < 1:
+    raise ConfigError(f"--chunk_rows={chunk_rows!r} must be an integer >= 1 (rows held in memory at a time)")
+
+
+def _count_input(input_path: str, text_columns: list[str]) -> int:
+  """The rows of --input, from a pass of `tasks.scan_texts` that checks it all; its errors as ConfigErrors."""
   try:
-    texts = tasks.read_texts(
-      input_path, text_columns, what="--input", keep_empty=True, column_options="--text_column / --text_pair_column"
-    )
+    return tasks.scan_texts(input_path, text_columns, **_INPUT_OPTIONS)
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  classifier = load_classifier(folder, run_max_length)
-  columns = output_columns(classifier, text_columns)
-  length = max_length_for(classifier, max_length)
-  spec = tasks.TaskSpec(
+
+
+def _input_rows(input_path: str, text_columns: list[str]):
+  """`tasks.iter_texts` over --input, its errors as ConfigErrors."""
+  try:
+    yield from tasks.iter_texts(input_path, text_columns, **_INPUT_OPTIONS)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
+def _task_spec(classifier: Classifier, text_columns: list[str]) -> tasks.TaskSpec:
+  """The spec `loader.encode` needs for unlabelled rows of `text_columns`."""
+  return tasks.TaskSpec(
     name="predict",
     text_columns=tuple(text_columns),
     label_column="",  # the rows carry none: `encode` gives labels -1
@@ -339,10 +444,71 @@ def predict_file(
     eval_splits=(),
     test_splits=(),
   )
-  arrays = loader.encode(texts, classifier.tokenizer, spec, length)
-  logits = logits_of(classifier, arrays, batch_size, log_every)
-  write_rows(out_path, fmt, columns, output_rows(classifier, texts, text_columns, logits))
-  logging.info("%d predictions of %s written to %s", len(logits), classifier.folder, out_path)
+
+
+def _prediction_rows(classifier: Classifier, predicted, text_columns: list[str], total: int, every: int):
+  """The output rows of `predicted_chunks`, in input order, logging progress (texts/s and an ETA
+  from the `total` rows counted by the first pass) after a chunk that completes `every`
+  texts (0: only after the last)."""
+  t0, done = time.perf_counter(), 0
+  for cols, logits in predicted:
+    yield from output_rows(classifier, cols, text_columns, logits)
+    before, done = done, done + len(logits)
+    if done >= total or (every > 0 and done // every > before // every):
+      _log_progress(done, total, time.perf_counter() - t0)
+
+
+def predict_file(
+  model: str,
+  input_path: str,
+  output: str = "",
+  *,
+  fmt: str = "",
+  text_column: str = "text",
+  text_pair_column: str = "",
+  max_length: int = 0,
+  batch_size: int = 64,
+  log_every: int = 50,
+  export: str = "",
+  dtype: str = "",
+  chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> str:
+  """Predicts every text of `input_path` with the classifier of `model`; returns the output path.
+
+  Arguments are the command's flags (module docstring). Every user error is a ConfigError of
+  one sentence, raised before the model is loaded where the input alone decides it: a first
+  pass over the input checks it all. The second reads, encodes, runs and writes `chunk_rows`
+  rows at a time, so memory is bounded by `chunk_rows`, not by the input's length.
+  """
+  _check_arguments(batch_size, max_length, text_column, dtype, chunk_rows)
+  input_path = os.path.abspath(os.path.expanduser(input_path))
+  ext = os.path.splitext(input_path)[1].lower()
+  if ext not in INPUT_EXTENSIONS:
+    raise ConfigError(
+      f"--input={input_path!r} has an unsupported extension {ext!r}; use .csv, .tsv, .jsonl or .txt (one text per line)"
+    )
+  out_path, fmt = output_target(input_path, output, fmt)
+  text_columns = [text_column] + ([text_pair_column] if text_pair_column else [])
+  source = resolve_model(model, export)
+  total = _count_input(input_path, text_columns)
+  classifier = load_classifier(source.folder, source.run_max_length, compute_dtype(dtype, source))
+  columns = output_columns(classifier, text_columns)
+  length = max_length_for(classifier, max_length)
+  t0 = time.perf_counter()
+  chunks = _chunks(_input_rows(input_path, text_columns), chunk_rows, text_columns)
+  predicted = predicted_chunks(classifier, chunks, _task_spec(classifier, text_columns), length, batch_size)
+  write_rows(
+    out_path, fmt, columns, _prediction_rows(classifier, predicted, text_columns, total, log_every * batch_size)
+  )
+  seconds = time.perf_counter() - t0
+  logging.info(
+    "%d predictions of %s written to %s in %.1fs (%.0f texts/s)",
+    total,
+    classifier.folder,
+    out_path,
+    seconds,
+    total / seconds,
+  )
   return out_path
 
 
@@ -354,6 +520,9 @@ def _define_flags() -> None:
   importing this module adds nothing to absl's global flags)."""
   flags.DEFINE_string(
     "model", None, "An exported classifier folder (<workdir>/export/<name>) or a finished run's workdir."
+  )
+  flags.DEFINE_string(
+    "export", "", "With --model a run workdir: the export to apply (its export/<name>); '' = its only one."
   )
   flags.DEFINE_string(
     "input",
@@ -377,8 +546,27 @@ def _define_flags() -> None:
     "Tokens per text (longer texts are truncated); 0 = the run's data.max_length when --model is a run "
     f"workdir or its export, else {DEFAULT_MAX_LENGTH}; at most the model's positions.",
   )
-  flags.DEFINE_integer("batch_size", 64, "Texts per forward pass (each batch is cut to its longest text).")
-  flags.DEFINE_integer("log_every", 50, "Log progress every this many batches (0 = only after the last one).")
+  flags.DEFINE_integer(
+    "batch_size",
+    64,
+    "Texts per forward pass (texts of similar length batched together, each batch cut to its longest).",
+  )
+  flags.DEFINE_enum(
+    "dtype",
+    "",
+    DTYPES,
+    "Compute dtype: '' = the run's (its model's or student's dtype, when --model is a run workdir or its export), "
+    "else float32; float32 or bfloat16 to choose. Weights stay float32, the probabilities are computed in float32.",
+  )
+  flags.DEFINE_integer(
+    "chunk_rows",
+    DEFAULT_CHUNK_ROWS,
+    "Input rows read, tokenized, run and written at a time: memory grows with it, not with the input "
+    "(a multiple of --batch_size keeps every batch but the last full).",
+  )
+  flags.DEFINE_integer(
+    "log_every", 50, "Log progress (texts/s, ETA) about every this many batches, at most once a chunk (0 = at the end)."
+  )
   flags.mark_flags_as_required(["model", "input"])
 
 
@@ -410,6 +598,9 @@ def main(argv):
       max_length=f.max_length,
       batch_size=f.batch_size,
       log_every=f.log_every,
+      export=f.export,
+      dtype=f.dtype,
+      chunk_rows=f.chunk_rows,
     )
   except ConfigError as e:
     # A user error: one sentence, exit code 2, no traceback unless --verbosity>=1.

@@ -1,6 +1,7 @@
 """The token cache (`data.cache_dir`): a later run over the same files reads the token arrays
 instead of tokenizing, trains to the same result, and a damaged cache file is rebuilt."""
 
+import json
 import logging
 import os
 
@@ -111,3 +112,13 @@ def test_an_unwritable_cache_costs_a_warning_not_the_run(tmp_path, caplog):
   finally:
     logging.getLogger().removeHandler(handler)
   assert any("could not be written" in m for m in handler.messages), handler.messages
+
+
+def test_the_token_cache_benchmark_reads_without_tokenizing(tmp_path, minilm_path):
+  from rail_kd_jax.benchmark import token_cache
+
+  rows = token_cache.compare(300, str(tmp_path), tokenizer_path=minilm_path, max_length=32)
+  assert [r["phase"] for r in rows] == list(token_cache.PHASES)
+  assert [r["tokenized"] for r in rows] == [True, True, False]
+  assert all(r["rows"] == 300 and r["peak_rss_mib"] > 0 for r in rows)
+  assert json.load(open(tmp_path / "token_cache.json")) == rows

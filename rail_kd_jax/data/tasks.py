@@ -627,6 +627,164 @@ def read_texts(
   return cols
 
 
+@dataclasses.dataclass
+class TextCounts:
+  """What a pass of `iter_texts` has read so far (`scan_texts` logs read_texts's warnings from it)."""
+
+  rows: int = 0  # rows yielded
+  empty: int = 0  # of them, rows with an empty text (yielded as '')
+  first_empty: int = 0  # the line of the first such row
+  malformed: int = 0  # .csv/.tsv lines whose field count is not the header's (fewer: skipped, more: cut)
+  first_malformed: int = 0
+
+
+def iter_texts(
+  path: str,
+  text_columns: Sequence[str],
+  *,
+  what: str,
+  column_options: str = "data.text_column",
+  counts: TextCounts | None = None,
+) -> Iterator[tuple[int, tuple[str, ...]]]:
+  """The rows of `read_texts(..., keep_empty=True)` one at a time, holding none of them.
+
+  Yields (the row's line, its texts: one str per `text_columns`) for exactly the rows, lines and
+  texts read_texts returns, and raises its ValueErrors with the same sentences: a header's (a
+  missing column, an empty file) before the first row, a row's when that row is read, and at the
+  end a .jsonl's missing column (its columns are the keys of all its rows) and 'holds no texts'.
+  `counts`, when given, is updated as rows are read.
+  """
+  if not os.path.isfile(path):
+    raise ValueError(f"{what}={path!r} does not exist.")
+  counts = TextCounts() if counts is None else counts
+  ext = os.path.splitext(path)[1].lower()
+  if ext == ".txt":
+    rows = _txt_rows(path, list(text_columns), what)
+  elif ext in (".jsonl", ".json"):
+    rows = _jsonl_rows(path, list(text_columns), what, column_options)
+  else:
+    rows = _table_rows(path, list(text_columns), what, column_options, counts)
+  for line, values in rows:
+    if any(_is_blank(v) for v in values):
+      counts.empty += 1
+      counts.first_empty = counts.first_empty or line
+    counts.rows += 1
+    yield line, tuple("" if _is_blank(v) else v if isinstance(v, str) else str(v) for v in values)
+  if not counts.rows:
+    raise ValueError(f"{what}={path!r} holds no texts.")
+
+
+def scan_texts(path: str, text_columns: Sequence[str], *, what: str, column_options: str = "data.text_column") -> int:
+  """The number of rows `iter_texts` yields, from one pass that keeps none: raises every error of
+  the file (as read_texts would) and logs read_texts's warnings (malformed lines, empty texts)."""
+  counts = TextCounts()
+  for _ in iter_texts(path, text_columns, what=what, column_options=column_options, counts=counts):
+    pass
+  if counts.malformed:
+    logging.warning(
+      "%s: %d malformed lines (first at line %d) skipped or truncated.", path, counts.malformed, counts.first_malformed
+    )
+  if counts.empty:
+    logging.warning(
+      "%s=%r: %d row(s) with an empty %s kept as '' so that every row gets an output (first at line %d).",
+      what,
+      path,
+      counts.empty,
+      " or ".join(repr(c) for c in text_columns),
+      counts.first_empty,
+    )
+  return counts.rows
+
+
+def _check_text_columns(header: Sequence[str], text_columns: Sequence[str], what: str, path: str, options: str) -> None:
+  """read_texts's error for a text column the file's header lacks."""
+  missing = [c for c in text_columns if c not in header]
+  if missing:
+    raise ValueError(
+      f"{what}={path!r} has no text column {missing[0]!r}; its columns are {list(header)} "
+      f"(name the text column with {options})."
+    )
+
+
+def _txt_rows(path: str, text_columns: list[str], what: str) -> Iterator[tuple[int, tuple[str]]]:
+  """(line, (text,)) for every line of a .txt file, blank ones included."""
+  if len(text_columns) != 1:
+    raise ValueError(
+      f"{what}={path!r} is plain text (one text per line) but the task reads text pairs "
+      f"{text_columns}; give a .csv, .tsv or .jsonl file with those columns."
+    )
+  with open(path, encoding="utf-8-sig") as f:
+    try:
+      for i, line in enumerate(f, 1):
+        yield i, (line.rstrip("\r\n"),)
+    except UnicodeDecodeError:
+      raise _not_utf8(path) from None
+
+
+def _jsonl_rows(path: str, text_columns: list[str], what: str, options: str) -> Iterator[tuple[int, tuple]]:
+  """(line, the text columns' values, None where a key is absent) for every object of a .jsonl file,
+  as `_read_jsonl` reads them; a text column no object has is an error at the end."""
+  header: dict[str, None] = {}
+  with open(path, encoding="utf-8-sig") as f:
+    try:
+      for i, line in enumerate(f, 1):
+        if not line.strip():
+          continue
+        try:
+          row = json.loads(line)
+        except json.JSONDecodeError as e:
+          raise ValueError(f"Data file {path!r} line {i} is not valid JSON ({e.msg}).") from None
+        if not isinstance(row, dict):
+          raise ValueError(f"Data file {path!r} line {i} is not a JSON object.")
+        header.update(dict.fromkeys(row))
+        yield i, tuple(row.get(c) for c in text_columns)
+    except UnicodeDecodeError:
+      raise _not_utf8(path) from None
+  _check_text_columns(list(header), text_columns, what, path, options)
+
+
+def _table_rows(
+  path: str, text_columns: list[str], what: str, options: str, counts: TextCounts
+) -> Iterator[tuple[int, tuple[str, ...]]]:
+  """(line, the text fields) for every row of a .csv/.tsv file, read by `_records` with
+  `_read_table`'s rules (header, duplicate names, blank rows, field counts: strict_rows=False,
+  a multi-line record of the wrong width: `_check_spans`'s error; its warning, which needs every
+  row's last field, is not given)."""
+  spans: dict[int, list[str]] = {}
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in (".tsv", ".csv"):
+    raise ValueError(f"Data file {path!r} has an unsupported extension {ext!r}; use .csv, .tsv or .jsonl.")
+  with open(path, encoding="utf-8-sig", newline="") as f:
+    try:
+      records = _records(f, path, ext, spans)
+      first = next(records, None)
+      if first is None:
+        raise ValueError(f"Data file {path!r} is empty (no header line).")
+      header = [h.strip() for h in first[1]]
+      dups = sorted({h for h in header if h and header.count(h) > 1})
+      if dups:
+        raise ValueError(
+          f"Data file {path!r} names the column(s) {dups} more than once in its header {header}; rename them."
+        )
+      _check_text_columns(header, text_columns, what, path, options)
+      pick = [header.index(c) for c in text_columns]
+      spans.clear()
+      for line, fields in records:
+        raw = spans.pop(line, None)
+        if raw is not None:
+          _check_spans(path, {line: raw}, {line: fields}, len(header))
+        if all(not x.strip() for x in fields):
+          continue  # blank line, or a row of empty cells
+        if len(fields) != len(header):
+          counts.malformed += 1
+          counts.first_malformed = counts.first_malformed or line
+          if len(fields) < len(header):
+            continue
+        yield line, tuple(fields[k] for k in pick)
+    except UnicodeDecodeError:
+      raise _not_utf8(path) from None
+
+
 def _ratio_subset(cols: dict[str, Any], ratio: float, num_labeled: int) -> dict[str, Any]:
   """At most round(ratio * num_labeled) rows of `cols` (all when ratio is 0): a subset drawn with a
   fixed seed, independent of the run's seed so that every run of a study sees the same data, in

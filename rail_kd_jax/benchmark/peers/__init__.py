@@ -5,7 +5,9 @@
   `distill.methods` (every method), torch AdamW with the same schedule and clipping.
 - `textbrewer_peer`: TextBrewer's `GeneralDistiller` for the methods its
   intermediate-layer matches express (kd, pkd).
+- `predict_peer`: an export applied to new text with PyTorch eager (the peer of
+  `python -m rail_kd_jax.predict`), and the lines/s and memory comparison of the two.
 
-Both need `torch` (`pip install -e .[peers]`); TextBrewer is installed with
+All three need `torch` (`pip install -e .[peers]`); TextBrewer is installed with
 `pip install --no-deps textbrewer==0.2.1.post1`.
 """
