@@ -44,6 +44,7 @@ from absl import logging
 from flax import serialization
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
+from rail_kd_jax.distill import methods as methods_lib
 from rail_kd_jax.errors import ConfigError
 
 FORMAT = 1
@@ -87,22 +88,6 @@ RESUME_HARMLESS = ("*.dtype", "*.remat", "*.dropout", "*.attention_dropout", "*.
 # Fields that differ between launches (a new coordinator port) and between the hosts of one
 # run (the checkpoint's meta is written by process 0): never reported as a change on resume.
 LAUNCH_FIELDS = ("distributed.coordinator", "distributed.process_id")
-# distill fields that only matter to some methods (the others never read them), so that a
-# kd or finetune checkpoint written before a rail-only field existed still resumes.
-_RAIL = ("rail_l", "rail_c", "rail_paper")
-_MAPS = ("pkd", "alp_kd", "ckd") + _RAIL
-METHOD_FIELDS = {
-  "distill.map_init": _MAPS,
-  "distill.sampling": _RAIL,
-  "distill.resample_every": _RAIL,
-  "distill.resample_every_steps": _RAIL,
-  "distill.fixed_layers": _RAIL,
-  "distill.projection": _RAIL,
-  "distill.proj_dim": _RAIL,
-  "distill.proj_index": _RAIL,
-  "distill.center": _RAIL,
-  "distill.pkd_mapping": ("pkd",),
-}
 
 
 # ---------------------------------------------------------------------------- config
@@ -169,9 +154,10 @@ def config_hash(flat: dict[str, Any]) -> str:
 
 def _is_resume_field(key: str, mode: str, method: str | None = None) -> bool:
   # Only the model sections the mode uses matter (finetune: model; distill: teacher, student),
-  # and only the distill fields the method reads.
-  section = key.split(".", 1)[0]
-  if section == "distill" and (mode == "finetune" or (key in METHOD_FIELDS and method not in METHOD_FIELDS[key])):
+  # and only the distill fields the method reads (its row's `options`), so that a kd or
+  # finetune checkpoint written before a field of another method existed still resumes.
+  section, _, field = key.partition(".")
+  if section == "distill" and (mode == "finetune" or not methods_lib.reads_option(method, field)):
     return False
   if section in ("model", "teacher", "student"):
     if (mode == "finetune") != (section == "model"):

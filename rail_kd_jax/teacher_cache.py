@@ -92,22 +92,17 @@ _META = "meta.json"
 _CORRUPT_DIR = "corrupt"  # under the cache root: folders that failed verification
 
 
-def _token_level(dcfg) -> bool:
-  """Whether the method compares every token's hidden states (which a cache does not hold)."""
-  return dcfg.method == "ckd" and dcfg.ckd_granularity == "token"
-
-
 def serves(dcfg) -> bool:
   """Whether a teacher cache can stand in for the teacher of `dcfg`'s method: it needs
   the teacher, and only the teacher's logits and pooled vectors."""
-  return methods_lib.get_method(dcfg.method).needs_teacher and not _token_level(dcfg)
+  return methods_lib.get_method(dcfg.method).needs_teacher and not methods_lib.token_level(dcfg)
 
 
 def check_supported(dcfg) -> None:
   """Raises ConfigError when the method needs teacher states a cache does not hold."""
   if dcfg.get("cache_dtype", "bfloat16") not in DTYPES:
     raise ConfigError(f"distill.cache_dtype={dcfg.cache_dtype!r} is not valid; choose one of: {', '.join(DTYPES)}")
-  if _token_level(dcfg):
+  if methods_lib.token_level(dcfg):
     raise ConfigError(
       "distill.cache_teacher=True caches pooled vectors and logits, but ckd with "
       "ckd_granularity='token' compares every token's hidden states; use "

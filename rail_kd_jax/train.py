@@ -33,7 +33,7 @@ from rail_kd_jax import checkpoint as checkpoint_lib
 from rail_kd_jax import model_card, plots, workdir_lock
 from rail_kd_jax import evaluate as evaluate_lib
 from rail_kd_jax.data import loader
-from rail_kd_jax.distill import diagnostics, layer_sampling
+from rail_kd_jax.distill import diagnostics, layer_sampling, methods as methods_lib
 from rail_kd_jax.step import current_mapping, make_eval_step, make_train_step, mapping_counter
 from rail_kd_jax.train_state import TrainState, param_count
 from rail_kd_jax.errors import ConfigError
@@ -61,7 +61,7 @@ def nan_steps_from_env(config) -> frozenset[int]:
     steps = frozenset({0})
   if min(steps) < 1:
     raise ConfigError(f"${NAN_STEPS_ENV}={text!r} must be comma-separated step numbers >= 1 (a test hook; unset it)")
-  if config.mode != "distill" or config.distill.method == "none":
+  if config.mode != "distill" or not methods_lib.get_method(config.distill.method).needs_teacher:
     raise ConfigError(
       f"${NAN_STEPS_ENV} poisons the teacher's outputs, so it needs mode='distill' with a "
       "distill.method that uses the teacher (a test hook; unset it)"
@@ -145,13 +145,7 @@ class Trainer:
     self.eval_step = self.par.compile_eval(make_eval_step(self.step_spec))
     self.writer = metrics_lib.MetricsWriter(workdir, enabled=self.is_main)
     dcfg = self.step_spec.dcfg
-    self.collapse_watch = diagnostics.CollapseWatch(
-      dcfg.method,
-      dcfg.get("projection", ""),
-      dcfg.get("collapse_threshold", 0.05),
-      dcfg.get("collapse_patience", 3),
-      batch_size=config.train.batch_size,
-    )
+    self.collapse_watch = methods_lib.collapse_watch(dcfg, config.train.batch_size)
     self._nan_steps = nan_steps_from_env(config)
 
   # ---- checkpoints ----------------------------------------------------------------

@@ -175,8 +175,9 @@ def test_row_budget_gives_slow_runners_fewer_windows(monkeypatch):
   assert len(got["slow"].windows_ms) == 2 and got["slow"].step_ms_median == pytest.approx(10_000.0)
 
 
-def _to_torch_heads(method, heads_jax, heads_torch):
-  """Copies the JAX head params into the torch peer's Heads (kernel [in, out] -> weight [out, in])."""
+def _to_torch_heads(heads_jax, heads_torch):
+  """Copies the JAX head params into the torch peer's Heads (kernel [in, out] -> weight [out, in]);
+  a dict of maps {name_1: .., name_2: ..} (ckd's groups) goes to a ModuleList in that order."""
 
   def put(linear, p):
     linear.weight.data = torch.from_numpy(np.asarray(p["kernel"]).T.copy())
@@ -185,7 +186,7 @@ def _to_torch_heads(method, heads_jax, heads_torch):
 
   for name, value in heads_jax.items():
     target = getattr(heads_torch, name)
-    if method == "ckd":
+    if "kernel" not in value and isinstance(target, torch.nn.ModuleList):
       for j, lin in enumerate(target):
         put(lin, value[f"group_{j + 1}"])
     elif isinstance(target, torch.nn.ModuleList):
@@ -266,7 +267,7 @@ def test_pytorch_peer_computes_the_same_losses(tmp_path, shape_name):
       spec.num_student_layers,
       spec.num_teacher_layers,
     )
-    _to_torch_heads(spec.dcfg.method, heads_jax, heads)
+    _to_torch_heads(heads_jax, heads)
     with torch.no_grad():
       got = torch_peer.method_loss(
         spec.dcfg.method, spec.dcfg, heads, s_out, t_out, tbatch, torch.tensor(np.asarray(mapping), dtype=torch.long)

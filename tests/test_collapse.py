@@ -130,22 +130,29 @@ def test_diagnostics_formulas_against_numpy():
   assert float(got["dir_var_student"]) < 1e-6 and float(got["own_other"]) == pytest.approx(1.0, abs=0.01)
 
 
+def _watch(method, projection, threshold, patience, batch_size=32):
+  """A run's watch (`methods.collapse_watch`: the row says which sides and what to advise)."""
+  d = defaults.distill_config()
+  d.method, d.projection, d.collapse_threshold, d.collapse_patience = method, projection, threshold, patience
+  return methods.collapse_watch(d, batch_size)
+
+
 def test_collapse_watch_warns_once_per_side():
-  watch = diagnostics.CollapseWatch("rail_l", "both", threshold=0.05, patience=3)
+  watch = _watch("rail_l", "both", threshold=0.05, patience=3)
   lines = []
   for step, v in enumerate([0.5, 0.01, 0.02, 0.4, 0.01, 0.01, 0.01, 0.01, 0.01]):
     lines += watch.update(step, {"dir_var_teacher": v, "dir_var_student": 0.5})
   assert len(lines) == 1
   assert "dir_var_teacher" in lines[0] and "rail_l" in lines[0] and "student_to_teacher" in lines[0]
   assert "step 6" in lines[0]
-  assert diagnostics.CollapseWatch("rail_l", "both", 0.05, 0).update(0, {"dir_var_teacher": 0.0}) == []
+  assert _watch("rail_l", "both", 0.05, 0).update(0, {"dir_var_teacher": 0.0}) == []
   # A fixed target: the teacher side is the teacher's own (anisotropic) vectors, never flagged.
-  fixed = diagnostics.CollapseWatch("rail_l", "student_to_teacher", 0.05, 1)
+  fixed = _watch("rail_l", "student_to_teacher", 0.05, 1)
   assert fixed.update(0, {"dir_var_teacher": 0.0, "dir_var_student": 0.5, "rank_student": 5.0}) == []
   (line,) = fixed.update(1, {"dir_var_teacher": 0.0, "dir_var_student": 0.5, "rank_student": 1.0})
   assert "rank_student=1.00" in line
   # Two centred vectors always span one axis: no rank check on tiny batches.
-  tiny = diagnostics.CollapseWatch("pkd", "student_to_teacher", 0.05, 1, batch_size=2)
+  tiny = _watch("pkd", "student_to_teacher", 0.05, 1, batch_size=2)
   assert tiny.update(0, {"dir_var_student": 0.5, "rank_student": 1.0}) == []
 
 

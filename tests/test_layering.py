@@ -60,6 +60,12 @@ IN_FUNCTION = {
   ("benchmark.sections", "benchmark.peers.textbrewer_peer"): "torch is optional",
   ("benchmark.workload", "benchmark.peers.torch_peer"): "torch is optional",
   ("benchmark.workload", "benchmark.peers.textbrewer_peer"): "torch is optional",
+  # Each method family's PyTorch loss (for the peer) imports the shared torch terms in itself.
+  ("distill.methods.kd", "distill.methods.torch_terms"): "torch is optional",
+  ("distill.methods.pkd", "distill.methods.torch_terms"): "torch is optional",
+  ("distill.methods.alp_kd", "distill.methods.torch_terms"): "torch is optional",
+  ("distill.methods.ckd", "distill.methods.torch_terms"): "torch is optional",
+  ("distill.methods.rail", "distill.methods.torch_terms"): "torch is optional",
 }
 
 

@@ -20,14 +20,16 @@ from typing import Sequence
 
 import numpy as np
 
-from rail_kd_jax.benchmark import sections
+from rail_kd_jax.benchmark import cases, sections
 from rail_kd_jax.benchmark.shapes import Shape, _bert
+from rail_kd_jax.distill import methods as methods_lib
 
 DEPTHS = (6, 12, 24)
 # Every method, CKD in both forms (token-level, the authors'; pooled, cacheable).
 METHODS = ("none", "kd", "pkd", "alp_kd", "ckd", "ckd_pooled", "rail_l", "rail_c", "rail_paper")
 BASE = "kd"  # the step without an intermediate term
-INTERMEDIATE = tuple(m for m in METHODS if m not in ("none", "kd"))
+# The methods with an intermediate term: those that pair student with teacher layers (their rows say).
+INTERMEDIATE = tuple(m for m in METHODS if methods_lib.get_method(cases.distill_config(m).method).pairs_layers)
 
 
 def student_layers(teacher_layers: int) -> int:

@@ -108,36 +108,33 @@ RANK_FLOOR = 1.5  # rank_<side> under this: the vectors vary along about one axi
 RANK_MIN_BATCH = 8  # centred, B vectors span at most B - 1 axes: no rank check on smaller batches
 
 
-def trainable_target(method: str, projection: str) -> bool:
-  """Whether the teacher-side vectors go through a trainable map (rail_l/rail_c with 'both',
-  and rail_paper, which always maps both sides): elsewhere the target is fixed, and its
-  dir_var is the teacher's, not a collapse."""
-  return method == "rail_paper" or (method in ("rail_l", "rail_c") and projection == "both")
+# What to try when a side collapses, unless the method's row says better (`collapse_advice`).
+ADVICE = "lower distill.int_weight or optim.learning_rate, or try distill.center=True (rail_*)"
 
 
 class CollapseWatch:
   """Host side: one warning per side when `dir_var_<side>` < `threshold` (or `rank_<side>`
   < RANK_FLOOR, on global batches of at least RANK_MIN_BATCH) for `patience` consecutive
-  logged steps. The teacher side is watched only when its map trains (`trainable_target`).
-  `patience <= 0` switches it off."""
+  logged steps. The teacher side is watched only when its map trains (`watch_teacher`, the
+  row's `trainable_target`): elsewhere the target is fixed, and its dir_var is the teacher's,
+  not a collapse. `patience <= 0` switches it off; `methods.collapse_watch` builds it for a run."""
 
-  def __init__(self, method: str, projection: str, threshold: float, patience: int, batch_size: int = 32):
-    self.method, self.projection = method, projection
+  def __init__(
+    self,
+    method: str,
+    projection: str,
+    threshold: float,
+    patience: int,
+    batch_size: int = 32,
+    watch_teacher: bool = False,
+    advice: str = ADVICE,
+  ):
+    self.method, self.projection, self.advice = method, projection, advice
     self.threshold, self.patience = float(threshold), int(patience)
-    self.sides = ("student", "teacher") if trainable_target(method, projection) else ("student",)
+    self.sides = ("student", "teacher") if watch_teacher else ("student",)
     self.check_rank = int(batch_size) >= RANK_MIN_BATCH
     self._low = {"student": 0, "teacher": 0}
     self.warned: set[str] = set()
-
-  def advice(self, side: str) -> str:
-    if self.method == "rail_paper":
-      return "the published form has this trivial minimiser; use rail_l or rail_c with projection='student_to_teacher'"
-    if self.method in ("rail_l", "rail_c") and self.projection == "both":
-      return (
-        "use distill.projection='student_to_teacher' (a fixed target), or keep 'both' with "
-        "distill.center=True or distill.distance='infonce'"
-      )
-    return "lower distill.int_weight or optim.learning_rate, or try distill.center=True (rail_*)"
 
   def update(self, step: int, values: dict) -> list[str]:
     """Feeds one logged record; returns the warning lines to print (usually none)."""
@@ -163,6 +160,6 @@ class CollapseWatch:
         lines.append(
           f"collapse: method {self.method} (projection={self.projection}): {what[0]} for {self._low[side]} "
           f"logs up to step {step}, so the {side} side {what[1]} and the intermediate term teaches little; "
-          f"{self.advice(side)}"
+          f"{self.advice}"
         )
     return lines

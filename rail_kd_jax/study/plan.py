@@ -237,7 +237,7 @@ def stage_configs(config, files: dict, teacher_dir: str, init: dict, grid: dict,
     for k, v in point.items():
       if not k.startswith("_"):
         c.distill[k] = type(c.distill[k])(v) if not isinstance(c.distill[k], tuple) else tuple(v)
-    c.distill.cache_teacher = bool(cached and method != "none")
+    c.distill.cache_teacher = bool(cached and methods_lib.get_method(method).needs_teacher)
     c.distill.cache_dtype = s.cache_dtype
     if c.distill.cache_teacher:
       try:

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import transformers
 from torch import nn
 
-from rail_kd_jax.distill import layer_sampling
 from rail_kd_jax.distill import methods as methods_lib
-from rail_kd_jax.distill.methods import pkd_teacher_layers
+from rail_kd_jax.distill.methods import torch_terms
 
 
 def hf_model(config, dtype=torch.float32) -> nn.Module:
@@ -37,160 +35,32 @@ def hf_model(config, dtype=torch.float32) -> nn.Module:
   return model.to(dtype)
 
 
-def _linear_stack(num: int, din: int, dout: int, bias: bool = True) -> nn.ModuleList:
-  return nn.ModuleList([nn.Linear(din, dout, bias=bias) for _ in range(num)])
-
-
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-  return x * torch.rsqrt(torch.clamp((x * x).sum(-1, keepdim=True), min=1e-12))
-
-
-def _distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
-  if kind == "sq_l2":
-    return (_normalize(a) - _normalize(b)).pow(2).sum(-1)
-  if kind == "cosine":
-    return 1.0 - (_normalize(a) * _normalize(b)).sum(-1)
-  if kind == "mse":
-    return (a - b).pow(2).mean(-1)
-  raise ValueError(f"distance={kind!r} (the PyTorch peer runs on one device: no infonce)")
-
-
-def _center(x: torch.Tensor, example_mask: torch.Tensor) -> torch.Tensor:
-  """x [K, B, D] minus its (detached) mean over the real examples."""
-  keep = (example_mask > 0).to(x.dtype)[None, :, None]
-  mean = (x * keep).sum(1, keepdim=True) / torch.clamp(keep.sum(1, keepdim=True), min=1.0)
-  return x - mean.detach()
-
-
-def _pool(hidden: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
-  """hidden [L+1, B, T, H], mask [B, T] -> [L+1, B, H]."""
-  if kind == "cls":
-    return hidden[:, :, 0]
-  m = mask.to(hidden.dtype)[None, :, :, None]
-  return (hidden * m).sum(2) / torch.clamp(m.sum(2), min=1.0)
-
-
 class Heads(nn.Module):
-  """The trainable distillation heads of one method (same shapes as `init_heads`)."""
+  """The trainable distillation heads of one method (same names and shapes as its
+  `init_heads`), built by its row's `torch_heads`."""
 
   def __init__(self, method: str, dcfg, hs: int, ht: int, num_student_layers: int, num_teacher_layers: int):
     super().__init__()
-    u = dcfg.proj_dim
-    if method == "pkd" and hs != ht and num_student_layers > 1:
-      self.student_proj = _linear_stack(num_student_layers - 1, hs, ht)
-    elif method == "alp_kd" and hs != ht:
-      self.student_proj = _linear_stack(num_student_layers, hs, ht)
-    elif method == "ckd":
-      bounds = layer_sampling.block_bounds(num_teacher_layers, num_student_layers)
-      self.student_proj = nn.ModuleList([nn.Linear(hs, (hi - lo) * ht) for lo, hi in bounds])
-    elif method in ("rail_l", "rail_c") and dcfg.projection != "none":
-      per_layer = num_teacher_layers if dcfg.proj_index == "teacher_layer" else num_student_layers
-      count = 1 if method == "rail_c" else per_layer
-      din_s, din_t = (num_student_layers * hs, num_student_layers * ht) if method == "rail_c" else (hs, ht)
-      bias = not dcfg.center
-      if dcfg.projection == "student_to_teacher":
-        self.student_proj = _linear_stack(count, din_s, din_t, bias)
-        self._identity = din_s == din_t  # as methods._rail_heads: start at the identity
-      else:
-        self.student_proj = _linear_stack(count, din_s, u, bias)
-        self.teacher_proj = _linear_stack(count, din_t, u, bias)
-        if dcfg.projection == "frozen_random":
-          self.teacher_proj.requires_grad_(False)
-    elif method == "rail_paper" and num_student_layers > 1:
-      k = num_student_layers - 1  # both sides of the concatenated M-1 layers to u, as methods.rail_paper_init_heads
-      self.student_proj = nn.Linear(k * hs, u)
-      self.teacher_proj = nn.Linear(k * ht, u)
-    for mod in self.modules():
-      if isinstance(mod, nn.Linear):
-        nn.init.normal_(mod.weight, std=0.02)
-        if mod.bias is not None:
-          nn.init.zeros_(mod.bias)
-    if getattr(self, "_identity", False):
-      for mod in self.student_proj:
-        nn.init.eye_(mod.weight)
-
-
-def _masked_mean(x: torch.Tensor, example_mask: torch.Tensor) -> torch.Tensor:
-  keep = (example_mask > 0).to(x.dtype)
-  return (x * keep).sum() / torch.clamp(keep.sum(), min=1.0)
+    row = methods_lib.get_method(method)
+    for name, module in row.torch_heads(dcfg, hs, ht, num_student_layers, num_teacher_layers).items():
+      setattr(self, name, module)
 
 
 def method_loss(method: str, dcfg, heads: Heads, s_out, t_out, batch: dict, mapping: torch.Tensor | None):
-  """The total loss of `method` (same formulas as `distill.methods`)."""
-  labels, em = batch["labels"], batch["example_mask"]
-  zs = s_out.logits.float()
-  ce = _masked_mean(F.cross_entropy(zs, labels, reduction="none"), em)
-  if method == "none":
-    return ce
-  zt = t_out.logits.float()
-  temp = dcfg.temperature
-  log_pt = F.log_softmax(zt / temp, -1)
-  kd = _masked_mean(temp**2 * (log_pt.exp() * (log_pt - F.log_softmax(zs / temp, -1))).sum(-1), em)
-  a = dcfg.kd_alpha
-  if method == "kd":
-    return (1 - a) * ce + a * kd
-  mask = batch["attention_mask"]
-  s_hidden = torch.stack(s_out.hidden_states).float()  # [M+1, B, T, Hs]
-  t_hidden = torch.stack(t_out.hidden_states).float()  # [N+1, B, T, Ht]
-  num_student_layers, num_teacher_layers = s_hidden.shape[0] - 1, t_hidden.shape[0] - 1
-  w = lambda inter: dcfg.ce_weight * ce + dcfg.kd_weight * kd + dcfg.int_weight * inter
-  if method == "pkd":
-    layers = pkd_teacher_layers(dcfg.pkd_mapping, num_teacher_layers, num_student_layers)
-    s, t = s_hidden[1:num_student_layers, :, 0], t_hidden[layers, :, 0]
-    if hasattr(heads, "student_proj"):
-      s = torch.stack([p(x) for p, x in zip(heads.student_proj, s)])
-    pt = _masked_mean(_distance(s, t, "sq_l2").mean(0) / s.shape[-1], em)
-    return (1 - a) * ce + a * kd + dcfg.pkd_beta * pt
-  if method == "alp_kd":
-    s, t = s_hidden[1:, :, 0], t_hidden[1:, :, 0]
-    if hasattr(heads, "student_proj"):
-      s = torch.stack([p(x) for p, x in zip(heads.student_proj, s)])
-    weights = torch.softmax(torch.einsum("mbh,nbh->bmn", s, t), -1)
-    context = torch.einsum("bmn,nbh->mbh", weights, t)
-    return w(_masked_mean(_distance(s, context, "mse").mean(0), em))
-  if method == "ckd":
-    token = dcfg.ckd_granularity == "token"
-    s, t = (
-      (s_hidden, t_hidden)
-      if token
-      else (_pool(s_hidden, mask, methods_lib.pooling_of(dcfg)), _pool(t_hidden, mask, methods_lib.pooling_of(dcfg)))
-    )
-    per_layer = []
-    for j, (lo, hi) in enumerate(layer_sampling.block_bounds(num_teacher_layers, num_student_layers)):
-      target = torch.cat([t[i] for i in range(lo, hi)], -1)
-      per_layer.append(_distance(heads.student_proj[j](s[j + 1]), target, "sq_l2"))  # [B] or [B, T]
-    d = torch.stack(per_layer).sum(0)
-    if token:
-      tm = ((mask > 0) & (em[:, None] > 0)).to(d.dtype)
-      return w((d * tm).sum() / torch.clamp(tm.sum(), min=1.0))
-    return w(_masked_mean(d, em))
-  if method in ("rail_l", "rail_c"):
-    s = _pool(s_hidden, mask, methods_lib.pooling_of(dcfg))[1:]
-    t = _pool(t_hidden, mask, methods_lib.pooling_of(dcfg))[mapping]
-    if method == "rail_c":  # [1, B, M*H]
-      s = s.permute(1, 0, 2).reshape(1, s.shape[1], -1)
-      t = t.permute(1, 0, 2).reshape(1, t.shape[1], -1)
-      index = [0]
-    else:
-      index = (mapping - 1).tolist() if dcfg.proj_index == "teacher_layer" else list(range(num_student_layers))
-    if dcfg.center:
-      s, t = _center(s, em), _center(t, em)
-    if dcfg.projection != "none":
-      s = torch.stack([heads.student_proj[i](x) for i, x in zip(index, s)])
-      if dcfg.projection != "student_to_teacher":
-        t = torch.stack([heads.teacher_proj[i](x) for i, x in zip(index, t)])
-    return w(_masked_mean(_distance(s, t, dcfg.distance).mean(0), em))
-  if method == "rail_paper":  # as methods.rail_paper_loss: KD without T^2, the term summed over the batch
-    kd = kd / temp**2
-    w = lambda inter: dcfg.ce_weight * ce + dcfg.kd_weight * kd + dcfg.int_weight * inter
-    if num_student_layers < 2:
-      return w(torch.zeros((), device=zs.device))
-    s = _pool(s_hidden, mask, methods_lib.pooling_of(dcfg))[1:num_student_layers]
-    t = _pool(t_hidden, mask, methods_lib.pooling_of(dcfg))[mapping]
-    s = heads.student_proj(s.permute(1, 0, 2).reshape(s.shape[1], -1))
-    t = heads.teacher_proj(t.permute(1, 0, 2).reshape(t.shape[1], -1))
-    return w((_distance(s, t, "sq_l2") * (em > 0).to(s.dtype)).sum())
-  raise ValueError(f"unknown method {method!r}")
+  """The total loss of `method`: its row's `torch_loss` (the formulas of `distill.methods`)."""
+  row = methods_lib.get_method(method)
+  hidden = lambda out: None if out is None or out.hidden_states is None else torch.stack(out.hidden_states).float()
+  inputs = torch_terms.TorchInputs(
+    student_logits=s_out.logits.float(),
+    labels=batch["labels"],
+    example_mask=batch["example_mask"],
+    token_mask=batch["attention_mask"],
+    teacher_logits=None if t_out is None else t_out.logits.float(),
+    student_hidden=hidden(s_out),
+    teacher_hidden=hidden(t_out),
+    mapping=mapping,
+  )
+  return row.torch_loss(dcfg, heads, inputs)
 
 
 def adamw(params_named, opt_cfg, total_steps: int):
@@ -277,10 +147,10 @@ class TorchPeer:
     if precision not in PRECISIONS:
       raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     torch.manual_seed(seed)
-    self.method, self.dcfg = method, dcfg
+    self.method, self.dcfg, self.row = method, dcfg, methods_lib.get_method(method)
     self.precision, self.device = precision, device
-    self.needs_teacher = method != "none"
-    self.needs_hidden = method not in ("none", "kd")
+    self.needs_teacher = self.row.needs_teacher
+    self.needs_hidden = self.row.pairs_layers  # a method that pairs layers reads their hidden states
     self.student = hf_model(shape.student).to(device).train()
     self.teacher = hf_model(shape.teacher).to(device).eval() if self.needs_teacher else None
     if self.teacher is not None:
@@ -310,14 +180,10 @@ class TorchPeer:
     return {k: v.to(self.device) for k, v in to_torch_batch(batch).items()}
 
   def _mapping(self) -> torch.Tensor | None:
-    """rail_*: distinct teacher layers (1-based, ascending), one per student layer, drawn uniformly each step."""
-    if self.method not in ("rail_l", "rail_c", "rail_paper"):
+    """The row's layer mapping (1-based teacher layers, ascending), drawn each step; None without one."""
+    if self.row.torch_mapping is None:
       return None
-    if self.method == "rail_paper":  # M-1 of 1..N-1 (the student's top layer and the teacher's left out)
-      perm = torch.randperm(self.num_teacher_layers - 1, generator=self.gen)
-      return torch.sort(perm[: self.num_student_layers - 1]).values + 1
-    perm = torch.randperm(self.num_teacher_layers, generator=self.gen)
-    return torch.sort(perm[: self.num_student_layers]).values + 1
+    return self.row.torch_mapping(self.gen, self.num_teacher_layers, self.num_student_layers)
 
   def step(self, batch: dict | None = None) -> torch.Tensor:
     b = self.batch if batch is None else self._to_device(batch)
