@@ -7,6 +7,10 @@ Parses absl flags, loads the ml_collections config, initialises multi-host JAX
 when asked, and hands `config.mode` over: finetune/distill to `train.train_and_evaluate`,
 demo to `demo.run_demo`, study to `study.run_study`. Nothing else lives here.
 
+Methods defined outside the package: $RAIL_KD_METHODS names their modules (comma-separated,
+importable), each registering its rows; they are imported before the config is checked
+(docs/METHODS.md, "Adding a method").
+
 Exit codes: 0 done, or stopped by SIGTERM/Ctrl-C after saving a checkpoint (run the
 same command again to resume); 1 training diverged (non-finite loss for
 `train.max_bad_steps` steps) or an unexpected error; 2 a user error in the flags, the
@@ -110,10 +114,12 @@ def main(argv):
     _user_error(f"unexpected arguments: {' '.join(argv[1:])}; overrides look like --config.train.num_steps=100")
   # Imported here, not at the top, so that `--help` and flag errors come before JAX loads.
   from rail_kd_jax import parallel, train
+  from rail_kd_jax.distill import methods
   from rail_kd_jax.errors import ConfigError
 
   config = _CONFIG.value
   try:
+    methods.load_plugins()  # the methods defined outside the package ($RAIL_KD_METHODS)
     parallel.maybe_initialize_distributed(
       config.distributed.enabled,
       config.distributed.coordinator,
