@@ -9,7 +9,9 @@ method) and the PyTorch eager peer, their windows interleaved (`sections.bench_s
 The intermediate term's own cost: a method's step minus the `kd` step of the same
 implementation, depth and cache setting. The `kd` step is the same program without the
 intermediate term (the same CE and KD terms; the term, its pooled states, its heads and their
-optimizer update absent from the program, not multiplied by zero), timed in the same windows;
+optimizer update absent from the program, not multiplied by zero), timed in the same process
+(its windows interleave with its own implementations, not with the method's, so a term of a few
+percent is within the machine's drift);
 in ms, as a share of the method's step, and in XLA's FLOPs per step.
 """
 
