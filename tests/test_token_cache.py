@@ -12,6 +12,7 @@ from rail_kd_jax import train
 from rail_kd_jax.data import loader
 
 import helpers
+from test_data_hostile import _Warnings
 
 
 def _config(cache: str):
@@ -27,15 +28,6 @@ def _config(cache: str):
       "train.plots": False,
     }
   )
-
-
-class _Warnings(logging.Handler):
-  def __init__(self):
-    super().__init__(logging.WARNING)
-    self.messages = []
-
-  def emit(self, record):
-    self.messages.append(record.getMessage())
 
 
 @pytest.fixture(scope="module")

@@ -374,8 +374,9 @@ def _check_spans(path: str, spans: Mapping[int, list[str]], fields: Mapping[int,
     )
 
 
-def _read_jsonl(path: str) -> tuple[list[str], list[dict[str, Any]], list[int]]:
-  rows, lines, header = [], [], {}
+def _jsonl_objects(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+  """(line, object) for every non-blank line of a .jsonl file, one at a time; a line that is not
+  a JSON object, or bytes that are not UTF-8, stop with one sentence naming the line."""
   with open(path, encoding="utf-8-sig") as f:
     try:
       for i, line in enumerate(f, 1):
@@ -387,11 +388,17 @@ def _read_jsonl(path: str) -> tuple[list[str], list[dict[str, Any]], list[int]]:
           raise ValueError(f"Data file {path!r} line {i} is not valid JSON ({e.msg}).") from None
         if not isinstance(row, dict):
           raise ValueError(f"Data file {path!r} line {i} is not a JSON object.")
-        rows.append(row)
-        lines.append(i)
-        header.update(dict.fromkeys(row))
+        yield i, row
     except UnicodeDecodeError:
       raise _not_utf8(path) from None
+
+
+def _read_jsonl(path: str) -> tuple[list[str], list[dict[str, Any]], list[int]]:
+  rows, lines, header = [], [], {}
+  for i, row in _jsonl_objects(path):
+    rows.append(row)
+    lines.append(i)
+    header.update(dict.fromkeys(row))
   return list(header), rows, lines
 
 
@@ -725,21 +732,9 @@ def _jsonl_rows(path: str, text_columns: list[str], what: str, options: str) -> 
   """(line, the text columns' values, None where a key is absent) for every object of a .jsonl file,
   as `_read_jsonl` reads them; a text column no object has is an error at the end."""
   header: dict[str, None] = {}
-  with open(path, encoding="utf-8-sig") as f:
-    try:
-      for i, line in enumerate(f, 1):
-        if not line.strip():
-          continue
-        try:
-          row = json.loads(line)
-        except json.JSONDecodeError as e:
-          raise ValueError(f"Data file {path!r} line {i} is not valid JSON ({e.msg}).") from None
-        if not isinstance(row, dict):
-          raise ValueError(f"Data file {path!r} line {i} is not a JSON object.")
-        header.update(dict.fromkeys(row))
-        yield i, tuple(row.get(c) for c in text_columns)
-    except UnicodeDecodeError:
-      raise _not_utf8(path) from None
+  for i, row in _jsonl_objects(path):
+    header.update(dict.fromkeys(row))
+    yield i, tuple(row.get(c) for c in text_columns)
   _check_text_columns(list(header), text_columns, what, path, options)
 
 
