@@ -23,6 +23,24 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
 
 
+def _unregister():
+  """Takes the toy row out of the process-wide registry: importing toy_method registered it at
+  collection, and no other test (docs/ERRORS.md lists the valid methods) may see it."""
+  methods.METHODS.pop(toy_method.NAME, None)
+  methods.PAPER_PRESETS.pop(toy_method.NAME, None)
+
+
+_unregister()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _toy_registered():
+  """The row is registered for this module's tests only."""
+  methods.register(toy_method.ROW)
+  yield
+  _unregister()
+
+
 def _cli(workdir, plugins, *overrides):
   pythonpath = os.pathsep.join([TESTS, REPO, os.environ.get("PYTHONPATH", "")])
   env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=pythonpath, RAIL_KD_METHODS=plugins)
