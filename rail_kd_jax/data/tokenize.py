@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import weakref
 from typing import Any
 
 _TOKENIZER_FILES = (
@@ -76,8 +78,25 @@ def check_vocab(tokenizer, vocab_size: int | None, where: str = "tokenizer") -> 
     )
 
 
+# tokenizer -> its fingerprint: hashing a 30k-token vocabulary takes ~0.1 s, and every split of
+# every run asks (the token cache's key). The package never changes a tokenizer after loading it.
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-  """A hash of everything that decides the tokenizer's output (vocab, rules, specials)."""
+  """A hash of everything that decides the tokenizer's output (vocab, rules, specials);
+  computed once per tokenizer object."""
+  try:
+    return _FINGERPRINTS[tokenizer]
+  except (KeyError, TypeError):
+    pass
+  digest = _fingerprint(tokenizer)
+  with contextlib.suppress(TypeError):  # an object that cannot be weakly referenced: not kept
+    _FINGERPRINTS[tokenizer] = digest
+  return digest
+
+
+def _fingerprint(tokenizer: Any) -> str:
   h = hashlib.sha256()
   h.update(type(tokenizer).__name__.encode())
   backend = getattr(tokenizer, "backend_tokenizer", None)
