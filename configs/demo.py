@@ -20,7 +20,7 @@ arg: '' (the real demo) or 'runlocal' (4 steps per stage on a 128-example subset
 for tests; still the real MiniLM teacher).
 """
 
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 
 def get_config(arg: str = ""):

@@ -34,8 +34,8 @@ the best dev epoch); RAIL-KD resamples its layer mapping every epoch. Seeds and
 methods are swept with launch/sweep.
 """
 
+from rail_kd_jax.core.defaults import base_config, model_config
 from rail_kd_jax.data.tasks import GLUE_TASKS
-from rail_kd_jax.defaults import base_config, model_config
 from rail_kd_jax.distill.methods import METHODS
 
 MODES = ("finetune", "distill")

@@ -11,7 +11,7 @@ The student copies teacher layers (1, 3, 5) by default (the DistilBERT recipe);
 use --config.student.init=fresh plus shape fields, or init=pretrained + path.
 """
 
-from rail_kd_jax.defaults import base_config, model_config
+from rail_kd_jax.core.defaults import base_config, model_config
 
 
 def get_config(arg: str = ""):

@@ -6,7 +6,7 @@ r"""The study: does RAIL-KD beat KD, PKD, ALP-KD and CKD? One command per task (
   python -m rail_kd_jax.main --config=configs/study.py:glue/sst2 --workdir=runs/study_sst2 \
       --config.study.teacher_path=/models/bert-base-uncased --config.data.data_dir=/data/glue/SST-2
 
-Stages (rail_kd_jax/study/): fine-tune the teacher once, build the teacher cache once, run
+Stages (rail_kd_jax/experiments/study/): fine-tune the teacher once, build the teacher cache once, run
 every method's grid (its published preset plus points drawn from its own design space, the
 same number for every method) at the tuning seed, run each method's selected point at the
 5 reported seeds (never the tuning seed), once more at 3x the steps, score every run per
@@ -26,7 +26,7 @@ arg: '' | 'tweets' | 'local/<folder>' | 'glue/<task>', each optionally followed 
 MiniLM's vocabulary, 128 examples, 4 steps, 2 grid points, 2 reported seeds).
 """
 
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 
 def get_config(arg: str = ""):

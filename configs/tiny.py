@@ -13,7 +13,7 @@ a fresh random 4-layer model, enough to exercise every method.
 arg: '' (default) or 'shard_map' to select that parallel path.
 """
 
-from rail_kd_jax.defaults import base_config, model_config
+from rail_kd_jax.core.defaults import base_config, model_config
 
 
 def _tiny(layers: int, **kw):

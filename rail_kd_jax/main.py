@@ -74,7 +74,7 @@ def _flag_error_message(e: Exception, argv) -> str:
       f"--config.{key}",
     )
     hint = re.search(r'Did you mean "([^"]+)"', text)
-    suggestion = f"; did you mean {hint.group(1)!r}?" if hint else "; see rail_kd_jax/defaults.py for the fields"
+    suggestion = f"; did you mean {hint.group(1)!r}?" if hint else "; see rail_kd_jax/core/defaults.py for the fields"
     return f"{arg} names no config field {key!r}{suggestion}"
   text = " ".join(text.split())
   m = re.match(r"flag (--\S+?): (.*)", text)
@@ -98,7 +98,8 @@ def parse_flags(argv):
 
 def run(config, workdir: str) -> dict:
   """Runs `config.mode` in `workdir`: the training loop, or the demo or the study built on it."""
-  from rail_kd_jax import demo, study, train, validation, workdir_lock
+  from rail_kd_jax.experiments import demo, study
+  from rail_kd_jax.training import train, validation, workdir_lock
 
   validation.prepare_workdir(workdir)
   with workdir_lock.held(workdir):  # a second run on this workdir is refused
@@ -113,9 +114,9 @@ def main(argv):
   if len(argv) > 1:
     _user_error(f"unexpected arguments: {' '.join(argv[1:])}; overrides look like --config.train.num_steps=100")
   # Imported here, not at the top, so that `--help` and flag errors come before JAX loads.
-  from rail_kd_jax import parallel, train
+  from rail_kd_jax.core.errors import ConfigError
   from rail_kd_jax.distill import methods
-  from rail_kd_jax.errors import ConfigError
+  from rail_kd_jax.training import parallel, train
 
   config = _CONFIG.value
   try:

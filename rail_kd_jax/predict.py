@@ -39,9 +39,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from rail_kd_jax import files, models, validation
+from rail_kd_jax import models
+from rail_kd_jax.core import checks, files
+from rail_kd_jax.core.errors import ConfigError, StorageError
 from rail_kd_jax.data import loader, tasks, tokenize
-from rail_kd_jax.errors import ConfigError, StorageError
 from rail_kd_jax.models import convert
 
 INPUT_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".txt")
@@ -145,17 +146,17 @@ def resolve_model(path: str, export: str = "") -> ModelSource:
 
   A folder with an `export/` subfolder or a run's config.json is a run workdir: `export` names
   one of its exports, or it must hold exactly one. The folder found is checked for config.json
-  and weights (`validation.model_folder`).
+  and weights (`checks.model_folder`).
   """
   path = os.path.abspath(os.path.expanduser(path))
   if os.path.isdir(os.path.join(path, "export")) or _run_config(path) is not None:
-    return _source(validation.model_folder("--model", _workdir_export(path, export)), path)
+    return _source(checks.model_folder("--model", _workdir_export(path, export)), path)
   if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
     raise ConfigError(
       f"--model={path!r} is neither a model export (it has no config.json) nor a run workdir (it has no "
       "export/); point it at <workdir>/export/<name> or at a finished run's workdir"
     )
-  folder = validation.model_folder("--model", path)
+  folder = checks.model_folder("--model", path)
   if export:
     raise ConfigError(
       f"--export={export!r} picks one of a run workdir's exports, but --model={path!r} is an export folder; "

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from rail_kd_jax import models
-from rail_kd_jax import step as step_lib
-from rail_kd_jax.benchmark import cases, report, runner, sections, shapes, timing
-from rail_kd_jax.benchmark import workload as workload_mod
+from rail_kd_jax.training import step as step_lib
+from rail_kd_jax.experiments.benchmark import cases, report, runner, sections, shapes, timing
+from rail_kd_jax.experiments.benchmark import workload as workload_mod
 
 torch = pytest.importorskip("torch")
 
@@ -34,10 +34,10 @@ DOCUMENTED_KEYS = (
 
 def _tiny_teacher(tmp_path) -> str:
   """A random 6-layer, 32-wide BERT with the MiniLM tokenizer: the demo workload's pair at test size."""
-  from rail_kd_jax import demo
+  from rail_kd_jax.experiments import stages
   from rail_kd_jax.data import tokenize
 
-  tok = tokenize.load_tokenizer(demo.default_teacher_path())
+  tok = tokenize.load_tokenizer(stages.default_teacher_path())
   cfg = models.EncoderConfig(
     vocab_size=len(tok),
     hidden_size=32,
@@ -200,7 +200,7 @@ def _to_torch_heads(heads_jax, heads_torch):
 def test_pytorch_peer_computes_the_same_losses(tmp_path, shape_name):
   """Same weights (saved with save_pretrained, loaded by transformers), same batch, same mapping."""
   import transformers
-  from rail_kd_jax.benchmark.peers import torch_peer
+  from rail_kd_jax.experiments.benchmark.peers import torch_peer
 
   base = shapes.SHAPES[shape_name]
   # A narrower student exercises the width-changing heads (pkd, alp_kd projections).

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from rail_kd_jax.benchmark import depth, report, sections
+from rail_kd_jax.experiments.benchmark import depth, report, sections
 
 pytest.importorskip("torch")
 

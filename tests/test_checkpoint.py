@@ -10,10 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from rail_kd_jax import checkpoint as ckpt_lib
-from rail_kd_jax import metrics as metrics_lib
-from rail_kd_jax import train
-from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.training import checkpoint as ckpt_lib
+from rail_kd_jax.outputs import writers
+from rail_kd_jax.training import train
+from rail_kd_jax.core.errors import ConfigError
 
 import helpers
 
@@ -46,8 +46,8 @@ def _params(trainer):
 
 
 def _train_records(workdir, after=0):
-  return metrics_lib.without_wall_clock(
-    [r for r in metrics_lib.read_metrics(workdir) if r["split"] == "train" and r["step"] > after]
+  return writers.without_wall_clock(
+    [r for r in writers.read_metrics(workdir) if r["split"] == "train" and r["step"] > after]
   )
 
 
@@ -291,8 +291,8 @@ def test_resuming_a_finished_run_trains_nothing(stopped_on_8, tmp_path):
   assert trainer.step == TOTAL and trainer.resumed_meta["final"]
   result = trainer.fit()
   assert trainer.step == TOTAL and "dev" in result
-  strip = metrics_lib.without_wall_clock
-  assert strip(metrics_lib.read_metrics(wd)) == strip(metrics_lib.read_metrics(stopped_on_8["ref_wd"]))
+  strip = writers.without_wall_clock
+  assert strip(writers.read_metrics(wd)) == strip(writers.read_metrics(stopped_on_8["ref_wd"]))
 
 
 def _flat_keys(tree, prefix=""):
@@ -332,8 +332,8 @@ def test_nan_is_skipped_and_persistent_nan_stops(tmp_path, monkeypatch):
 def test_older_checkpoints_resume_unless_their_loss_changed():
   """A checkpoint written before the rail-only distill fields existed still resumes a kd or
   finetune run; a rail_l run whose projection cannot be known is refused, saying why."""
-  from rail_kd_jax import checkpoint as ck
-  from rail_kd_jax.errors import ConfigError
+  from rail_kd_jax.training import checkpoint as ck
+  from rail_kd_jax.core.errors import ConfigError
 
   new = {
     "mode": "distill",
@@ -423,10 +423,10 @@ def test_disk_full_mid_run_then_space_returns_equals_uninterrupted(stopped_on_8,
 
 
 def test_metrics_write_that_fails_stops_with_one_sentence(tmp_path, monkeypatch):
-  from rail_kd_jax import metrics as metrics_lib
-  from rail_kd_jax.errors import StorageError
+  from rail_kd_jax.outputs import writers
+  from rail_kd_jax.core.errors import StorageError
 
-  writer = metrics_lib.MetricsWriter(str(tmp_path), tensorboard=False)
+  writer = writers.MetricsWriter(str(tmp_path), tensorboard=False)
   writer.write(1, "train", {"loss": 1.0})
 
   def full(*args, **kwargs):
@@ -436,4 +436,4 @@ def test_metrics_write_that_fails_stops_with_one_sentence(tmp_path, monkeypatch)
   with pytest.raises(StorageError, match=r"could not append to '.*metrics.jsonl' at step 2 \(OSError: \[Errno 28\]"):
     writer.write(2, "train", {"loss": 0.5})
   monkeypatch.undo()
-  assert metrics_lib.read_metrics(str(tmp_path)) == [{"step": 1, "split": "train", "loss": 1.0}]
+  assert writers.read_metrics(str(tmp_path)) == [{"step": 1, "split": "train", "loss": 1.0}]

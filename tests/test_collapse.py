@@ -18,12 +18,12 @@ import numpy as np
 import optax
 import pytest
 
-from rail_kd_jax import train
+from rail_kd_jax.training import train
 from rail_kd_jax.distill import diagnostics, methods
 from rail_kd_jax.distill.methods import MethodInputs
 
 import helpers
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 N_EX, num_student_layers, num_teacher_layers, HS, HT = 256, 2, 4, 24, 48
 COMMON, NOISE = 1.0, 0.3

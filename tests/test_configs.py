@@ -6,10 +6,13 @@ import os
 
 import pytest
 
-from rail_kd_jax import builders, defaults, models, train
+from rail_kd_jax import models
+from rail_kd_jax.training import builders
+from rail_kd_jax.core import defaults
+from rail_kd_jax.training import train
 from rail_kd_jax.data import synthetic
-from rail_kd_jax.errors import ConfigError
-from rail_kd_jax.validation import validate_config
+from rail_kd_jax.core.errors import ConfigError
+from rail_kd_jax.training.validation import validate_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import pytest
 
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 from rail_kd_jax.data import loader, synthetic, tasks, tokenize
 
 LONG = "word " * 39_999 + "words"  # 200,000 characters: over csv's default field limit of 131,072.

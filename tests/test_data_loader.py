@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rail_kd_jax.data import loader, synthetic, tasks, tokenize
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 GLUE = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from rail_kd_jax.data import rotten_tomatoes, tasks
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 # docs/DATA.md documents these (seed 0).
 EXPECTED = {"train": 10185, "dev": 1279, "test": 1287}

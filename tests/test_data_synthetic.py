@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from rail_kd_jax.data import synthetic, tasks
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rail_kd_jax.data import tasks
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 GLUE = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from rail_kd_jax.data import tasks, tweets
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 
 def _rows(path):

@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from rail_kd_jax import demo
-from rail_kd_jax.errors import ConfigError
-from rail_kd_jax.validation import validate_config
+from rail_kd_jax.experiments import demo, stages
+from rail_kd_jax.core.errors import ConfigError
+from rail_kd_jax.training.validation import validate_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROW_KEYS = ("name", "method", "accuracy", "train_seconds", "export_dir")
@@ -30,12 +30,12 @@ def test_stage_configs_are_ordinary_runs(minilm_path, tmp_path):
   for path in files.values():
     with open(path, "w") as f:
       f.write("text,label,movie_name\na fine film,1,x\n")
-  t = demo.teacher_config(config, files, minilm_path)
+  t = stages.teacher_config(config, files, minilm_path)
   assert t.mode == "finetune" and t.model.path == minilm_path
   assert dict(t.data.eval_files) == {"dev": files["dev"], "test": files["test"]} and not t.data.test_file
   validate_config(t)
   init = {"init": "pretrained", "path": minilm_path}
-  students = {m: demo.student_config(config, files, minilm_path, init, m) for m in config.demo.methods}
+  students = {m: stages.student_config(config, files, minilm_path, init, m) for m in config.demo.methods}
   for method, s in students.items():
     validate_config(s)
     assert s.mode == "distill" and s.distill.method == method

@@ -12,7 +12,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "launch", "device_check.sh")
-BENCH_MAIN = os.path.join(REPO, "rail_kd_jax", "benchmark", "__main__.py")
+BENCH_MAIN = os.path.join(REPO, "rail_kd_jax", "experiments", "benchmark", "command.py")
 OUTPUTS = {"env.txt", "tests.log", "bench.log", "benchmark.md", "benchmark.json", "times.txt"}
 
 
@@ -21,7 +21,7 @@ def _script(*args, cwd=REPO, timeout=60):
 
 
 def _benchmark_flags() -> set:
-  """The flag names that rail_kd_jax/benchmark/__main__.py defines."""
+  """The flag names that rail_kd_jax/experiments/benchmark/command.py defines."""
   return set(re.findall(r"flags\.DEFINE_\w+\(\s*\"(\w+)\"", open(BENCH_MAIN).read()))
 
 
@@ -53,7 +53,7 @@ def _used_flags(command: list) -> set:
 
 
 def _missing_benchmark_flags() -> set:
-  """The benchmark flags the script passes that __main__.py does not define (yet)."""
+  """The benchmark flags the script passes that command.py does not define (yet)."""
   commands = _commands(_script("--dry_run", "--cpu_smoke").stdout)
   used = set().union(*(_used_flags(c) for c in _benchmark_commands(commands)))
   return used - _benchmark_flags()
@@ -102,15 +102,15 @@ def test_dry_run_names_install_tests_and_benchmark(tmp_path):
     assert "JAX_PLATFORMS=cuda" in c and "--torch_device=cuda" in c and "--scan_layers" in c
     out_dir = [w for w in c if w.startswith("--out=")][0].split("=", 1)[1]
     assert not out_dir.startswith(str(out)), "the benchmark writes to a scratch folder, not --out"
-  from rail_kd_jax.benchmark.cases import ALL_METHODS
-  from rail_kd_jax.benchmark.shapes import SHAPES
+  from rail_kd_jax.experiments.benchmark.cases import ALL_METHODS
+  from rail_kd_jax.experiments.benchmark.shapes import SHAPES
 
   assert shapes <= set(SHAPES)
   methods = {m for c in bench for w in c if w.startswith("--methods=") for m in w.split("=", 1)[1].split(",")}
   assert methods and methods <= set(ALL_METHODS)
 
   if "precisions" not in _benchmark_flags():
-    pytest.skip("rail_kd_jax/benchmark/__main__.py defines no --precisions yet: the flag check waits for it")
+    pytest.skip("rail_kd_jax/experiments/benchmark/command.py defines no --precisions yet: the flag check waits for it")
   for c in bench:
     assert _used_flags(c) <= _benchmark_flags(), _used_flags(c) - _benchmark_flags()
 
@@ -137,7 +137,7 @@ def test_help_and_bad_argument():
 def test_cpu_smoke_runs_end_to_end(tmp_path):
   missing = _missing_benchmark_flags()
   if missing:
-    pytest.skip(f"rail_kd_jax/benchmark/__main__.py does not define --{', --'.join(sorted(missing))} yet")
+    pytest.skip(f"rail_kd_jax/experiments/benchmark/command.py does not define --{', --'.join(sorted(missing))} yet")
   out = tmp_path / "out"
   proc = _script("--cpu_smoke", "--python", sys.executable, "--out", str(out), timeout=600)
   assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

@@ -13,7 +13,7 @@ from test_layering import LAYERS, MODULES
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 START, END = "<!-- layout:start -->", "<!-- layout:end -->"
-LAYER_NAMES = ("main", "experiments", "the training loop", "run parts", "library", "base")
+LAYER_NAMES = ("commands", "experiments", "training", "outputs", "library", "core")
 OTHER = [
   ("configs/", "ml_collections configs: tiny.py, local.py, glue.py, demo.py, study.py (`get_config(arg)`)"),
   ("launch/", "setup.sh (the .venv), local.sh, gpu_node.sh, tpu_pod.sh, sweep/"),

@@ -8,9 +8,10 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from rail_kd_jax import evaluate, train
+from rail_kd_jax.outputs import task_metrics
+from rail_kd_jax.training import train
 from rail_kd_jax.data import tasks
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 GLUE = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
 SPECS = tasks.GLUE_TASKS
@@ -25,19 +26,19 @@ PRED_SCORES = SCORES + RNG.normal(0, 1.0, 200)
 
 
 def test_binary_metrics_match_sklearn():
-  m = evaluate.compute_metrics(SPECS["mrpc"], P2, Y2)
+  m = task_metrics.compute_metrics(SPECS["mrpc"], P2, Y2)
   assert m["accuracy"] == pytest.approx(skm.accuracy_score(Y2, P2))
   assert m["f1"] == pytest.approx(skm.f1_score(Y2, P2))
   assert m["combined_score"] == pytest.approx((m["f1"] + m["accuracy"]) / 2)
-  m = evaluate.compute_metrics(SPECS["qqp"], P2, Y2)
+  m = task_metrics.compute_metrics(SPECS["qqp"], P2, Y2)
   assert m["f1"] == pytest.approx(skm.f1_score(Y2, P2))
-  m = evaluate.compute_metrics(SPECS["cola"], P2, Y2)
+  m = task_metrics.compute_metrics(SPECS["cola"], P2, Y2)
   assert m["matthews_corr"] == pytest.approx(skm.matthews_corrcoef(Y2, P2))
 
 
 def test_multiclass_metrics_match_sklearn():
   local = dataclasses.replace(SPECS["mnli"], name="local", metric_names=("accuracy", "macro_f1", "matthews_corr"))
-  m = evaluate.compute_metrics(local, P3, Y3)
+  m = task_metrics.compute_metrics(local, P3, Y3)
   assert m["accuracy"] == pytest.approx(skm.accuracy_score(Y3, P3))
   assert m["macro_f1"] == pytest.approx(skm.f1_score(Y3, P3, average="macro"))
   assert m["matthews_corr"] == pytest.approx(skm.matthews_corrcoef(Y3, P3))
@@ -45,26 +46,26 @@ def test_multiclass_metrics_match_sklearn():
 
 def test_logits_are_argmaxed_and_mask_drops_rows():
   logits = np.eye(3)[P3] + 0.1
-  m = evaluate.compute_metrics(SPECS["mnli"], logits, Y3)
+  m = task_metrics.compute_metrics(SPECS["mnli"], logits, Y3)
   assert m["accuracy"] == pytest.approx(skm.accuracy_score(Y3, P3))
   mask = np.r_[np.ones(150), np.zeros(50)]
-  m = evaluate.compute_metrics(SPECS["mnli"], logits, Y3, mask=mask)
+  m = task_metrics.compute_metrics(SPECS["mnli"], logits, Y3, mask=mask)
   assert m["accuracy"] == pytest.approx(skm.accuracy_score(Y3[:150], P3[:150]))
 
 
 def test_regression_metrics_match_scipy():
-  m = evaluate.compute_metrics(SPECS["stsb"], PRED_SCORES[:, None], SCORES)
+  m = task_metrics.compute_metrics(SPECS["stsb"], PRED_SCORES[:, None], SCORES)
   assert m["pearson"] == pytest.approx(stats.pearsonr(PRED_SCORES, SCORES)[0])
   assert m["spearmanr"] == pytest.approx(stats.spearmanr(PRED_SCORES, SCORES)[0])
   ties = np.round(PRED_SCORES)
-  assert evaluate.spearmanr(ties, SCORES) == pytest.approx(stats.spearmanr(ties, SCORES)[0])
-  np.testing.assert_allclose(evaluate._rank(ties), stats.rankdata(ties))
+  assert task_metrics.spearmanr(ties, SCORES) == pytest.approx(stats.spearmanr(ties, SCORES)[0])
+  np.testing.assert_allclose(task_metrics._rank(ties), stats.rankdata(ties))
 
 
 def test_degenerate_cases_are_zero_not_nan():
-  assert evaluate.matthews_corr(np.ones(5, int), np.array([0, 1, 1, 0, 1])) == 0.0
-  assert evaluate.pearson(np.ones(4), np.arange(4)) == 0.0
-  assert evaluate.f1_binary(np.zeros(4, int), np.zeros(4, int)) == 0.0
+  assert task_metrics.matthews_corr(np.ones(5, int), np.array([0, 1, 1, 0, 1])) == 0.0
+  assert task_metrics.pearson(np.ones(4), np.arange(4)) == 0.0
+  assert task_metrics.f1_binary(np.zeros(4, int), np.zeros(4, int)) == 0.0
 
 
 def test_glue_fixtures_evaluate_with_the_task_metrics():
@@ -80,7 +81,7 @@ def test_glue_fixtures_evaluate_with_the_task_metrics():
     t = tasks.load_task(cfg)
     labels = t.splits["validation"][t.spec.label_column]
     pred = labels[::-1].copy()
-    m = evaluate.compute_metrics(t.spec, pred, labels)
+    m = task_metrics.compute_metrics(t.spec, pred, labels)
     assert set(m) == names
     if name == "sst2":
       assert m["accuracy"] == pytest.approx(skm.accuracy_score(labels, pred))
@@ -91,12 +92,12 @@ def test_glue_fixtures_evaluate_with_the_task_metrics():
       assert m["spearmanr"] == pytest.approx(stats.spearmanr(pred, labels)[0])
     if name == "cola":
       assert m["matthews_corr"] == pytest.approx(skm.matthews_corrcoef(labels, pred))
-    assert evaluate.main_metric(t.spec) in m
+    assert task_metrics.main_metric(t.spec) in m
 
 
 def test_unlabelled_split_is_refused():
   with pytest.raises(ValueError, match="unlabelled"):
-    evaluate.compute_metrics(SPECS["sst2"], np.zeros(3, int), -np.ones(3, int))
+    task_metrics.compute_metrics(SPECS["sst2"], np.zeros(3, int), -np.ones(3, int))
 
 
 def _read(path):
@@ -121,7 +122,7 @@ def _read(path):
   ],
 )
 def test_submission_files_have_glue_names_and_columns(tmp_path, task, split, fname, pred, expected):
-  path = evaluate.write_submission(SPECS[task], np.asarray(pred), str(tmp_path), split)
+  path = task_metrics.write_submission(SPECS[task], np.asarray(pred), str(tmp_path), split)
   assert os.path.basename(path) == fname
   rows = _read(path)
   assert rows[0] == ["index", "prediction"]
@@ -130,10 +131,10 @@ def test_submission_files_have_glue_names_and_columns(tmp_path, task, split, fna
 
 def test_submission_from_logits_with_index_and_local_names(tmp_path):
   logits = np.array([[0.1, 2.0, 0.0], [3.0, 0.0, 0.0]])
-  path = evaluate.write_submission(SPECS["mnli"], logits, str(tmp_path), "test_matched", index=np.array([7, 9]))
+  path = task_metrics.write_submission(SPECS["mnli"], logits, str(tmp_path), "test_matched", index=np.array([7, 9]))
   assert _read(path)[1:] == [["7", "neutral"], ["9", "entailment"]]
   local = dataclasses.replace(SPECS["sst2"], name="local", label_names=("rotten", "fresh"))
-  path = evaluate.write_submission(local, np.array([1, 0]), str(tmp_path), "test")
+  path = task_metrics.write_submission(local, np.array([1, 0]), str(tmp_path), "test")
   assert os.path.basename(path) == "local-test.tsv"
   assert _read(path)[1:] == [["0", "fresh"], ["1", "rotten"]]
 
@@ -146,7 +147,7 @@ def test_class_report_matches_sklearn():
   pred = np.where(rng.random(200) < 0.7, labels, rng.integers(0, 2, 200))
   pred[labels == 2] = 0  # class 2 is never predicted: its precision is 0/0
   spec = dataclasses.replace(SPECS["mnli"], name="local")
-  report = evaluate.class_report(spec, np.eye(3)[pred], labels)
+  report = task_metrics.class_report(spec, np.eye(3)[pred], labels)
   assert report["majority_accuracy"] == pytest.approx(0.7)
   p, r, f, _ = skm.precision_recall_fscore_support(labels, pred, labels=[0, 1, 2], zero_division=0)
   for k, name in enumerate(spec.label_names):
@@ -154,11 +155,11 @@ def test_class_report_matches_sklearn():
     assert report[f"recall/{name}"] == pytest.approx(r[k])
     assert report[f"f1/{name}"] == pytest.approx(f[k])
   unnamed = dataclasses.replace(SPECS["mrpc"], label_names=None)
-  assert set(evaluate.class_report(unnamed, P2, Y2)) == {
+  assert set(task_metrics.class_report(unnamed, P2, Y2)) == {
     "majority_accuracy",
     *(f"{m}/{k}" for m in ("precision", "recall", "f1") for k in ("0", "1")),
   }
-  assert evaluate.class_report(SPECS["stsb"], PRED_SCORES[:, None], SCORES) == {}
+  assert task_metrics.class_report(SPECS["stsb"], PRED_SCORES[:, None], SCORES) == {}
 
 
 def test_eval_line_shows_the_majority_baseline_and_imbalance_warns_past_70_percent():

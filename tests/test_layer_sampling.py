@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 
 from rail_kd_jax.distill import layer_sampling as ls
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 
 def _many(fn, n, m, count, seed=0):

@@ -1,18 +1,17 @@
 """The package's import graph: no cycles, and no module imports from a layer above its own.
 
-Layers, top to bottom (README "Layout" draws the same):
+Layers are folders, top to bottom (README "Layout" draws the same):
 
-  main                     the commands: main (flags -> config -> run(mode)), predict
-  experiments              demo, study, sweep, benchmark: applications built on training
-  train                    the training loop
-  run parts                builders, step, checkpoint, metrics, evaluate, parallel,
-                           teacher_cache, optim, train_state, validation, plots, stats,
-                           workdir_lock, model_card
-  library                  data, models, distill
-  base                     defaults, errors, checks, files
+  main, predict, benchmark, sweep   the commands (python -m rail_kd_jax.<command>)
+  experiments/                      demo, study, sweep, benchmark: applications built on training
+  training/                         building a run, the step, the loop, checkpoints, the teacher cache
+  outputs/                          metric writers, task metrics, plots, statistics, model cards
+  data/, models/, distill/          the library
+  core/                             defaults, errors, checks, files
 
 A module may import its own layer or any layer below. Imports inside functions are
 allowed only where listed in IN_FUNCTION (each with its reason); never to dodge a cycle.
+No module above MAX_LINES lines, and no module at the package root but the commands.
 """
 
 import ast
@@ -22,44 +21,31 @@ import os
 PACKAGE = "rail_kd_jax"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
 LAYERS = (
-  ("main", "predict"),
-  ("demo", "study", "sweep", "benchmark"),
-  ("train",),
-  (
-    "builders",
-    "step",
-    "checkpoint",
-    "metrics",
-    "evaluate",
-    "parallel",
-    "teacher_cache",
-    "optim",
-    "train_state",
-    "validation",
-    "plots",
-    "stats",
-    "workdir_lock",
-    "model_card",
-  ),
+  ("main", "predict", "benchmark", "sweep"),
+  ("experiments",),
+  ("training",),
+  ("outputs",),
   ("data", "models", "distill"),
-  ("defaults", "errors", "checks", "files"),
+  ("core",),
 )
+COMMANDS = ("main", "predict", "benchmark", "sweep")  # the only modules at the package root
+MAX_LINES = 500
 # (importing module, imported module) pairs allowed inside a function, and why.
 IN_FUNCTION = {
   # `--help` and flag errors answer before JAX is imported.
-  ("main", "parallel"): "fast --help",
-  ("main", "train"): "fast --help",
-  ("main", "errors"): "fast --help",
-  ("main", "demo"): "fast --help",
-  ("main", "study"): "fast --help",
+  ("main", "training.parallel"): "fast --help",
+  ("main", "training.train"): "fast --help",
+  ("main", "core.errors"): "fast --help",
+  ("main", "experiments.demo"): "fast --help",
+  ("main", "experiments.study"): "fast --help",
   ("main", "distill.methods"): "fast --help",
-  ("main", "validation"): "fast --help",
-  ("main", "workdir_lock"): "fast --help",
+  ("main", "training.validation"): "fast --help",
+  ("main", "training.workdir_lock"): "fast --help",
   # torch is optional: the peers are imported only when a peer row runs.
-  ("benchmark.sections", "benchmark.peers.torch_peer"): "torch is optional",
-  ("benchmark.sections", "benchmark.peers.textbrewer_peer"): "torch is optional",
-  ("benchmark.workload", "benchmark.peers.torch_peer"): "torch is optional",
-  ("benchmark.workload", "benchmark.peers.textbrewer_peer"): "torch is optional",
+  ("experiments.benchmark.sections", "experiments.benchmark.peers.torch_peer"): "torch is optional",
+  ("experiments.benchmark.sections", "experiments.benchmark.peers.textbrewer_peer"): "torch is optional",
+  ("experiments.benchmark.workload", "experiments.benchmark.peers.torch_peer"): "torch is optional",
+  ("experiments.benchmark.workload", "experiments.benchmark.peers.textbrewer_peer"): "torch is optional",
   # Each method family's PyTorch loss (for the peer) imports the shared torch terms in itself.
   ("distill.methods.kd", "distill.methods.torch_terms"): "torch is optional",
   ("distill.methods.pkd", "distill.methods.torch_terms"): "torch is optional",
@@ -148,6 +134,21 @@ def test_every_module_has_a_layer():
     _layer(m)
 
 
+def test_only_commands_at_the_package_root():
+  """Everything else lives in the folder of its layer."""
+  root = sorted(m for m, (_, is_pkg) in MODULES.items() if m and "." not in m and not is_pkg)
+  assert root == sorted(COMMANDS), (
+    f"modules at the package root that are not commands: {sorted(set(root) - set(COMMANDS))}"
+  )
+
+
+def test_no_module_above_the_line_limit():
+  long = {
+    m or "__init__": n for m, (path, _) in MODULES.items() if (n := len(open(path).read().splitlines())) > MAX_LINES
+  }
+  assert not long, f"modules above {MAX_LINES} lines (split them by concern): {long}"
+
+
 def test_no_upward_import():
   bad = upward_imports(GRAPH)
   assert not bad, "\n".join(bad)
@@ -212,5 +213,7 @@ def test_no_import_cycle():
 def test_the_checks_catch_a_cycle_and_an_upward_import():
   assert find_cycle({"a": ["b"], "b": ["c"], "c": ["a"]}) == ["a", "b", "c", "a"]
   assert find_cycle({"a": ["b"], "b": ["c"], "c": []}) is None
-  assert upward_imports({"data.loader": [("train", False)]}) == ["data.loader (layer 4) imports train (layer 2)"]
-  assert upward_imports({"train": [("data.loader", False)]}) == []
+  assert upward_imports({"data.loader": [("training.train", False)]}) == [
+    "data.loader (layer 4) imports training.train (layer 2)"
+  ]
+  assert upward_imports({"training.train": [("data.loader", False)]}) == []

@@ -8,7 +8,7 @@ import pytest
 from rail_kd_jax.distill import diagnostics
 from rail_kd_jax.distill import methods
 from rail_kd_jax.distill.methods import MethodInputs
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 B, T, num_student_layers, num_teacher_layers, C = 5, 6, 3, 7, 3
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -545,7 +545,7 @@ def test_resampling_warning_counts_the_mappings():
 
 
 def test_resample_every_steps_counter():
-  from rail_kd_jax import step as step_lib
+  from rail_kd_jax.training import step as step_lib
 
   d = defaults.distill_config()
   d.resample_every_steps = 5

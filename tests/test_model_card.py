@@ -7,7 +7,9 @@ import os
 
 import pytest
 
-from rail_kd_jax import model_card, predict, train
+from rail_kd_jax import predict
+from rail_kd_jax.outputs import model_card
+from rail_kd_jax.training import train
 
 import helpers
 

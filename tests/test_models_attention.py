@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from rail_kd_jax import models, train
-from rail_kd_jax.errors import ConfigError
+from rail_kd_jax import models
+from rail_kd_jax.training import train
+from rail_kd_jax.core.errors import ConfigError
 from rail_kd_jax.models import bert
 from rail_kd_jax.models.bert import resolve_attention
 from rail_kd_jax.models.dropout import Dropout

@@ -188,9 +188,9 @@ def test_kill_9_one_host_then_rerun_both_equals_uninterrupted(two_process_run, t
     assert "do not break resume" not in out  # a new coordinator port and the host's own index are not changes
   assert "ended without releasing its lock (killed?); taking it over" in outs[victim]
 
-  from rail_kd_jax import metrics as metrics_lib
+  from rail_kd_jax.outputs import writers
 
-  assert metrics_lib.without_wall_clock(_records(wd)) == metrics_lib.without_wall_clock(_records(ref))
+  assert writers.without_wall_clock(_records(wd)) == writers.without_wall_clock(_records(ref))
   got, want = _weights(wd), _weights(ref)
   assert got.keys() == want.keys()
   for k in got:

@@ -9,12 +9,13 @@ import types
 import numpy as np
 import pytest
 
-from rail_kd_jax import plots, train
+from rail_kd_jax.outputs import plots
+from rail_kd_jax.training import train
 from rail_kd_jax.distill import layer_sampling
 from rail_kd_jax.distill import methods as methods_lib
 
 import helpers
-from rail_kd_jax import defaults
+from rail_kd_jax.core import defaults
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from rail_kd_jax import models, predict, train
+from rail_kd_jax import models, predict
+from rail_kd_jax.training import train
 from rail_kd_jax.data import loader, synthetic, tasks, tokenize
-from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.core.errors import ConfigError
 
 import helpers
 
@@ -471,7 +472,7 @@ def test_a_bfloat16_run_predicts_in_bfloat16_unless_forced(tiny, tmp_path, monke
 
 def test_the_pytorch_peer_predicts_the_same_labels(run, tmp_path):
   pytest.importorskip("torch")
-  from rail_kd_jax.benchmark.peers import predict_peer
+  from rail_kd_jax.experiments.benchmark.peers import predict_peer
 
   wd, trainer_labels = run
   export, test_csv = os.path.join(wd, "export", "model"), os.path.join(wd, "data", "test.csv")
@@ -490,7 +491,7 @@ def test_the_pytorch_peer_predicts_the_same_labels(run, tmp_path):
 
 def test_the_comparison_writes_an_input_and_reads_predicts_labels(tmp_path):
   pytest.importorskip("torch")
-  from rail_kd_jax.benchmark.peers import predict_peer
+  from rail_kd_jax.experiments.benchmark.peers import predict_peer
 
   path = predict_peer.make_input(str(tmp_path / "in.txt"), 50)
   with open(path, encoding="utf-8") as f:

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rail_kd_jax.benchmark import profiling
+from rail_kd_jax.experiments.benchmark import profiling
 
 
 def test_profile_step_attributes_matmul_and_passes(tmp_path):

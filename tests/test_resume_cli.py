@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from rail_kd_jax import checkpoint as ckpt_lib
-from rail_kd_jax import metrics as metrics_lib
+from rail_kd_jax.training import checkpoint as ckpt_lib
+from rail_kd_jax.outputs import writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL, EVERY = 120, 20
@@ -104,7 +104,7 @@ def _final_state(workdir):
 
 
 def _strip_time(records):
-  return metrics_lib.without_wall_clock(records)
+  return writers.without_wall_clock(records)
 
 
 @pytest.fixture(scope="module")

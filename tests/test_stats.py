@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from rail_kd_jax import stats
+from rail_kd_jax.outputs import stats
 
 A = [78.17, 78.32, 77.60, 78.90, 77.95]
 B = [76.77, 77.10, 77.70, 77.20, 76.40]

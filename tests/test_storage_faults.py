@@ -13,8 +13,8 @@ import pytest
 import safetensors.numpy
 from safetensors import SafetensorError
 
-from rail_kd_jax import builders
-from rail_kd_jax.errors import StorageError
+from rail_kd_jax.training import builders
+from rail_kd_jax.core.errors import StorageError
 
 import helpers
 
@@ -86,7 +86,7 @@ def test_an_error_that_is_not_storage_passes_through(run, tmp_path, monkeypatch)
 
 def test_atomic_outputs_get_the_umask_permissions_not_tempfiles(tmp_path):
   """An output renamed into place from a temporary sibling is readable as a plain `open` makes it."""
-  from rail_kd_jax import files
+  from rail_kd_jax.core import files
 
   old = os.umask(0o022)
   try:

@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from rail_kd_jax import stats, study, teacher_cache
-from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.outputs import stats
+from rail_kd_jax.experiments import study
+from rail_kd_jax.training import teacher_cache
+from rail_kd_jax.core.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLUE = os.path.join(REPO, "tests", "fixtures", "glue")
@@ -217,8 +219,9 @@ def test_cached_study_equals_uncached(finished, tmp_path):
 _SLOW_MAIN = """
 import os, sys, time
 from absl import app
-from rail_kd_jax import main, train
-from rail_kd_jax import defaults
+from rail_kd_jax import main
+from rail_kd_jax.training import train
+from rail_kd_jax.core import defaults
 slow, marker = os.environ["STUDY_SLOW_RUN"], os.environ["STUDY_MARKER"]
 real = train.Trainer.train_on
 def train_on(self, batch):
@@ -362,7 +365,7 @@ def test_glue_study_on_the_tsv_fixtures(tmp_path, jax_cache):
     s = study.run_study(config, str(tmp_path))
   assert s["data"]["counts"] == {"train": 5, "dev": 1, "test": 4}  # 6 train rows: 1 held out as dev
   # The written splits hold GLUE's sentences unchanged (quotes included) and their labels.
-  from rail_kd_jax import defaults
+  from rail_kd_jax.core import defaults
   from rail_kd_jax.data import tasks
 
   glue = defaults.data_config()

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rail_kd_jax import sweep
+from rail_kd_jax.experiments import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,10 +11,12 @@ import jax
 import numpy as np
 import pytest
 
-from rail_kd_jax import builders, teacher_cache, train
-from rail_kd_jax import files as files_lib
-from rail_kd_jax.step import teacher_outputs
-from rail_kd_jax.errors import ConfigError, StorageError
+from rail_kd_jax.training import builders
+from rail_kd_jax.training import teacher_cache
+from rail_kd_jax.training import train
+from rail_kd_jax.core import files as files_lib
+from rail_kd_jax.training.step import teacher_outputs
+from rail_kd_jax.core.errors import ConfigError, StorageError
 
 import helpers
 
@@ -80,7 +82,7 @@ def test_cached_values_are_the_online_teacher_outputs(tmp_path):
   spec = dataclasses.replace(trainer.step_spec, cached_teacher=False)
   teacher_params = trainer.run.teacher_params  # None: training never holds the teacher
   assert teacher_params is None
-  from rail_kd_jax import builders
+  from rail_kd_jax.training import builders
 
   online = builders.build_run(tiny_config(**{"distill.method": "pkd", "num_devices": 2}), str(tmp_path / "o"), 2)
   # The cache holds the masked mean and the first token whatever the run's pooling (pkd's: cls).

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from rail_kd_jax import train
+from rail_kd_jax.training import train
 from rail_kd_jax.data import loader
 
 import helpers
@@ -107,7 +107,7 @@ def test_an_unwritable_cache_costs_a_warning_not_the_run(tmp_path, caplog):
 
 
 def test_the_token_cache_benchmark_reads_without_tokenizing(tmp_path, minilm_path):
-  from rail_kd_jax.benchmark import token_cache
+  from rail_kd_jax.experiments.benchmark import token_cache
 
   rows = token_cache.compare(300, str(tmp_path), tokenizer_path=minilm_path, max_length=32)
   assert [r["phase"] for r in rows] == list(token_cache.PHASES)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import toy_method
-from rail_kd_jax import study
-from rail_kd_jax.defaults import base_config
+from rail_kd_jax.experiments import study
+from rail_kd_jax.core.defaults import base_config
 from rail_kd_jax.distill import methods, pooling
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +106,7 @@ def _outputs(rng, layers, batch, length, width, classes, torch):
 
 def test_pytorch_peer_computes_the_same_toy_loss():
   torch = pytest.importorskip("torch")
-  from rail_kd_jax.benchmark.peers import torch_peer
+  from rail_kd_jax.experiments.benchmark.peers import torch_peer
 
   rng = np.random.default_rng(0)
   (zs, hs), s_out = _outputs(rng, 2, 5, 7, 8, 3, torch)
@@ -141,8 +141,8 @@ def test_pytorch_peer_computes_the_same_toy_loss():
 def test_pytorch_peer_trains_the_toy_method():
   pytest.importorskip("torch")
   pytest.importorskip("transformers")
-  from rail_kd_jax.benchmark import shapes
-  from rail_kd_jax.benchmark.peers import torch_peer
+  from rail_kd_jax.experiments.benchmark import shapes
+  from rail_kd_jax.experiments.benchmark.peers import torch_peer
 
   shape = shapes.SHAPES["tiny"]
   dcfg = base_config().distill

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from rail_kd_jax import train
-from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.training import train
+from rail_kd_jax.core.errors import ConfigError
 
 import helpers
 
@@ -79,7 +79,7 @@ def test_step_compiles_once_while_mapping_changes(teacher_dir, tmp_path, paralle
   assert _count_compiles(fifty_steps) == 1
   assert len(set(mappings)) > 1, "the sampled mapping never changed"
   # The mapping is replayable from (seed, step) alone.
-  from rail_kd_jax.step import current_mapping
+  from rail_kd_jax.training.step import current_mapping
 
   for step in (0, 7, 49):
     np.testing.assert_array_equal(np.asarray(current_mapping(trainer.step_spec, np.int32(step))), mappings[step])

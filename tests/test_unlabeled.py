@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from rail_kd_jax import train
+from rail_kd_jax.training import train
 from rail_kd_jax.data import loader, synthetic
 
 import helpers

@@ -15,10 +15,10 @@ import sys
 import numpy as np
 import pytest
 
-from rail_kd_jax import checkpoint as ckpt_lib
-from rail_kd_jax import train
+from rail_kd_jax.training import checkpoint as ckpt_lib
+from rail_kd_jax.training import train
 from rail_kd_jax.data import synthetic
-from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.core.errors import ConfigError
 
 import helpers
 import test_data_hostile as hostile
@@ -289,7 +289,7 @@ def render_doc(messages, warnings_seen, data_outcomes, predict_messages) -> str:
       "Every input below stops the run before anything compiles with one sentence that names",
       "the field, the value and what would be valid. On the command line it is printed as",
       "`error: <message>` and the exit code is 2; the traceback is shown only with",
-      "`--verbosity=1`. In Python it is a `rail_kd_jax.errors.ConfigError`.",
+      "`--verbosity=1`. In Python it is a `rail_kd_jax.core.errors.ConfigError`.",
       "",
       "Other exit codes: 0 when the run finished, or was stopped by SIGTERM/Ctrl-C after saving",
       "a checkpoint (`preempted: ...`; run the same command again to resume, see",
@@ -330,7 +330,7 @@ def render_doc(messages, warnings_seen, data_outcomes, predict_messages) -> str:
       "| `--config.study.grid='{not json'` | study.grid is neither one of default, runlocal nor a JSON object "
       "{method: [{field: value}, ...]} (...) |",
       "| `--config.study.grid='{\"kd\": [{\"temprature\": 2.0}]}'` | study.grid['kd'] point {'temprature': 2.0} "
-      "sets 'temprature', which is not a distill field the grid may set (see distill_config in rail_kd_jax/defaults.py) |",
+      "sets 'temprature', which is not a distill field the grid may set (see distill_config in rail_kd_jax/core/defaults.py) |",
       "| `--config.study.grid='{\"kd\": []}'` | study.grid['kd'] must be a non-empty list of {field: value} "
       "objects, got [] |",
       '| `--config.study.grid=\'{"kd": [{"temperature": 2.0}]}\'` | study.grid gives the methods unequal numbers '
@@ -352,7 +352,7 @@ def render_doc(messages, warnings_seen, data_outcomes, predict_messages) -> str:
       "## Disks, workdirs and the teacher cache",
       "",
       "A write that fails (a full disk, a quota, an I/O error) stops the run with one sentence",
-      "(`rail_kd_jax.errors.StorageError`, a `ConfigError`: exit code 2) and leaves the previous",
+      "(`rail_kd_jax.core.errors.StorageError`, a `ConfigError`: exit code 2) and leaves the previous",
       "file or folder in place, except a checkpoint, whose failure only warns (training goes on;",
       "docs/CHECKPOINTS.md). A second run on a busy workdir is refused. A damaged teacher cache is",
       "moved aside and rebuilt with a warning. Checked by `tests/test_checkpoint.py`,",

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from rail_kd_jax import workdir_lock
-from rail_kd_jax.errors import ConfigError
+from rail_kd_jax.training import workdir_lock
+from rail_kd_jax.core.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOLD = "import sys, time; from rail_kd_jax import workdir_lock\nwith workdir_lock.held(sys.argv[1], 0):\n  print('held', flush=True); time.sleep(600)\n"
+HOLD = "import sys, time; from rail_kd_jax.training import workdir_lock\nwith workdir_lock.held(sys.argv[1], 0):\n  print('held', flush=True); time.sleep(600)\n"
 
 
 def _holder(workdir):

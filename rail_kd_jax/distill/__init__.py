@@ -3,9 +3,6 @@
 Pure functions on arrays; no model code and no trainer (see docs/METHODS.md).
 """
 
-from rail_kd_jax.distill import layer_sampling
-from rail_kd_jax.distill import methods
-from rail_kd_jax.distill import pooling
-from rail_kd_jax.distill import projections
+from rail_kd_jax.distill import layer_sampling, methods, pooling, projections
 
 __all__ = ["layer_sampling", "methods", "pooling", "projections"]

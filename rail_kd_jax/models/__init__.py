@@ -9,6 +9,8 @@ Typical use:
   models.save_pretrained(model, params, out_dir)
 """
 
+import jax
+
 from rail_kd_jax.models.bert import (
   ATTENTION_IMPLS,
   Encoder,
@@ -30,6 +32,7 @@ from rail_kd_jax.models.convert import (
 from rail_kd_jax.models import student  # noqa: E402  (after the names it uses)
 
 __all__ = [
+  "param_count",
   "ATTENTION_IMPLS",
   "Encoder",
   "EncoderOutput",
@@ -46,3 +49,8 @@ __all__ = [
   "read_config",
   "resolve_attention",
 ]
+
+
+def param_count(tree) -> int:
+  """The number of parameters (array elements) in a params tree."""
+  return int(sum(x.size for x in jax.tree.leaves(tree)))

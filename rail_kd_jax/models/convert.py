@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 from flax.core import unfreeze
 
-from rail_kd_jax import files
+from rail_kd_jax.core import files
 from rail_kd_jax.models.bert import Encoder, hf_init, param_shapes
 from rail_kd_jax.models.config import EncoderConfig
 

@@ -15,7 +15,6 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 from absl import logging
-
 from flax.traverse_util import flatten_dict
 
 from rail_kd_jax.models.bert import Encoder, hf_init, init_params, param_shapes

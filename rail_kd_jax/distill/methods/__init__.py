@@ -19,15 +19,11 @@ import os
 
 import numpy as np
 
-from rail_kd_jax import checks
-from rail_kd_jax import defaults
-from rail_kd_jax.distill import compare
-from rail_kd_jax.distill import diagnostics
-from rail_kd_jax.distill import layer_sampling
+from rail_kd_jax.core import checks, defaults
+from rail_kd_jax.core.errors import ConfigError
+from rail_kd_jax.distill import compare, diagnostics, layer_sampling, projections
 from rail_kd_jax.distill import pooling as pooling_lib
-from rail_kd_jax.distill import projections
 from rail_kd_jax.distill.methods import alp_kd, base, ckd, kd, pkd, rail
-from rail_kd_jax.errors import ConfigError
 
 # The public names, as before the package was split (`methods.X` keeps working).
 from rail_kd_jax.distill.methods.alp_kd import alp_init_heads, alp_kd_loss  # noqa: F401

@@ -3,8 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from rail_kd_jax.distill import diagnostics
-from rail_kd_jax.distill import projections
+from rail_kd_jax.distill import diagnostics, projections
 from rail_kd_jax.distill.methods import base
 from rail_kd_jax.distill.methods.base import MethodInputs
 

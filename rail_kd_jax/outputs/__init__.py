@@ -1,0 +1,1 @@
+"""What a run writes: metric records and progress, task metrics, plots, statistics, model cards."""

@@ -1,0 +1,562 @@
+"""Checkpoints of the student's train state: orbax manager, exact resume, preemption.
+
+Layout of `workdir/checkpoints/` (one orbax CheckpointManager, see docs/CHECKPOINTS.md):
+
+  <step>/state/   the student's `TrainState` as host numpy arrays (orbax StandardSave):
+                  step, params {student, heads}, opt_state, skipped. One unreplicated
+                  copy, so it restores onto any number of devices and either parallel
+                  path. The frozen teacher is never written here.
+  <step>/meta/    JSON: step, epoch, step_in_epoch, steps_per_epoch (the data-loader
+                  position), seed and mapping counter (the RNG counters: dropout keys and
+                  layer mappings are functions of (seed, step)), the full resolved config
+                  and its hash, the eval results at that step, the size of metrics.jsonl
+                  when it was written, the count of consecutive non-finite steps, a CRC32 of
+                  the state, and `final` (written after the last step's evaluation).
+
+Kept: the newest `checkpoint.keep`, plus (`checkpoint.keep_best`) the one with the best
+main eval metric (`task_metrics.main_metric`; lower is better only for 'mse').
+
+Resume picks the newest checkpoint that restores and verifies; a half-written one (an
+orbax temporary folder left by a kill) is removed with a warning, a committed one that
+fails to restore or verify is moved to `workdir/checkpoints_corrupt/` with a warning and
+the previous one is used. A config that changed in a way that breaks resume is refused
+with a `ConfigError` (see `RESUME_FIELDS`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import zlib
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from flax import serialization
+from orbax.checkpoint import checkpoint_managers as ocp_policies
+
+from rail_kd_jax.core.errors import ConfigError
+from rail_kd_jax.distill import methods as methods_lib
+
+FORMAT = 1
+CORRUPT_DIR = "checkpoints_corrupt"
+_TMP_MARKER = ".orbax-checkpoint-tmp"
+
+# Config fields whose change makes a resumed run a different run (another model, method,
+# data order or mapping): resuming with a change to one of these is refused. Every other
+# change (logging, evaluation, export, number of devices, parallel path, loss weights,
+# learning rate, number of steps, ...) is allowed and logged as a warning.
+RESUME_FIELDS = (
+  "mode",
+  "seed",
+  "model.*",
+  "teacher.*",
+  "student.*",
+  "distill.method",
+  "distill.sampling",
+  "distill.resample_every",
+  "distill.fixed_layers",
+  "distill.resample_every_steps",
+  "distill.projection",
+  "distill.proj_dim",
+  "distill.proj_index",
+  "distill.center",
+  "distill.pkd_mapping",
+  "train.batch_size",
+  "data.task",
+  "data.data_dir",
+  "data.train_file",
+  "data.synthetic",
+  "data.max_train_examples",
+  "data.text_column",
+  "data.text_pair_column",
+  "data.label_column",
+  "data.label_names",
+  "data.num_labels",
+)
+# Model fields inside the sections above that only change how the model computes.
+RESUME_HARMLESS = ("*.dtype", "*.remat", "*.dropout", "*.attention_dropout", "*.attention")
+# Fields that differ between launches (a new coordinator port) and between the hosts of one
+# run (the checkpoint's meta is written by process 0): never reported as a change on resume.
+LAUNCH_FIELDS = ("distributed.coordinator", "distributed.process_id")
+
+
+# ---------------------------------------------------------------------------- config
+
+
+def flat_config(config) -> dict[str, Any]:
+  """The resolved config as {'a.b.c': JSON value} (tuples become lists)."""
+  tree = json.loads(config.to_json_best_effort(sort_keys=True))
+  out = {}
+
+  def walk(prefix, node):
+    if isinstance(node, dict) and node:
+      for k, v in node.items():
+        walk(f"{prefix}.{k}" if prefix else str(k), v)
+    else:
+      out[prefix] = node
+
+  walk("", tree)
+  return out
+
+
+def metadata(
+  config,
+  workdir: str,
+  *,
+  step: int,
+  steps_per_epoch: int,
+  total_steps: int,
+  mapping_counter: int,
+  par,
+  bad_run: int,
+  train_seconds: float,
+  eval_results: dict | None,
+  final: bool,
+) -> dict[str, Any]:
+  """What a checkpoint records next to the state: the position in the run, the config (and
+  its hash, to refuse a resume with other settings), the topology, and how far
+  metrics.jsonl had got (a resume truncates it back to there)."""
+  epoch, in_epoch = divmod(step, steps_per_epoch)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  flat = flat_config(config)
+  return {
+    "epoch": epoch,
+    "step_in_epoch": in_epoch,
+    "steps_per_epoch": steps_per_epoch,
+    "total_steps": total_steps,
+    "seed": int(config.seed),
+    "mapping_counter": mapping_counter,
+    "num_devices": par.num_devices,
+    "parallel": par.kind,
+    "config": flat,
+    "config_hash": config_hash(flat),
+    "metrics_bytes": os.path.getsize(metrics_path) if os.path.exists(metrics_path) else 0,
+    "bad_run": bad_run,
+    "train_seconds": train_seconds,
+    "eval": eval_results or {},
+    "final": bool(final),
+  }
+
+
+def config_hash(flat: dict[str, Any]) -> str:
+  return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _is_resume_field(key: str, mode: str, method: str | None = None) -> bool:
+  # Only the model sections the mode uses matter (finetune: model; distill: teacher, student),
+  # and only the distill fields the method reads (its row's `options`), so that a kd or
+  # finetune checkpoint written before a field of another method existed still resumes.
+  section, _, field = key.partition(".")
+  if section == "distill" and (mode == "finetune" or not methods_lib.reads_option(method, field)):
+    return False
+  if section in ("model", "teacher", "student"):
+    if (mode == "finetune") != (section == "model"):
+      return False
+    if any(fnmatch.fnmatchcase(key, p) for p in RESUME_HARMLESS):
+      return False
+  return any(fnmatch.fnmatchcase(key, p) for p in RESUME_FIELDS)
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """Keys whose value differs (or exists on one side only)."""
+  return sorted(k for k in set(saved) | set(current) if saved.get(k, "<absent>") != current.get(k, "<absent>"))
+
+
+def check_resume_config(saved: dict[str, Any], current: dict[str, Any], where: str) -> list[str]:
+  """Raises ConfigError if a `RESUME_FIELDS` field changed; returns the allowed changes."""
+  changed = config_changes(saved, current)
+  mode = current.get("mode", saved.get("mode"))
+  method = current.get("distill.method", saved.get("distill.method"))
+  refused = [k for k in changed if _is_resume_field(k, mode, method)]
+  if refused:
+    diffs = ", ".join(
+      f"{k}={saved.get(k, '<absent>')!r} (checkpoint) vs {current.get(k, '<absent>')!r} (now)" for k in refused[:4]
+    )
+    more = f" and {len(refused) - 4} more" if len(refused) > 4 else ""
+    older = (
+      " (<absent>: the checkpoint predates that field, and its loss differs: it cannot continue)"
+      if any(k not in saved for k in refused)
+      else ""
+    )
+    raise ConfigError(
+      f"{where} was made with a different config that cannot be resumed: {diffs}{more}{older}; "
+      "restore those values or use a new --workdir"
+    )
+  return changed
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def to_host(par, state) -> Any:
+  """The replicated device state -> one host copy as a nested dict of numpy arrays."""
+  tree = serialization.to_state_dict(par.unreplicate(state))
+  # Own copies: the device buffers are donated to the next step, and orbax writes in
+  # the background.
+  return jax.tree.map(lambda x: np.array(x, copy=True), tree)
+
+
+def state_template(abstract_state) -> Any:
+  """A TrainState of ShapeDtypeStructs -> zeros with the same nested-dict layout."""
+  return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), serialization.to_state_dict(abstract_state))
+
+
+def checksum(tree: Any) -> int:
+  """CRC32 over every leaf's bytes in key order; verifies a restored state bit for bit."""
+  crc = 0
+  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(tree)[0], key=lambda kv: jax.tree_util.keystr(kv[0])):
+    crc = zlib.crc32(jax.tree_util.keystr(path).encode(), crc)
+    crc = zlib.crc32(np.ascontiguousarray(leaf).view(np.uint8), crc)
+  return crc
+
+
+def _shapes(tree) -> dict[str, tuple]:
+  return {
+    jax.tree_util.keystr(p): (tuple(np.shape(x)), str(np.dtype(x.dtype)))
+    for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
+
+
+def _describe_mismatch(saved: dict, want: dict) -> str:
+  for k in sorted(set(saved) | set(want)):
+    if k not in want:
+      return f"the checkpoint has {k} which the config does not build"
+    if k not in saved:
+      return f"the config builds {k} which the checkpoint lacks"
+    if saved[k] != want[k]:
+      return f"{k} is {saved[k][0]} {saved[k][1]} in the checkpoint but {want[k][0]} {want[k][1]} now"
+  return "the state trees differ"
+
+
+class CorruptCheckpoint(Exception):
+  """A committed checkpoint that cannot be restored or fails verification."""
+
+
+# ------------------------------------------------------------------------ the manager
+
+
+class Checkpointer:
+  """The orbax CheckpointManager of one run's `workdir/checkpoints`."""
+
+  def __init__(
+    self,
+    workdir: str,
+    *,
+    keep: int = 2,
+    keep_best: bool = True,
+    best_metric: str | None = None,
+    best_mode: str = "max",
+    async_save: bool = True,
+  ):
+    self.workdir = workdir
+    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    self.best_metric = best_metric if keep_best else None
+    self.is_primary = jax.process_index() == 0
+    self._remove_half_written()
+    policies = [ocp_policies.LatestN(n=max(1, int(keep)))]
+    if self.best_metric:
+      policies.append(
+        ocp_policies.BestN(
+          get_metric_fn=lambda m: m[self.best_metric],
+          reverse=best_mode == "min",
+          n=1,
+          keep_checkpoints_without_metrics=False,
+        )
+      )
+    self._options = ocp.CheckpointManagerOptions(
+      preservation_policy=ocp_policies.AnyPreservationPolicy(policies),
+      enable_async_checkpointing=bool(async_save),
+      cleanup_tmp_directories=True,
+      create=True,
+    )
+    self.manager = self._make_manager()
+    self._pending: int | None = None  # the step of a save that may still be in flight
+    self.failed_steps: list[int] = []  # saves that could not be written (disk full, I/O error)
+
+  def _make_manager(self) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+      self.directory,
+      options=self._options,
+      item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
+    )
+
+  def _remove_half_written(self, quiet: bool = False) -> None:
+    if not self.is_primary or not os.path.isdir(self.directory):
+      return
+    for name in sorted(os.listdir(self.directory)):
+      if _TMP_MARKER in name:
+        path = os.path.join(self.directory, name)
+        if not quiet:
+          logging.warning("checkpoint %s was left half-written by an interrupted save; it is skipped and removed", path)
+        shutil.rmtree(path, ignore_errors=True)
+
+  # ---- queries -----------------------------------------------------------------
+  def steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def path(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  # ---- save --------------------------------------------------------------------
+  def save(self, step: int, host_state: Any, meta: dict, eval_results: dict | None = None) -> bool:
+    """Starts writing `host_state` (numpy, from `to_host`) and `meta` at `step`.
+
+    Returns False when a checkpoint at `step` exists already. Asynchronous when the
+    manager is; `wait()` blocks until it is on disk.
+    """
+    self._settle()  # a failed background write of the previous save surfaces here
+    if step in self.manager.all_steps():
+      return False
+    meta = dict(meta, format=FORMAT, step=int(step), crc32=checksum(host_state), saved_at=time.time())
+    metrics = None
+    if self.best_metric and eval_results and self.best_metric in eval_results:
+      value = float(eval_results[self.best_metric])
+      if np.isfinite(value):
+        metrics = {self.best_metric: value}
+    try:
+      self.manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(host_state), meta=ocp.args.JsonSave(meta)),
+        metrics=metrics,
+        force=True,
+      )
+    except Exception as e:  # pylint: disable=broad-except
+      self._write_failed(step, e)
+      return False
+    self._pending = step
+    return True
+
+  def _settle(self) -> bool:
+    """Waits for the save in flight; False (after a warning) when it could not be written."""
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      self._write_failed(self._pending, e)
+      return False
+    self._pending = None
+    return True
+
+  def _write_failed(self, step: int | None, e: Exception) -> None:
+    """A save that failed (disk full, I/O error): warn, drop its partial folder, keep the rest.
+
+    Training goes on; the checkpoints committed before stay as they were, and the manager
+    is rebuilt from what is on disk, so a half-written step is never listed or restored.
+    """
+    self._pending = None
+    self.failed_steps.append(-1 if step is None else int(step))
+    with contextlib.suppress(Exception):
+      self.manager.close()
+    self._remove_half_written(quiet=True)
+    self.manager = self._make_manager()
+    newest = self.manager.latest_step()
+    logging.warning(
+      "checkpoint at step %s could not be written (%s); training continues, and the newest complete "
+      "checkpoint (%s) is intact",
+      "?" if step is None else step,
+      _short(e),
+      f"step {newest}" if newest is not None else "none yet",
+    )
+
+  def wait(self) -> bool:
+    """Blocks until the save in flight is on disk; False when it could not be written."""
+    return self._settle()
+
+  def close(self) -> bool:
+    """Finishes the save in flight and closes the manager; False when that save failed."""
+    ok = self._settle()
+    self.manager.close()
+    return ok
+
+  def reached_preemption(self, step: int) -> bool:
+    """Multi-host: JAX's preemption sync point (every host agrees on the step)."""
+    try:
+      return bool(self.manager.reached_preemption(step))
+    except Exception:  # pylint: disable=broad-except
+      return False
+
+  # ---- restore -----------------------------------------------------------------
+  def read_meta(self, step: int) -> dict:
+    try:
+      meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # pylint: disable=broad-except
+      raise CorruptCheckpoint(f"its metadata cannot be read ({_short(e)})") from None
+    if not isinstance(meta, dict) or meta.get("step") != step or "crc32" not in meta:
+      raise CorruptCheckpoint("its metadata is incomplete")
+    return meta
+
+  def read_state(self, step: int, template: Any, meta: dict) -> Any:
+    """Restores the host numpy state, checks its layout against `template`, verifies the CRC."""
+    try:
+      saved_tree = self.manager.item_metadata(step)["state"]
+      saved_tree = getattr(saved_tree, "tree", saved_tree)
+      saved = {
+        jax.tree_util.keystr(p): (tuple(m.shape), str(np.dtype(m.dtype)))
+        for p, m in jax.tree_util.tree_flatten_with_path(saved_tree)[0]
+      }
+    except Exception as e:  # pylint: disable=broad-except
+      raise CorruptCheckpoint(f"its array metadata cannot be read ({_short(e)})") from None
+    want = _shapes(template)
+    if saved != want:
+      raise ConfigError(
+        f"the checkpoint at {self.path(step)} does not fit the model and optimizer this config "
+        f"builds: {_describe_mismatch(saved, want)}; restore the config it was made with or use a "
+        "new --workdir"
+      )
+    try:
+      state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))["state"]
+    except Exception as e:  # pylint: disable=broad-except
+      raise CorruptCheckpoint(f"its arrays cannot be read ({_short(e)})") from None
+    state = jax.tree.map(np.asarray, state)
+    if checksum(state) != meta["crc32"]:
+      raise CorruptCheckpoint("its arrays do not match the checksum written with them")
+    return state
+
+  def set_aside(self, step: int, reason: str) -> None:
+    """Moves a corrupt checkpoint out of the manager's folder (never deletes it)."""
+    src = self.path(step)
+    logging.warning(
+      "checkpoint %s is unusable (%s); it is moved to %s/ and the previous one is used", src, reason, CORRUPT_DIR
+    )
+    if self.is_primary and os.path.isdir(src):
+      dst_dir = os.path.join(self.workdir, CORRUPT_DIR)
+      os.makedirs(dst_dir, exist_ok=True)
+      dst = os.path.join(dst_dir, str(step))
+      if os.path.exists(dst):
+        dst = f"{dst}-{int(time.time())}"
+      shutil.move(src, dst)
+    self.manager.reload()
+
+  def restore_latest(self, template: Any, check_meta) -> tuple[Any, dict] | None:
+    """The newest good checkpoint as (host state, meta), or None when there is none.
+
+    `check_meta(meta, path)` vets the newest readable checkpoint's metadata against the
+    current run and raises ConfigError to refuse it (not retried with older ones).
+    """
+    checked = False
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        meta = self.read_meta(step)
+        if not checked:
+          check_meta(meta, self.path(step))
+          checked = True
+        state = self.read_state(step, template, meta)
+      except CorruptCheckpoint as e:
+        self.set_aside(step, str(e))
+        continue
+      return state, meta
+    return None
+
+
+def _short(e: Exception) -> str:
+  text = " ".join(str(e).split())
+  return (type(e).__name__ + ": " + text)[:200]
+
+
+# ------------------------------------------------------------------------ preemption
+
+
+class PreemptionGuard:
+  """SIGTERM (and Ctrl-C) request a checkpoint at the next step boundary; a second one
+  ends the process at once (the default action is restored after the first).
+
+  Only installed in the main thread of a single-process run: on a multi-host run JAX's
+  own preemption notice (`Checkpointer.reached_preemption`) is used, so that every host
+  stops at the same step.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._previous: dict[int, Any] = {}
+
+  @property
+  def requested(self) -> bool:
+    return self.signum is not None
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    self.signum = signum
+    for s in self.SIGNALS:
+      signal.signal(s, signal.SIG_DFL)
+    logging.warning(
+      "received %s: saving a checkpoint at the next step boundary and exiting (send it again to exit at once)",
+      signal.Signals(signum).name,
+    )
+
+  def __enter__(self) -> "PreemptionGuard":
+    if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
+      for s in self.SIGNALS:
+        self._previous[s] = signal.signal(s, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+    self._previous.clear()
+
+
+def truncate_metrics(workdir: str, size: int) -> None:
+  """Cuts metrics.jsonl back to `size` bytes (its length when the checkpoint was written),
+  so that a resumed run appends exactly what the interrupted one would have."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    if size:
+      logging.warning("%s is missing; it restarts from the resumed step", path)
+    return
+  current = os.path.getsize(path)
+  if current < size:
+    logging.warning(
+      "%s is shorter (%d bytes) than when the checkpoint was written (%d); kept as is", path, current, size
+    )
+  elif current > size:
+    os.truncate(path, size)
+    logging.info("metrics.jsonl: dropped %d bytes written after the checkpoint", current - size)
+
+
+def set_aside_stale_metrics(workdir: str) -> None:
+  """A run that starts from step 0 in a workdir whose metrics.jsonl came from a run that
+  left no checkpoint: keep the old file under another name and start a fresh one."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.isfile(path) and os.path.getsize(path) > 0:
+    n = 1
+    while os.path.exists(f"{path}.{n}.old"):
+      n += 1
+    os.rename(path, f"{path}.{n}.old")
+    logging.warning(
+      "%s came from an earlier run that left no checkpoint; kept as %s.%d.old, this run starts "
+      "from step 0 in a new one",
+      path,
+      path,
+      n,
+    )
+
+
+def best_mode_for(metric: str) -> str:
+  return "min" if metric == "mse" else "max"
+
+
+__all__: Sequence[str] = (
+  "Checkpointer",
+  "PreemptionGuard",
+  "RESUME_FIELDS",
+  "check_resume_config",
+  "checksum",
+  "config_hash",
+  "flat_config",
+  "state_template",
+  "to_host",
+  "truncate_metrics",
+)
