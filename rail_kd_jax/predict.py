@@ -42,7 +42,7 @@ from absl import app, flags, logging
 from rail_kd_jax import models
 from rail_kd_jax.core import checks, files
 from rail_kd_jax.core.errors import ConfigError, StorageError
-from rail_kd_jax.data import loader, tasks, tokenize
+from rail_kd_jax.data import loader, tasks, text_input, tokenize
 from rail_kd_jax.models import convert
 
 INPUT_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".txt")
@@ -51,7 +51,8 @@ DTYPES = ("", "float32", "bfloat16")  # '' = the run's compute dtype, float32 wh
 DEFAULT_MAX_LENGTH = 128  # tokens, when the model folder does not belong to a run workdir
 DEFAULT_CHUNK_ROWS = 4096  # input rows read, tokenized, run and written at a time
 _DIGITS = 6  # significant digits of the written probabilities and scores
-_INPUT_OPTIONS = {"what": "--input", "column_options": "--text_column / --text_pair_column"}  # for tasks' messages
+# How text_input's messages name the input and its column options.
+_INPUT_OPTIONS = {"what": "--input", "column_options": "--text_column / --text_pair_column"}
 _EXPORTED_BLOCK = {"finetune": "model", "distill": "student"}  # a run's mode -> its exported model's config block
 
 # ----------------------------------------------------------------------------- the model
@@ -269,7 +270,7 @@ def _gather(order: np.ndarray, outputs: list) -> np.ndarray:
 
 def _chunks(rows, size: int, text_columns: list[str]):
   """Yields column dicts ({text column: [str], 'idx': int64 [n] the rows' lines}) of at most
-  `size` consecutive rows of `tasks.iter_texts`."""
+  `size` consecutive rows of `text_input.iter_texts`."""
   while True:
     block = list(itertools.islice(rows, size))
     if not block:
@@ -416,17 +417,17 @@ def _check_arguments(batch_size, max_length, text_column: str, dtype: str, chunk
 
 
 def _count_input(input_path: str, text_columns: list[str]) -> int:
-  """The rows of --input, from a pass of `tasks.scan_texts` that checks it all; its errors as ConfigErrors."""
+  """The rows of --input, from a pass of `text_input.scan_texts` that checks it all; its errors as ConfigErrors."""
   try:
-    return tasks.scan_texts(input_path, text_columns, **_INPUT_OPTIONS)
+    return text_input.scan_texts(input_path, text_columns, **_INPUT_OPTIONS)
   except ValueError as e:
     raise ConfigError(str(e)) from None
 
 
 def _input_rows(input_path: str, text_columns: list[str]):
-  """`tasks.iter_texts` over --input, its errors as ConfigErrors."""
+  """`text_input.iter_texts` over --input, its errors as ConfigErrors."""
   try:
-    yield from tasks.iter_texts(input_path, text_columns, **_INPUT_OPTIONS)
+    yield from text_input.iter_texts(input_path, text_columns, **_INPUT_OPTIONS)
   except ValueError as e:
     raise ConfigError(str(e)) from None
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from rail_kd_jax.data import tasks
+from rail_kd_jax.data import glue, tasks
 from rail_kd_jax.core import defaults
 
 GLUE = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
@@ -216,7 +216,7 @@ def test_unknown_task_and_bad_num_labels(tmp_path):
 def test_glue_name_without_data_dir_fails_at_once(monkeypatch, tmp_path):
   monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
   monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-  monkeypatch.setattr(tasks, "_hf_cache_has_glue", lambda: False)
+  monkeypatch.setattr(glue, "_hf_cache_has_glue", lambda: False)
   start = time.time()
   with pytest.raises(ValueError, match=r"--config.data.data_dir=/path/to/glue/SST-2"):
     tasks.load_task(cfg(task="sst2"))
@@ -241,7 +241,7 @@ def test_glue_from_local_hf_cache_renames_to_tsv_columns(monkeypatch):
       | {s: datasets.Dataset.from_dict(test) for s in ("test_matched", "test_mismatched")}
     )
 
-  monkeypatch.setattr(tasks, "_hf_cache_has_glue", lambda: True)
+  monkeypatch.setattr(glue, "_hf_cache_has_glue", lambda: True)
   monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
   t = tasks.load_task(cfg(task="mnli"))
   assert calls == [("nyu-mll/glue", "mnli", True)]  # forced offline

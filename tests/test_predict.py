@@ -21,7 +21,7 @@ from safetensors.numpy import load_file, save_file
 
 from rail_kd_jax import models, predict
 from rail_kd_jax.training import train
-from rail_kd_jax.data import loader, synthetic, tasks, tokenize
+from rail_kd_jax.data import loader, synthetic, text_input, tokenize
 from rail_kd_jax.core.errors import ConfigError
 
 import helpers
@@ -281,7 +281,7 @@ def test_cli_lists_every_flag_and_reports_an_error_in_one_line(run, tmp_path):
 
 # ----------------------------------------------------------------------------- streaming
 
-# Files the streaming reader must read as `tasks.read_texts(keep_empty=True)` does: quotes, a text
+# Files the streaming reader must read as `text_input.read_texts(keep_empty=True)` does: quotes, a text
 # over two lines, blank and whitespace texts, rows with too few or too many fields, a BOM, CRLF.
 READER_FILES = {
   "quoted.csv": 'id,text,label\n1,"a, quoted text",0\n\n2,"two\nlines",1\n3,   ,0\n4,short\n5,"x",1,extra\n,,\n'
@@ -308,17 +308,17 @@ READ = {"what": "--input", "keep_empty": True, "column_options": "--text_column 
 
 def _streamed(path: str, columns=("text",)) -> list:
   kw = {k: v for k, v in READ.items() if k != "keep_empty"}
-  return [(line, texts) for line, texts in tasks.iter_texts(path, columns, **kw)]
+  return [(line, texts) for line, texts in text_input.iter_texts(path, columns, **kw)]
 
 
 @pytest.mark.parametrize("name", sorted(READER_FILES))
 def test_the_stream_reads_what_read_texts_reads(tmp_path, caplog, name):
   path = _write(str(tmp_path / name), READER_FILES[name])
   caplog.set_level("WARNING")
-  whole = tasks.read_texts(path, ["text"], **READ)
+  whole = text_input.read_texts(path, ["text"], **READ)
   warned, caplog.records[:] = [r.getMessage() for r in caplog.records], []
   kw = {k: v for k, v in READ.items() if k != "keep_empty"}
-  assert tasks.scan_texts(path, ["text"], **kw) == len(whole["text"])
+  assert text_input.scan_texts(path, ["text"], **kw) == len(whole["text"])
   assert [r.getMessage() for r in caplog.records] == warned and warned
   assert _streamed(path) == [(int(i), (t,)) for i, t in zip(whole["idx"], whole["text"])]
 
@@ -330,7 +330,7 @@ def test_the_stream_refuses_what_read_texts_refuses(tmp_path, name):
   with open(path, "wb") as f:
     f.write(content if isinstance(content, bytes) else content.encode())
   with pytest.raises(ValueError) as whole:
-    tasks.read_texts(path, ["text"], **READ)
+    text_input.read_texts(path, ["text"], **READ)
   with pytest.raises(ValueError) as streamed:
     _streamed(path)
   assert str(streamed.value) == str(whole.value)
@@ -355,7 +355,7 @@ def tiny(tmp_path_factory):
 def _whole_file_logits(folder: str, path: str, batch_size: int):
   """The path predict took before it streamed: every text read and encoded at once, batched in file order."""
   classifier = predict.load_classifier(folder)
-  texts = tasks.read_texts(path, ["text"], **READ)
+  texts = text_input.read_texts(path, ["text"], **READ)
   spec = predict._task_spec(classifier, ["text"])
   arrays = loader.encode(texts, classifier.tokenizer, spec, predict.max_length_for(classifier, 0))
   forward = predict.make_forward(classifier)
@@ -381,7 +381,7 @@ def test_streaming_predicts_what_the_whole_file_path_predicts(tiny, tmp_path):
 def test_memory_is_bounded_by_chunk_rows_not_by_the_input(tiny, tmp_path, monkeypatch):
   folder, src = tiny
   encoded, reads, in_flight = [], [], []
-  real_encode, real_iter, real_write = loader.encode, tasks.iter_texts, predict.write_rows
+  real_encode, real_iter, real_write = loader.encode, text_input.iter_texts, predict.write_rows
 
   def encode(cols, *args, **kw):
     encoded.append(len(cols["text"]))
@@ -402,7 +402,7 @@ def test_memory_is_bounded_by_chunk_rows_not_by_the_input(tiny, tmp_path, monkey
     real_write(path, fmt, columns, watched())
 
   monkeypatch.setattr(loader, "encode", encode)
-  monkeypatch.setattr(tasks, "iter_texts", iter_texts)
+  monkeypatch.setattr(text_input, "iter_texts", iter_texts)
   monkeypatch.setattr(predict, "write_rows", write_rows)
   predict.predict_file(folder, src, str(tmp_path / "out.csv"), chunk_rows=150)
   assert reads == [2000, 2000]  # the checking pass, then the streaming one

@@ -6,7 +6,7 @@
 `torch_predict` applies an export folder as a user would with PyTorch: transformers'
 `AutoModelForSequenceClassification.from_pretrained(folder)`, eval mode, eager, under
 `torch.inference_mode()`; the export's tokenizer; the input read as `predict` reads it
-(`tasks.iter_texts`), `chunk_rows` rows at a time, each chunk's rows sorted by token count into
+(`text_input.iter_texts`), `chunk_rows` rows at a time, each chunk's rows sorted by token count into
 batches of `batch_size` padded to their longest (dynamic padding); float32, or the forward under
 `torch.autocast(bfloat16)` (weights stay float32).
 
@@ -32,7 +32,7 @@ import torch
 import transformers
 from absl import app, flags
 
-from rail_kd_jax.data import synthetic, tasks, tokenize
+from rail_kd_jax.data import synthetic, text_input, tokenize
 from rail_kd_jax.experiments.benchmark.peers.torch_peer import resolve_device
 
 PRECISIONS = ("float32", "bfloat16")
@@ -91,7 +91,7 @@ def torch_predict(
   model = transformers.AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
   model = model.to(resolve_device(device)).eval()
   tokenizer = tokenize.load_tokenizer(folder)
-  rows = tasks.iter_texts(input_path, list(text_columns), what="input")
+  rows = text_input.iter_texts(input_path, list(text_columns), what="input")
   labels, t0 = [], time.perf_counter()
   with torch.inference_mode():
     while block := list(itertools.islice(rows, chunk_rows)):
