@@ -20,9 +20,9 @@ from flax import linen as nn
 from rail_kd_jax import models
 from rail_kd_jax.training import train
 from rail_kd_jax.core.errors import ConfigError
-from rail_kd_jax.models import bert
-from rail_kd_jax.models.bert import resolve_attention
+from rail_kd_jax.models.attention import SelfAttention, resolve_attention
 from rail_kd_jax.models.dropout import Dropout
+from rail_kd_jax.models.primitives import hf_dense
 
 import helpers
 
@@ -142,7 +142,7 @@ def test_dot_product_trains_with_hidden_dropout():
   assert np.abs(h_dp - h_mm).max() < TOL and np.abs(l_dp - l_mm).max() < TOL
 
 
-class _TextbookAttention(bert.SelfAttention):
+class _TextbookAttention(SelfAttention):
   """softmax(q k^T / sqrt(D) + mask) -> dropout -> @ v, written out (the reference form)."""
 
   @nn.compact
@@ -151,7 +151,7 @@ class _TextbookAttention(bert.SelfAttention):
     b, t, _ = x.shape
     h, d = cfg.num_attention_heads, cfg.head_dim
     q, k, v = (
-      bert._dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, name)(x).reshape(b, t, h, d).transpose(0, 2, 1, 3)
+      hf_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, name)(x).reshape(b, t, h, d).transpose(0, 2, 1, 3)
       for name in ("query", "key", "value")
     )
     probs = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / np.sqrt(d) + mask_bias, axis=-1)
@@ -168,7 +168,7 @@ def test_matmul_form_is_the_textbook_softmax_with_dropout(deterministic):
   x = jax.random.normal(jax.random.PRNGKey(0), (B, T, cfg.hidden_size))
   _, mask = _batch(0)
   mask_bias = jnp.where(jnp.asarray(mask)[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
-  ours = bert.SelfAttention(cfg, deterministic=deterministic, attention="matmul")
+  ours = SelfAttention(cfg, deterministic=deterministic, attention="matmul")
   ref = _TextbookAttention(cfg, deterministic=deterministic, attention="matmul")
   params = ours.init({"params": jax.random.PRNGKey(1), "dropout": jax.random.PRNGKey(2)}, x, mask_bias)
   rngs = {"dropout": jax.random.PRNGKey(2)}
@@ -362,7 +362,7 @@ def test_config_refuses_dot_product_with_attention_dropout(tmp_path):
 
 
 def test_sdpa_implementation_asks_for_cudnn_only_where_it_applies():
-  from rail_kd_jax.models.bert import sdpa_implementation
+  from rail_kd_jax.models.attention import sdpa_implementation
 
   assert sdpa_implementation(jnp.bfloat16, 64, 128, backend="gpu") == "cudnn"
   assert sdpa_implementation(jnp.float16, 128, 48, backend="gpu") == "cudnn"

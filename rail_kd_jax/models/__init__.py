@@ -11,14 +11,8 @@ Typical use:
 
 import jax
 
-from rail_kd_jax.models.bert import (
-  ATTENTION_IMPLS,
-  Encoder,
-  EncoderOutput,
-  init_params,
-  param_shapes,
-  resolve_attention,
-)
+from rail_kd_jax.models.attention import ATTENTION_IMPLS, resolve_attention
+from rail_kd_jax.models.bert import Encoder, EncoderOutput, init_params, param_shapes
 from rail_kd_jax.models.config import EncoderConfig
 from rail_kd_jax.models.convert import (
   convert_layout,

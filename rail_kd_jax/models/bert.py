@@ -11,6 +11,9 @@ mirror the HF BERT checkpoint (DistilBERT's names are mapped in convert.py):
     encoder/layer_{i}/output/{dense,LayerNorm}
     (scan_layers=True: encoder/layer/... with a leading [num_layers] axis)
 
+SelfAttention (attention/self) is in models/attention.py; LayerNorm and the 2-D Dense
+in models/primitives.py.
+
 Family differences: RoBERTa positions start after padding_idx and skip pads; DistilBERT
 has no token-type embeddings; each family keeps its own task head
 (BERT: pooler/dense + classifier; RoBERTa: classifier/{dense,out_proj};
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -30,15 +33,12 @@ import numpy as np
 from flax import struct
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from rail_kd_jax.models.attention import SelfAttention
 from rail_kd_jax.models.config import EncoderConfig
 
 # Hash-based dropout masks: ~35x cheaper than threefry on XLA CPU (models/dropout.py).
 from rail_kd_jax.models.dropout import Dropout
-
-Dtype = Any
-
-# Model option `attention`: how SelfAttention computes (see resolve_attention).
-ATTENTION_IMPLS = ("auto", "matmul", "dot_product")
+from rail_kd_jax.models.primitives import Dtype, LayerNorm, hf_dense
 
 
 @struct.dataclass
@@ -66,10 +66,6 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
   if name == "relu":
     return jax.nn.relu
   raise ValueError(f"hidden_act={name!r} is not supported.")
-
-
-def _normal(std: float):
-  return nn.initializers.normal(stddev=std)
 
 
 def _embed_init(std: float, zero_row: int | None):
@@ -102,26 +98,6 @@ def position_ids_for(config: EncoderConfig, input_ids: jax.Array) -> jax.Array:
     mask = (input_ids != config.pad_token_id).astype(jnp.int32)
     return jnp.cumsum(mask, axis=1) * mask + config.pad_token_id
   return jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
-
-
-class LayerNorm(nn.Module):
-  """HF LayerNorm: statistics in float32 (two-pass variance), output in `dtype`."""
-
-  epsilon: float
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    features = x.shape[-1]
-    scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
-    bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
-    xf = x.astype(jnp.float32)
-    mean = jnp.mean(xf, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
-    y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
-    y = y * scale.astype(jnp.float32) + bias.astype(jnp.float32)
-    return y.astype(self.dtype)
 
 
 class Embeddings(nn.Module):
@@ -169,90 +145,6 @@ class Embeddings(nn.Module):
     return Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
 
 
-def resolve_attention(
-  name: str, dtype: Dtype, deterministic: bool, dropout_prob: float, backend: str | None = None
-) -> str:
-  """The attention form a call computes, 'matmul' or 'dot_product', for option `name`.
-
-  'matmul': q/k/v as [B, heads, T, D], batched jnp.matmul, attention dropout supported.
-  'dot_product': jax.nn.dot_product_attention on [B, T, heads, D]; it has no dropout.
-  'auto': 'dot_product' when `backend` is 'gpu', the compute dtype is bfloat16 or float16
-  and no attention dropout applies (deterministic, or dropout_prob == 0); else 'matmul'.
-  backend: a jax platform name; None is jax.default_backend().
-
-  Raises ValueError for an unknown name, and for 'dot_product' in a call with dropout.
-  """
-  if name not in ATTENTION_IMPLS:
-    raise ValueError(f"attention={name!r} is not valid; choose one of: {', '.join(ATTENTION_IMPLS)}.")
-  drops = not deterministic and dropout_prob > 0
-  if name == "auto":
-    backend = jax.default_backend() if backend is None else backend
-    half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
-    return "dot_product" if backend == "gpu" and half and not drops else "matmul"
-  if name == "dot_product" and drops:
-    raise ValueError(
-      f"attention='dot_product' applies no attention dropout, but attention_probs_dropout_prob={dropout_prob} "
-      "in a training call; set model.attention_dropout=0 or use attention='matmul'."
-    )
-  return name
-
-
-def sdpa_implementation(dtype, head_dim: int, length: int, backend: str | None = None) -> str | None:
-  """The `implementation` argument 'dot_product' passes to jax.nn.dot_product_attention.
-
-  'cudnn' (flash attention) on a GPU for bfloat16/float16 with a head dim that is a
-  multiple of 8 and at most 128 and an even length (what cuDNN's fused kernel accepts
-  with a mask); None (XLA) otherwise. jax's own None never picks cuDNN, so it is asked
-  for by name where it applies.
-  """
-  backend = jax.default_backend() if backend is None else backend
-  half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
-  if backend == "gpu" and half and head_dim % 8 == 0 and head_dim <= 128 and length % 2 == 0:
-    return "cudnn"
-  return None
-
-
-class Dense(nn.Dense):
-  """nn.Dense on the last axis, applied to the inputs flattened to 2-D ([B, T, H] -> [B*T, H]).
-
-  Same params and the same function as nn.Dense; as one plain matrix product (and its
-  gradients as plain ones) XLA CPU runs the train step 4-10% faster than with the
-  batch axes kept (docs/BENCHMARK.md, A/B of 2026-12-04).
-  kernel_scale / bias_scale: constants the stored kernel / bias are multiplied by (in
-  the param dtype) before use, x @ (kernel_scale W) + bias_scale b; the params stay HF's.
-  """
-
-  kernel_scale: float = 1.0
-  bias_scale: float = 1.0
-
-  @nn.compact
-  def __call__(self, x):
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x
-    if self.kernel_scale == 1.0 and self.bias_scale == 1.0:
-      y = super().__call__(x2)
-    else:
-      kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
-      bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-      kernel = kernel * jnp.asarray(self.kernel_scale, kernel.dtype)
-      bias = bias * jnp.asarray(self.bias_scale, bias.dtype)
-      x2, kernel, bias = self.promote_dtype(x2, kernel, bias, dtype=self.dtype)
-      y = jax.lax.dot_general(x2, kernel, (((1,), (0,)), ((), ())), precision=self.precision) + bias
-    return y.reshape(*lead, self.features) if x.ndim > 2 else y
-
-
-def _dense(cfg: EncoderConfig, features: int, dtype, param_dtype, name: str, **scales) -> nn.Dense:
-  return Dense(
-    features,
-    dtype=dtype,
-    param_dtype=param_dtype,
-    kernel_init=_normal(cfg.initializer_range),
-    bias_init=nn.initializers.zeros,
-    name=name,
-    **scales,
-  )
-
-
 # In training calls the exact GELU inside a layer, 0.5 y (1 + erf(y / sqrt 2)) @ W2, is
 # computed as (z + z erf(z)) @ (W2 / sqrt 2) with z = y / sqrt 2 = x @ (W1 / sqrt 2) + b1 / sqrt 2:
 # the same function with no scalar constant left in the activation (XLA CPU materialises
@@ -264,68 +156,6 @@ _FOLDED_GELU_SCALE = 1.0 / math.sqrt(2.0)
 
 def _folds_gelu(cfg: EncoderConfig, deterministic: bool) -> bool:
   return cfg.hidden_act == "gelu" and not deterministic
-
-
-class SelfAttention(nn.Module):
-  """Multi-head self-attention in the form `attention` resolves to (resolve_attention).
-
-  matmul: q/k/v transposed to [B, heads, T, D] and batched matmul (fast on XLA CPU), the
-  additive mask, float32 softmax with its normalisation applied to the output, dropout on
-  the probabilities.
-  dot_product: jax.nn.dot_product_attention on [B, T, heads, D] (its native layout) with a
-  boolean key mask [B, 1, T, T]; float32 logits and softmax; no dropout.
-  """
-
-  config: EncoderConfig
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-  deterministic: bool = True
-  attention: str = "auto"
-
-  @nn.compact
-  def __call__(self, x, mask_bias):
-    """x: [B, T, H]; mask_bias: [B, 1, 1, T] float32 additive (0 keep, finfo.min pad) -> [B, T, H] in dtype."""
-    cfg = self.config
-    impl = resolve_attention(self.attention, self.dtype, self.deterministic, cfg.attention_probs_dropout_prob)
-    b, t, _ = x.shape
-    h, d = cfg.num_attention_heads, cfg.head_dim
-
-    def heads(name):
-      y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, name)(x)
-      return y.reshape(b, t, h, d)  # [B, T, h, D]
-
-    q, k, v = heads("query"), heads("key"), heads("value")
-    if impl == "dot_product":
-      # A boolean key mask with the full [T, S] trailing dims suits both jax paths: XLA
-      # applies it with a where on the float32 logits; cuDNN turns it into an additive bias,
-      # which must be [B|1, N|1, T, S]. Exact for any 0/1 mask, where key_value_seq_lengths
-      # would assume right padding.
-      keep = jnp.broadcast_to(mask_bias == 0, (b, 1, t, t))
-      ctx = jax.nn.dot_product_attention(
-        q, k, v, mask=keep, scale=1.0 / math.sqrt(d), implementation=sdpa_implementation(self.dtype, d, t)
-      )
-      return ctx.reshape(b, t, h * d)
-    q, k, v = (y.transpose(0, 2, 1, 3) for y in (q, k, v))  # [B, h, T, D]
-    scale = 1.0 / math.sqrt(d)
-    # Scaling q costs a pass over [B, h, T, D], scaling the scores one over [B, h, T, T]
-    # (in half precision the float32 scores keep the scale exact).
-    scale_q = jnp.dtype(self.dtype) == jnp.float32
-    if scale_q:
-      q = q * jnp.float32(scale)
-    # Scores accumulate and leave the matmul in float32 even for bf16 inputs.
-    scores = jnp.matmul(q, k.transpose(0, 1, 3, 2), preferred_element_type=jnp.float32)  # [B, h, T, T]
-    if not scale_q:
-      scores = scores * scale
-    scores = scores + mask_bias
-    # softmax(scores) @ v with the normalisation deferred: exp(s - max) @ v / sum(exp(s - max)).
-    # The same function (dropout on the probabilities commutes with each row's 1 / sum, and
-    # draws the same mask), but the division runs over [B, h, T, D] instead of [B, h, T, T]:
-    # the attention's forward 2.5x faster on XLA CPU (docs/BENCHMARK.md).
-    e = jnp.exp(scores - jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True)))
-    denom = jnp.sum(e, axis=-1, keepdims=True)
-    e = Dropout(cfg.attention_probs_dropout_prob)(e, deterministic=self.deterministic)
-    ctx = jnp.matmul(e.astype(self.dtype), v, preferred_element_type=jnp.float32) / denom  # [B, h, T, D]
-    return ctx.astype(self.dtype).transpose(0, 2, 1, 3).reshape(b, t, h * d)
 
 
 class DenseLayerNorm(nn.Module):
@@ -340,7 +170,7 @@ class DenseLayerNorm(nn.Module):
   @nn.compact
   def __call__(self, x, residual):
     cfg = self.config
-    y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense", kernel_scale=self.kernel_scale)(x)
+    y = hf_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense", kernel_scale=self.kernel_scale)(x)
     y = Dropout(cfg.hidden_dropout_prob)(y, deterministic=self.deterministic)
     return LayerNorm(cfg.layer_norm_eps, self.dtype, self.param_dtype, name="LayerNorm")(y + residual)
 
@@ -371,7 +201,7 @@ class Intermediate(nn.Module):
     cfg = self.config
     folds = _folds_gelu(cfg, self.deterministic)
     c = _FOLDED_GELU_SCALE if folds else 1.0
-    y = _dense(cfg, cfg.intermediate_size, self.dtype, self.param_dtype, "dense", kernel_scale=c, bias_scale=c)(x)
+    y = hf_dense(cfg, cfg.intermediate_size, self.dtype, self.param_dtype, "dense", kernel_scale=c, bias_scale=c)(x)
     return y + y * jax.lax.erf(y) if folds else activation_fn(cfg.hidden_act)(y)
 
 
@@ -451,7 +281,7 @@ class Pooler(nn.Module):
   @nn.compact
   def __call__(self, x):
     cfg = self.config
-    return jnp.tanh(_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(x[:, 0]))
+    return jnp.tanh(hf_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(x[:, 0]))
 
 
 class RobertaClassificationHead(nn.Module):
@@ -467,9 +297,9 @@ class RobertaClassificationHead(nn.Module):
     cfg = self.config
     rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
     y = Dropout(rate)(x[:, 0], deterministic=self.deterministic)
-    y = jnp.tanh(_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(y))
+    y = jnp.tanh(hf_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "dense")(y))
     y = Dropout(rate)(y, deterministic=self.deterministic)
-    return _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "out_proj")(y)
+    return hf_dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "out_proj")(y)
 
 
 class Encoder(nn.Module):
@@ -542,14 +372,14 @@ class Encoder(nn.Module):
       if cfg.num_labels > 0:
         rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
         pooled = Dropout(rate)(pooled, deterministic=deterministic)
-        logits = _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(pooled)
+        logits = hf_dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(pooled)
     elif cfg.num_labels > 0 and cfg.model_type == "roberta":
       logits = RobertaClassificationHead(**kw, deterministic=deterministic, name="classifier")(last)
     elif cfg.num_labels > 0:  # distilbert
       rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else 0.2
-      y = _dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "pre_classifier")(last[:, 0])
+      y = hf_dense(cfg, cfg.hidden_size, self.dtype, self.param_dtype, "pre_classifier")(last[:, 0])
       y = Dropout(rate)(jax.nn.relu(y), deterministic=deterministic)
-      logits = _dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(y)
+      logits = hf_dense(cfg, cfg.num_labels, self.dtype, self.param_dtype, "classifier")(y)
     if logits is not None:
       logits = logits.astype(jnp.float32)
     return EncoderOutput(hidden_states=hidden_states, logits=logits)
