@@ -99,9 +99,8 @@ def parse_flags(argv):
 def run(config, workdir: str) -> dict:
   """Runs `config.mode` in `workdir`: the training loop, or the demo or the study built on it."""
   from rail_kd_jax.experiments import demo, study
-  from rail_kd_jax.training import train, validation, workdir_lock
+  from rail_kd_jax.training import train, workdir_lock
 
-  validation.prepare_workdir(workdir)
   with workdir_lock.held(workdir):  # a second run on this workdir is refused
     if config.mode == "demo":
       return demo.run_demo(config, workdir)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from rail_kd_jax.training import checkpoint as ckpt_lib
+from rail_kd_jax.training import resume
 from rail_kd_jax.outputs import writers
 from rail_kd_jax.training import train
 from rail_kd_jax.core.errors import ConfigError
@@ -114,8 +115,8 @@ def test_half_written_and_corrupt_checkpoints_are_skipped(tmp_path):
 
 
 def test_config_change_rules():
-  saved = ckpt_lib.flat_config(distill_config())
-  ok = ckpt_lib.flat_config(
+  saved = resume.flat_config(distill_config())
+  ok = resume.flat_config(
     distill_config(
       **{
         "train.log_every": 7,
@@ -126,7 +127,7 @@ def test_config_change_rules():
       }
     )
   )
-  assert set(ckpt_lib.check_resume_config(saved, ok, "x")) == {
+  assert set(resume.check_resume_config(saved, ok, "x")) == {
     "train.log_every",
     "num_devices",
     "parallel",
@@ -140,10 +141,10 @@ def test_config_change_rules():
     ({"seed": 3}, "seed"),
   ]:
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-      ckpt_lib.check_resume_config(saved, ckpt_lib.flat_config(distill_config(**change)), "x")
+      resume.check_resume_config(saved, resume.flat_config(distill_config(**change)), "x")
   # The finetune model section does not matter to a distill run.
-  assert ckpt_lib.check_resume_config(
-    saved, ckpt_lib.flat_config(distill_config(**{"model.hidden_size": 64})), "x"
+  assert resume.check_resume_config(
+    saved, resume.flat_config(distill_config(**{"model.hidden_size": 64})), "x"
   ) == ["model.hidden_size"]
 
 
@@ -183,14 +184,14 @@ def stopped_on_8(tmp_path_factory):
   base = tmp_path_factory.mktemp("ckpt8")
   wd = str(base / "run")
   config = distill_config(num_devices=8)
-  trainer = train.Trainer(config, wd)
+  trainer = train.Trainer.create(config, wd)
   assert trainer.step == 0 and trainer.resumed_meta is None
   with pytest.raises(train.Preempted) as stop:
     trainer.fit(stop_at=K)
   assert stop.value.step == K and os.path.isdir(os.path.join(wd, "checkpoints", str(K)))
   snapshot = str(base / "snapshot")
   shutil.copytree(wd, snapshot)
-  cont = train.Trainer(config, wd)
+  cont = train.Trainer.create(config, wd)
   assert cont.step == K
   cont.fit()
   return {"snapshot": snapshot, "ref_wd": wd, "ref_params": _params(cont), "base": base}
@@ -200,7 +201,7 @@ def stopped_on_8(tmp_path_factory):
 def test_resume_8_to_1_equals_continuing_on_8(stopped_on_8):
   wd = str(stopped_on_8["base"] / "on1")
   shutil.copytree(stopped_on_8["snapshot"], wd)
-  trainer = train.Trainer(distill_config(num_devices=1), wd)
+  trainer = train.Trainer.create(distill_config(num_devices=1), wd)
   assert trainer.step == K and trainer.resumed_meta["num_devices"] == 8
   trainer.fit()
   _assert_trees_close(_params(trainer), stopped_on_8["ref_params"], 1e-5)
@@ -214,10 +215,10 @@ def test_resume_8_to_1_equals_continuing_on_8(stopped_on_8):
 def test_resume_1_to_4_shard_map_equals_8(stopped_on_8, tmp_path):
   """1 device (pmap) -> checkpoint at K -> 4 devices (shard_map): the numbers of 8 devices throughout."""
   wd = str(tmp_path)
-  first = train.Trainer(distill_config(num_devices=1), wd)
+  first = train.Trainer.create(distill_config(num_devices=1), wd)
   with pytest.raises(train.Preempted):
     first.fit(stop_at=K)
-  trainer = train.Trainer(distill_config(num_devices=4, parallel="shard_map"), wd)
+  trainer = train.Trainer.create(distill_config(num_devices=4, parallel="shard_map"), wd)
   assert trainer.step == K and trainer.resumed_meta["num_devices"] == 1
   trainer.fit()
   _assert_trees_close(_params(trainer), stopped_on_8["ref_params"], 1e-5)
@@ -233,7 +234,7 @@ def test_restore_onto_shard_map_is_exact(stopped_on_8, tmp_path):
   template = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), ck.manager.item_metadata(K)["state"].tree)
   saved = ck.read_state(K, template, ck.read_meta(K))
   ck.close()
-  trainer = train.Trainer(distill_config(num_devices=4, parallel="shard_map"), wd)
+  trainer = train.Trainer.create(distill_config(num_devices=4, parallel="shard_map"), wd)
   assert trainer.step == K
   jax.tree.map(np.testing.assert_array_equal, _params(trainer), saved["params"])
   assert int(trainer.par.scalar(trainer.state.step)) == K
@@ -249,7 +250,7 @@ def test_corrupt_newest_falls_back_and_completes(stopped_on_8, tmp_path):
     for name in files:
       path = os.path.join(root, name)
       os.truncate(path, os.path.getsize(path) // 3)
-  trainer = train.Trainer(distill_config(num_devices=8), wd)
+  trainer = train.Trainer.create(distill_config(num_devices=8), wd)
   assert trainer.step == K - 5
   assert os.path.isdir(os.path.join(wd, ckpt_lib.CORRUPT_DIR, str(K)))
   trainer.fit()
@@ -261,10 +262,10 @@ def test_refuses_breaking_config_change_allows_harmless(stopped_on_8, tmp_path):
   wd = str(tmp_path)
   shutil.copytree(stopped_on_8["snapshot"], wd, dirs_exist_ok=True)
   with pytest.raises(ConfigError, match=r"distill\.method='rail_l' \(checkpoint\) vs 'kd' \(now\)"):
-    train.Trainer(distill_config(num_devices=8, **{"distill.method": "kd"}), wd)
+    train.Trainer.create(distill_config(num_devices=8, **{"distill.method": "kd"}), wd)
   with pytest.raises(ConfigError, match=r"distill\.proj_dim"):
-    train.Trainer(distill_config(num_devices=8, **{"distill.proj_dim": 8}), wd)
-  trainer = train.Trainer(distill_config(num_devices=2, **{"train.log_every": 3}), wd)
+    train.Trainer.create(distill_config(num_devices=8, **{"distill.proj_dim": 8}), wd)
+  trainer = train.Trainer.create(distill_config(num_devices=2, **{"train.log_every": 3}), wd)
   assert trainer.step == K
 
 
@@ -287,7 +288,7 @@ def test_checkpoint_holds_student_state_only(stopped_on_8):
 def test_resuming_a_finished_run_trains_nothing(stopped_on_8, tmp_path):
   wd = str(tmp_path / "done")
   shutil.copytree(stopped_on_8["ref_wd"], wd)
-  trainer = train.Trainer(distill_config(num_devices=8), wd)
+  trainer = train.Trainer.create(distill_config(num_devices=8), wd)
   assert trainer.step == TOTAL and trainer.resumed_meta["final"]
   result = trainer.fit()
   assert trainer.step == TOTAL and "dev" in result
@@ -306,11 +307,29 @@ def _flat_keys(tree, prefix=""):
 # ------------------------------------------------------------------- numerical guards
 
 
-def test_nan_is_skipped_and_persistent_nan_stops(tmp_path, monkeypatch):
+class PoisonedTrainer(train.Trainer):
+  """At the steps in `poison` (1-based, as logged) the teacher's params are NaN, so the
+  distillation terms and the gradient are non-finite while the student's inputs stay valid."""
+
+  poison: frozenset = frozenset()
+
+  def train_on(self, batch):
+    if self.step + 1 not in self.poison:
+      return super().train_on(batch)
+    teacher = self.teacher_params
+    nan = jax.tree.map(lambda x: np.full(np.shape(x), np.nan, x.dtype), self.run.teacher_params)
+    self.teacher_params = self.par.replicate(nan)
+    try:
+      return super().train_on(batch)
+    finally:
+      self.teacher_params = teacher
+
+
+def test_nan_is_skipped_and_persistent_nan_stops(tmp_path):
   # Step 3's batch is poisoned once (skipped, counted); steps 8.. are poisoned for good.
-  monkeypatch.setenv(train.NAN_STEPS_ENV, ",".join(str(s) for s in (3,) + tuple(range(8, TOTAL + 1))))
   config = distill_config(num_devices=1, **{"train.max_bad_steps": 4, "checkpoint.every": 0})
-  trainer = train.Trainer(config, str(tmp_path))
+  trainer = PoisonedTrainer.create(config, str(tmp_path))
+  trainer.poison = frozenset((3,) + tuple(range(8, TOTAL + 1)))
   with pytest.raises(train.TrainingDiverged) as err:
     trainer.fit()
   message = str(err.value)
@@ -332,7 +351,7 @@ def test_nan_is_skipped_and_persistent_nan_stops(tmp_path, monkeypatch):
 def test_older_checkpoints_resume_unless_their_loss_changed():
   """A checkpoint written before the rail-only distill fields existed still resumes a kd or
   finetune run; a rail_l run whose projection cannot be known is refused, saying why."""
-  from rail_kd_jax.training import checkpoint as ck
+  from rail_kd_jax.training import resume
   from rail_kd_jax.core.errors import ConfigError
 
   new = {
@@ -344,11 +363,11 @@ def test_older_checkpoints_resume_unless_their_loss_changed():
     "distill.resample_every_steps": 0,
   }
   old = {"mode": "distill", "distill.method": "kd", "distill.teacher_proj": "trainable"}
-  assert "distill.projection" in ck.check_resume_config(old, new, "ckpt")  # allowed, reported
+  assert "distill.projection" in resume.check_resume_config(old, new, "ckpt")  # allowed, reported
   finetune_new = dict(new, mode="finetune")
-  ck.check_resume_config(dict(old, mode="finetune"), finetune_new, "ckpt")
+  resume.check_resume_config(dict(old, mode="finetune"), finetune_new, "ckpt")
   with pytest.raises(ConfigError, match=r"distill.projection='<absent>'.*predates that field"):
-    ck.check_resume_config(dict(old, **{"distill.method": "rail_l"}), dict(new, **{"distill.method": "rail_l"}), "ckpt")
+    resume.check_resume_config(dict(old, **{"distill.method": "rail_l"}), dict(new, **{"distill.method": "rail_l"}), "ckpt")
 
 
 # ------------------------------------------------------- disk full / I/O errors on save
@@ -405,7 +424,7 @@ def test_disk_full_mid_run_then_space_returns_equals_uninterrupted(stopped_on_8,
   wd = str(tmp_path / "run")
   shutil.copytree(stopped_on_8["snapshot"], wd)
   with caplog.at_level("WARNING"):
-    trainer = train.Trainer(distill_config(num_devices=8), wd)
+    trainer = train.Trainer.create(distill_config(num_devices=8), wd)
     assert trainer.step == K
     trainer.fit()
   _assert_trees_close(_params(trainer), stopped_on_8["ref_params"], 0)
@@ -414,7 +433,7 @@ def test_disk_full_mid_run_then_space_returns_equals_uninterrupted(stopped_on_8,
   assert trainer.ckpt.failed_steps == [15, TOTAL]
   assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ["10", "5"]  # nothing half-written
   disk_full["full"] = False
-  again = train.Trainer(distill_config(num_devices=8), wd)
+  again = train.Trainer.create(distill_config(num_devices=8), wd)
   assert again.step == K
   again.fit()
   _assert_trees_close(_params(again), stopped_on_8["ref_params"], 0)  # bitwise

@@ -169,7 +169,7 @@ def test_glue_runlocal_builds_on_the_fixtures(tiny_assets, tmp_path):
 def test_glue_runlocal_distills_on_the_fixtures(tiny_assets, tmp_path):
   """The runlocal variant of a paper setup trains end to end on the GLUE fixture files."""
   config = _runlocal("roberta", "rail_c", tiny_assets)
-  trainer = train.Trainer(config, str(tmp_path))
+  trainer = train.Trainer.create(config, str(tmp_path))
   assert trainer.run.student.config.model_type == "roberta"
   result = trainer.fit()
   assert "validation" in result and 0.0 <= result["validation"]["accuracy"] <= 1.0

@@ -9,7 +9,6 @@ from scipy import stats
 from sklearn import metrics as skm
 
 from rail_kd_jax.outputs import task_metrics
-from rail_kd_jax.training import train
 from rail_kd_jax.data import tasks
 from rail_kd_jax.core import defaults
 
@@ -164,10 +163,12 @@ def test_class_report_matches_sklearn():
 
 def test_eval_line_shows_the_majority_baseline_and_imbalance_warns_past_70_percent():
   record = {"accuracy": 0.69, "macro_f1": 0.5, "majority_accuracy": 0.78, "recall/dem": 0.9, "loss": 0.6}
-  assert train.eval_line(record) == "accuracy=0.6900 (majority class 0.7800, below it), macro_f1=0.5000, loss=0.6000"
-  assert train.eval_line(dict(record, accuracy=0.8)).startswith("accuracy=0.8000 (majority class 0.7800), ")
+  assert (
+    task_metrics.eval_line(record) == "accuracy=0.6900 (majority class 0.7800, below it), macro_f1=0.5000, loss=0.6000"
+  )
+  assert task_metrics.eval_line(dict(record, accuracy=0.8)).startswith("accuracy=0.8000 (majority class 0.7800), ")
   spec = dataclasses.replace(SPECS["sst2"], name="local", label_names=("dem", "rep"))
-  warning = train.imbalance_warning(spec, np.r_[np.zeros(78, int), np.ones(22, int)])
+  warning = task_metrics.imbalance_warning(spec, np.r_[np.zeros(78, int), np.ones(22, int)])
   assert "class 'dem' holds 78% of its 100 labelled examples" in warning and "\n" not in warning
-  assert train.imbalance_warning(spec, np.r_[np.zeros(70, int), np.ones(30, int)]) is None
-  assert train.imbalance_warning(SPECS["stsb"], np.zeros(10, np.float32)) is None
+  assert task_metrics.imbalance_warning(spec, np.r_[np.zeros(70, int), np.ones(30, int)]) is None
+  assert task_metrics.imbalance_warning(SPECS["stsb"], np.zeros(10, np.float32)) is None

@@ -39,7 +39,6 @@ IN_FUNCTION = {
   ("main", "experiments.demo"): "fast --help",
   ("main", "experiments.study"): "fast --help",
   ("main", "distill.methods"): "fast --help",
-  ("main", "training.validation"): "fast --help",
   ("main", "training.workdir_lock"): "fast --help",
   # torch is optional: the peers are imported only when a peer row runs.
   ("experiments.benchmark.sections", "experiments.benchmark.peers.torch_peer"): "torch is optional",

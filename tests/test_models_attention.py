@@ -346,7 +346,7 @@ def test_dot_product_training_call_with_attention_dropout_raises():
 def _config_error(tmp_path, **overrides) -> str:
   config = helpers.tiny_config(**{"mode": "finetune", "train.export": False, "train.plots": False, **overrides})
   with pytest.raises(ConfigError) as err:
-    train.Trainer(config, str(tmp_path / "run"))
+    train.Trainer.create(config, str(tmp_path / "run"))
   return str(err.value)
 
 

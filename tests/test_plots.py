@@ -141,7 +141,7 @@ def test_rail_run_writes_counts_and_heat_map(tmp_path):
   config.checkpoint.enabled = False
   config.num_devices = 1
   wd = str(tmp_path / "rail")
-  train.Trainer(config, wd).fit()
+  train.Trainer.create(config, wd).fit()
   with open(os.path.join(wd, "mapping_counts.json")) as f:
     saved = json.load(f)
   counts = np.asarray(saved["counts"])

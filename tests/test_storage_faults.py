@@ -13,7 +13,7 @@ import pytest
 import safetensors.numpy
 from safetensors import SafetensorError
 
-from rail_kd_jax.training import builders
+from rail_kd_jax.training import builders, exports
 from rail_kd_jax.core.errors import StorageError
 
 import helpers
@@ -54,13 +54,13 @@ def _tokenizer_fail(monkeypatch, run):
 @pytest.mark.parametrize("fail", [_weights_fail, _tokenizer_fail], ids=["weights", "tokenizer"])
 def test_disk_full_during_export_keeps_the_previous_export(run, tmp_path, monkeypatch, fail):
   out = str(tmp_path / "export" / run.export_name)
-  builders.export(run, run.student_params, out)
+  exports.export(run, run.student_params, out)
   before = _files(out)
   assert {"config.json", "model.safetensors"} <= set(before)
   newer = jax.tree.map(lambda x: np.asarray(x) + 1, run.student_params)
   cause = fail(monkeypatch, run)
   with pytest.raises(StorageError) as info:
-    builders.export(run, newer, out)
+    exports.export(run, newer, out)
   assert str(info.value) == (
     f"the export to '{out}' could not be written ({cause}); the partial folder was removed and a previous "
     "export there, if any, is unchanged, so free space there and rerun"
@@ -68,7 +68,7 @@ def test_disk_full_during_export_keeps_the_previous_export(run, tmp_path, monkey
   assert _files(out) == before  # byte for byte
   assert os.listdir(tmp_path / "export") == [run.export_name]  # no tmp folder left
   monkeypatch.undo()  # space returns: the new export replaces the old one whole
-  builders.export(run, newer, out)
+  exports.export(run, newer, out)
   after = _files(out)
   assert set(after) == set(before) and after["model.safetensors"] != before["model.safetensors"]
   assert os.listdir(tmp_path / "export") == [run.export_name]
@@ -78,9 +78,9 @@ def test_an_error_that_is_not_storage_passes_through(run, tmp_path, monkeypatch)
   def save_pretrained(*args, **kwargs):
     raise ValueError("not a storage error")
 
-  monkeypatch.setattr(builders.models, "save_pretrained", save_pretrained)
+  monkeypatch.setattr(exports.models, "save_pretrained", save_pretrained)
   with pytest.raises(ValueError, match="not a storage error"):
-    builders.export(run, run.student_params, str(tmp_path / "export" / "m"))
+    exports.export(run, run.student_params, str(tmp_path / "export" / "m"))
   assert os.listdir(tmp_path / "export") == []
 
 

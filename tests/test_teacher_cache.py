@@ -36,7 +36,7 @@ def tiny_config(**overrides):
 
 
 def _train(config, workdir, steps=6):
-  trainer = train.Trainer(config, workdir)
+  trainer = train.Trainer.create(config, workdir)
   losses = []
   epoch = 0
   while len(losses) < steps:
@@ -78,7 +78,7 @@ def test_cached_values_are_the_online_teacher_outputs(tmp_path):
       "data.cache_dir": str(tmp_path / "cache"),
     }
   )
-  trainer = train.Trainer(config, str(tmp_path / "run"))
+  trainer = train.Trainer.create(config, str(tmp_path / "run"))
   spec = dataclasses.replace(trainer.step_spec, cached_teacher=False)
   teacher_params = trainer.run.teacher_params  # None: training never holds the teacher
   assert teacher_params is None
@@ -108,15 +108,15 @@ def test_cached_values_are_the_online_teacher_outputs(tmp_path):
 
 def test_cache_is_reused_and_bfloat16_is_close(tmp_path):
   kw = {"distill.method": "rail_c", "data.cache_dir": str(tmp_path / "cache"), "distill.cache_teacher": True}
-  first = train.Trainer(tiny_config(**kw), str(tmp_path / "a"))
+  first = train.Trainer.create(tiny_config(**kw), str(tmp_path / "a"))
   folders = os.listdir(tmp_path / "cache" / "teacher")
   assert len(folders) == 1
   bf16 = first.run.arrays["train"]["teacher_pooled"]
   assert str(bf16.dtype) == "bfloat16" and isinstance(bf16, np.memmap)  # mapped, not loaded
   # A second run reuses the folder (same key); a float32 cache is a different entry.
-  train.Trainer(tiny_config(**kw), str(tmp_path / "b"))
+  train.Trainer.create(tiny_config(**kw), str(tmp_path / "b"))
   assert os.listdir(tmp_path / "cache" / "teacher") == folders
-  f32 = train.Trainer(tiny_config(**kw, **{"distill.cache_dtype": "float32"}), str(tmp_path / "c"))
+  f32 = train.Trainer.create(tiny_config(**kw, **{"distill.cache_dtype": "float32"}), str(tmp_path / "c"))
   assert len(os.listdir(tmp_path / "cache" / "teacher")) == 2
   ref = np.asarray(f32.run.arrays["train"]["teacher_pooled"])
   got = np.asarray(bf16).astype(np.float32)
@@ -126,7 +126,7 @@ def test_cache_is_reused_and_bfloat16_is_close(tmp_path):
 def test_token_level_ckd_is_refused(tmp_path):
   config = tiny_config(**{"distill.method": "ckd", "distill.ckd_granularity": "token", "distill.cache_teacher": True})
   with pytest.raises(ConfigError, match="ckd_granularity='token'"):
-    train.Trainer(config, str(tmp_path))
+    train.Trainer.create(config, str(tmp_path))
 
 
 # ---------------------------------------------------------------- integrity and full disks

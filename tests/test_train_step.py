@@ -60,7 +60,7 @@ def test_step_compiles_once_while_mapping_changes(teacher_dir, tmp_path, paralle
     "rail_l",
     **{"distill.resample_every": "step", "parallel": parallel, "num_devices": 2, "train.num_steps": 50},
   )
-  trainer = train.Trainer(config, str(tmp_path))
+  trainer = train.Trainer.create(config, str(tmp_path))
   batches = []
   epoch = 0
   while len(batches) < 50:
@@ -86,7 +86,7 @@ def test_step_compiles_once_while_mapping_changes(teacher_dir, tmp_path, paralle
 
 
 def _five_steps(config, workdir):
-  trainer = train.Trainer(config, workdir)
+  trainer = train.Trainer.create(config, workdir)
   losses = []
   for batch, _ in zip(trainer.train_batches(0), range(5)):
     losses.append(float(trainer.par.unreplicate(trainer.train_on(batch))["loss"]))
@@ -129,7 +129,7 @@ def test_teacher_params_never_change_and_frozen_heads_stay(teacher_dir, tmp_path
   config = _distill_config(
     teacher_dir, "rail_l", num_devices=1, **{"distill.projection": "frozen_random", "optim.weight_decay": 0.1}
   )
-  trainer = train.Trainer(config, str(tmp_path))
+  trainer = train.Trainer.create(config, str(tmp_path))
   teacher_before = jax.tree.map(np.asarray, trainer.run.teacher_params)
   heads_before = trainer.par.unreplicate(trainer.state.params["heads"])
   student_before = trainer.par.unreplicate(trainer.state.params["student"])
@@ -161,7 +161,7 @@ def test_teacher_params_never_change_and_frozen_heads_stay(teacher_dir, tmp_path
 def test_bad_config_stops_before_compile(teacher_dir, tmp_path, overrides, needle):
   config = _distill_config(teacher_dir, "rail_c", **overrides)
   with pytest.raises(ConfigError) as err:
-    train.Trainer(config, str(tmp_path))
+    train.Trainer.create(config, str(tmp_path))
   message = str(err.value)
   assert needle in message
   assert "\n" not in message.strip()

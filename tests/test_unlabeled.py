@@ -67,14 +67,16 @@ def _count_compiles(fn):
 
 def test_unlabeled_rows_join_the_train_split_with_a_label_mask(teacher, tmp_path):
   _, texts, num_texts = teacher
-  trainer = train.Trainer(_student(teacher, texts), str(tmp_path / "all"))
+  trainer = train.Trainer.create(_student(teacher, texts), str(tmp_path / "all"))
   arrays = trainer.run.arrays["train"]
   np.testing.assert_array_equal(arrays["label_mask"], [1.0] * _LABELED + [0.0] * num_texts)
   assert (arrays["labels"][_LABELED:] == -1).all() and (arrays["labels"][:_LABELED] >= 0).all()
   assert trainer.run.steps_per_epoch == (_LABELED + num_texts) // 16
   # data.unlabeled_ratio: at most ratio x labelled texts, the same subset on every run.
   subsets = [
-    train.Trainer(_student(teacher, texts, **{"data.unlabeled_ratio": 2.0, "seed": seed}), str(tmp_path / f"r{seed}"))
+    train.Trainer.create(
+      _student(teacher, texts, **{"data.unlabeled_ratio": 2.0, "seed": seed}), str(tmp_path / f"r{seed}")
+    )
     for seed in (0, 1)
   ]
   for t in subsets:
@@ -84,7 +86,7 @@ def test_unlabeled_rows_join_the_train_split_with_a_label_mask(teacher, tmp_path
 
 def test_all_unlabeled_batch_has_no_cross_entropy_and_one_program(teacher, tmp_path):
   _, texts, _ = teacher
-  trainer = train.Trainer(_student(teacher, texts), str(tmp_path))
+  trainer = train.Trainer.create(_student(teacher, texts), str(tmp_path))
   arrays = trainer.run.arrays["train"]
   unlabeled = {k: v[arrays["label_mask"] == 0] for k, v in arrays.items()}
   labeled = {k: v[arrays["label_mask"] == 1] for k, v in arrays.items()}
@@ -112,7 +114,7 @@ def test_cross_entropy_is_the_mean_over_labelled_examples_on_any_device_count(te
   _, texts, _ = teacher
 
   def five_steps(num_devices, name):
-    trainer = train.Trainer(_student(teacher, texts, num_devices=num_devices), str(tmp_path / name))
+    trainer = train.Trainer.create(_student(teacher, texts, num_devices=num_devices), str(tmp_path / name))
     out = []
     for b, _ in zip(trainer.train_batches(0), range(5)):
       m = trainer.par.unreplicate(trainer.train_on(b))
@@ -133,7 +135,7 @@ def test_teacher_cache_covers_the_unlabeled_text(teacher, tmp_path):
   _, texts, num_texts = teacher
 
   def five_losses(name, **kw):
-    trainer = train.Trainer(_student(teacher, texts, **kw), str(tmp_path / name))
+    trainer = train.Trainer.create(_student(teacher, texts, **kw), str(tmp_path / name))
     if kw:
       assert len(trainer.run.arrays["train"]["teacher_logits"]) == _LABELED + num_texts
     return [

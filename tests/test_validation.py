@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from rail_kd_jax.training import checkpoint as ckpt_lib
+from rail_kd_jax.training import resume
 from rail_kd_jax.training import train
 from rail_kd_jax.data import synthetic
 from rail_kd_jax.core.errors import ConfigError
@@ -138,7 +139,7 @@ def _resume_workdir(tmp) -> str:
   wd = os.path.join(tmp, "resume")
   ck = ckpt_lib.Checkpointer(wd, keep=1)
   state = {"step": np.array(5, np.int32)}
-  ck.save(5, state, {"config": ckpt_lib.flat_config(tiny_config()), "steps_per_epoch": 32})
+  ck.save(5, state, {"config": resume.flat_config(tiny_config()), "steps_per_epoch": 32})
   ck.close()
   return wd
 
@@ -157,7 +158,7 @@ def _message_of(case_id, overrides, tmp) -> str:
   elif case_id == "resume_changed_method":
     workdir = _resume_workdir(tmp)
   with pytest.raises(ConfigError) as err:
-    train.Trainer(config, workdir)
+    train.Trainer.create(config, workdir)
   return str(err.value)
 
 
@@ -198,7 +199,7 @@ def _warnings_of(case_id, overrides, tmp) -> list[str]:
   handler = Keep()
   logging.getLogger().addHandler(handler)
   try:
-    train.Trainer(tiny_config(**overrides, **{"checkpoint.enabled": False}), os.path.join(tmp, "warn", case_id))
+    train.Trainer.create(tiny_config(**overrides, **{"checkpoint.enabled": False}), os.path.join(tmp, "warn", case_id))
   finally:
     logging.getLogger().removeHandler(handler)
   return records

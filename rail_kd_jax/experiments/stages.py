@@ -1,7 +1,7 @@
 """Stages shared by the demo and the study: a stage is one ordinary finetune/distill run.
 
 Each stage builds a finetune or distill config (`defaults.base_config()` with the caller's
-shared sections and the task's files) and runs `train.Trainer(stage_config, workdir/<stage>)`.
+shared sections and the task's files) and runs `train.Trainer.create(stage_config, workdir/<stage>)`.
 A stage is skipped when its `stage_result.json` records the same settings (a hash of the stage
 config and of the runs it depends on) and its export exists; a stale or unfinished stage is
 trained afresh.
@@ -161,7 +161,7 @@ def run_stage(name: str, method: str, stage_config, workdir: str, reuse: bool = 
     shutil.rmtree(stage_dir)
   logging.info("stage: training %s in %s", name, stage_dir)
   t0 = time.perf_counter()
-  trainer = train.Trainer(stage_config, stage_dir)
+  trainer = train.Trainer.create(stage_config, stage_dir)
   final = trainer.fit()
   wall = time.perf_counter() - t0
   export_dir = os.path.join(stage_dir, "export", trainer.run.export_name)

@@ -235,3 +235,35 @@ def write_submission(spec: TaskSpec, predictions, out_dir: str, split: str, inde
       f.write(f"{int(i)}\t{v}\n")
   os.replace(tmp, path)
   return path
+
+
+def eval_line(res: dict) -> str:
+  """An eval record as one log line: the task metrics, with the accuracy next to the
+  majority-class baseline (and a word when it falls below it); per-class figures are left to
+  metrics.jsonl."""
+  parts = []
+  for k, v in res.items():
+    if not isinstance(v, float) or "/" in k or k == "majority_accuracy":
+      continue
+    parts.append(f"{k}={v:.4f}")
+    if k == "accuracy" and "majority_accuracy" in res:
+      base = res["majority_accuracy"]
+      parts[-1] += f" (majority class {base:.4f}{', below it' if v < base else ''})"
+  return ", ".join(parts)
+
+
+def imbalance_warning(spec, labels, threshold: float = 0.7) -> str | None:
+  """One line when the train split's largest class exceeds `threshold` of its labelled rows."""
+  labels = np.asarray(labels).reshape(-1)
+  if spec.is_regression:
+    return None
+  if not len(labels):
+    return None
+  share, name = majority_share(spec, labels)
+  if share <= threshold:
+    return None
+  return (
+    f"the train split is imbalanced: class {name!r} holds {share:.0%} of its {len(labels)} labelled examples; "
+    f"a model that always predicts it scores that accuracy, so compare with each eval record's "
+    "majority_accuracy and read macro_f1 and the per-class recall/<class> in metrics.jsonl"
+  )

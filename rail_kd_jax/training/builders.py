@@ -10,10 +10,7 @@ surfaces as `errors.ConfigError` with one sentence.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
-import re
-import shutil
 from typing import Any
 
 import jax
@@ -22,12 +19,12 @@ import numpy as np
 from absl import logging
 
 from rail_kd_jax import models
-from rail_kd_jax.core import checks, files
-from rail_kd_jax.core.errors import ConfigError, StorageError
+from rail_kd_jax.core import checks
+from rail_kd_jax.core.errors import ConfigError
 from rail_kd_jax.data import loader, synthetic, tasks, tokenize
 from rail_kd_jax.distill import methods as methods_lib
-from rail_kd_jax.outputs import model_card
-from rail_kd_jax.training import optim, teacher_cache, validation
+from rail_kd_jax.outputs import task_metrics
+from rail_kd_jax.training import optim, parallel, teacher_cache, validation
 from rail_kd_jax.training.step import StepSpec
 
 
@@ -443,64 +440,43 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
   )
 
 
-def _storage_cause(e: Exception) -> str | None:
-  """'No space left on device (ENOSPC)' for a failed write: an OSError, or safetensors'
-  SafetensorError wrapping one ('... I/O error: ... (os error 28) ...'); None for other errors."""
-  if isinstance(e, OSError):
-    cause = files.os_error_text(e)
-    return f"{cause} writing {os.path.basename(e.filename)}" if e.filename else cause
-  m = re.search(r"\(os error (\d+)\)", str(e)) if type(e).__name__ == "SafetensorError" else None
-  if m is None:
-    return None
-  code = int(m.group(1))
-  return f"{os.strerror(code)} ({errno.errorcode.get(code, code)}) writing model.safetensors"
+@dataclasses.dataclass
+class Setup:
+  """A run ready to train (`setup`): where it writes, its devices, and everything built."""
+
+  workdir: str
+  par: parallel.DataParallel
+  run: Run  # run.config: the preset-resolved config, what runs (config.json)
 
 
-def _move_into_place(tmp: str, out_dir: str) -> None:
-  """Renames the finished folder `tmp` to `out_dir`; a previous export there is renamed away
-  first and deleted only once the new one is in place (put back if that rename fails)."""
-  if not os.path.lexists(out_dir):
-    os.rename(tmp, out_dir)
-    return
-  old = files.mkdtemp(dir=os.path.dirname(out_dir), prefix=f".old-{os.path.basename(out_dir)}-")
-  os.rename(out_dir, old)  # onto the empty folder just made: atomic on POSIX
-  try:
-    os.rename(tmp, out_dir)
-  except OSError:
-    os.rename(old, out_dir)
-    raise
-  shutil.rmtree(old, ignore_errors=True)
-
-
-def export(run: Run, student_params: Any, out_dir: str, card: str | None = None) -> None:
-  """save_pretrained of the trained model (distillation heads dropped) + its tokenizer + its
-  model card README.md (`card`, else `model_card.card` without metrics).
-
-  Written into a temporary sibling folder and renamed to `out_dir` when complete: a write
-  that fails (disk full, I/O error) removes the partial folder, leaves a previous export
-  at `out_dir` as it was, and raises StorageError."""
-  if card is None:
-    card = model_card.card(run, {})
-  model = run.student
-  if run.task_spec.label_names:
-    names = tuple(run.task_spec.label_names)
-    model = model.clone(
-      config=dataclasses.replace(
-        model.config, id2label={i: n for i, n in enumerate(names)}, label2id={n: i for i, n in enumerate(names)}
-      )
-    )
-  out_dir = os.path.abspath(os.path.expanduser(out_dir))
-  try:
-    with files.staging_folder(out_dir, prefix=f".tmp-{os.path.basename(out_dir)}-") as tmp:
-      models.save_pretrained(model, student_params, tmp, tokenizer=run.tokenizer)
-      with open(os.path.join(tmp, model_card.FILE_NAME), "w", encoding="utf-8") as f:
-        f.write(card)
-      _move_into_place(tmp, out_dir)
-  except Exception as e:  # pylint: disable=broad-except
-    cause = _storage_cause(e)
-    if cause is None:
-      raise
-    raise StorageError(
-      f"the export to '{out_dir}' could not be written ({cause}); the partial folder was removed and "
-      "a previous export there, if any, is unchanged, so free space there and rerun"
-    ) from e
+def setup(config, workdir: str) -> Setup:
+  """Everything before the first step, once: the config's checks, the workdir, the devices,
+  data, models and method (`build_run`, presets applied), and config.json with the values that
+  run. Raises ConfigError before anything compiles."""
+  validation.validate_config(config)
+  validation.prepare_workdir(workdir)
+  par = parallel.DataParallel(config.parallel, config.num_devices)
+  validation.check_devices(config, par.num_devices)
+  logging.info(
+    "devices: %d x %s (%s), %d process(es); parallel=%s",
+    par.num_devices,
+    jax.devices()[0].device_kind,
+    jax.default_backend(),
+    jax.process_count(),
+    config.parallel,
+  )
+  run = build_run(config, workdir, par.num_devices)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(run.config.to_json_best_effort(indent=2, sort_keys=True))
+  logging.info(
+    "student: %s params; teacher: %s",
+    f"{models.param_count(run.student_params):,}",
+    "none" if run.teacher_params is None else f"{models.param_count(run.teacher_params):,} params (frozen)",
+  )
+  train = run.arrays["train"]
+  labeled = train["labels"] if "label_mask" not in train else train["labels"][train["label_mask"] > 0]
+  warning = task_metrics.imbalance_warning(run.task_spec, labeled)
+  if warning:
+    logging.warning("%s", warning)
+  return Setup(workdir, par, run)

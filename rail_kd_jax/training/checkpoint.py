@@ -20,15 +20,12 @@ Resume picks the newest checkpoint that restores and verifies; a half-written on
 orbax temporary folder left by a kill) is removed with a warning, a committed one that
 fails to restore or verify is moved to `workdir/checkpoints_corrupt/` with a warning and
 the previous one is used. A config that changed in a way that breaks resume is refused
-with a `ConfigError` (see `RESUME_FIELDS`).
+with a `ConfigError` (the resume policy: `resume.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
-import hashlib
-import json
 import os
 import shutil
 import signal
@@ -45,155 +42,10 @@ from flax import serialization
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
 from rail_kd_jax.core.errors import ConfigError
-from rail_kd_jax.distill import methods as methods_lib
 
 FORMAT = 1
 CORRUPT_DIR = "checkpoints_corrupt"
 _TMP_MARKER = ".orbax-checkpoint-tmp"
-
-# Config fields whose change makes a resumed run a different run (another model, method,
-# data order or mapping): resuming with a change to one of these is refused. Every other
-# change (logging, evaluation, export, number of devices, parallel path, loss weights,
-# learning rate, number of steps, ...) is allowed and logged as a warning.
-RESUME_FIELDS = (
-  "mode",
-  "seed",
-  "model.*",
-  "teacher.*",
-  "student.*",
-  "distill.method",
-  "distill.sampling",
-  "distill.resample_every",
-  "distill.fixed_layers",
-  "distill.resample_every_steps",
-  "distill.projection",
-  "distill.proj_dim",
-  "distill.proj_index",
-  "distill.center",
-  "distill.pkd_mapping",
-  "train.batch_size",
-  "data.task",
-  "data.data_dir",
-  "data.train_file",
-  "data.synthetic",
-  "data.max_train_examples",
-  "data.text_column",
-  "data.text_pair_column",
-  "data.label_column",
-  "data.label_names",
-  "data.num_labels",
-)
-# Model fields inside the sections above that only change how the model computes.
-RESUME_HARMLESS = ("*.dtype", "*.remat", "*.dropout", "*.attention_dropout", "*.attention")
-# Fields that differ between launches (a new coordinator port) and between the hosts of one
-# run (the checkpoint's meta is written by process 0): never reported as a change on resume.
-LAUNCH_FIELDS = ("distributed.coordinator", "distributed.process_id")
-
-
-# ---------------------------------------------------------------------------- config
-
-
-def flat_config(config) -> dict[str, Any]:
-  """The resolved config as {'a.b.c': JSON value} (tuples become lists)."""
-  tree = json.loads(config.to_json_best_effort(sort_keys=True))
-  out = {}
-
-  def walk(prefix, node):
-    if isinstance(node, dict) and node:
-      for k, v in node.items():
-        walk(f"{prefix}.{k}" if prefix else str(k), v)
-    else:
-      out[prefix] = node
-
-  walk("", tree)
-  return out
-
-
-def metadata(
-  config,
-  workdir: str,
-  *,
-  step: int,
-  steps_per_epoch: int,
-  total_steps: int,
-  mapping_counter: int,
-  par,
-  bad_run: int,
-  train_seconds: float,
-  eval_results: dict | None,
-  final: bool,
-) -> dict[str, Any]:
-  """What a checkpoint records next to the state: the position in the run, the config (and
-  its hash, to refuse a resume with other settings), the topology, and how far
-  metrics.jsonl had got (a resume truncates it back to there)."""
-  epoch, in_epoch = divmod(step, steps_per_epoch)
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  flat = flat_config(config)
-  return {
-    "epoch": epoch,
-    "step_in_epoch": in_epoch,
-    "steps_per_epoch": steps_per_epoch,
-    "total_steps": total_steps,
-    "seed": int(config.seed),
-    "mapping_counter": mapping_counter,
-    "num_devices": par.num_devices,
-    "parallel": par.kind,
-    "config": flat,
-    "config_hash": config_hash(flat),
-    "metrics_bytes": os.path.getsize(metrics_path) if os.path.exists(metrics_path) else 0,
-    "bad_run": bad_run,
-    "train_seconds": train_seconds,
-    "eval": eval_results or {},
-    "final": bool(final),
-  }
-
-
-def config_hash(flat: dict[str, Any]) -> str:
-  return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _is_resume_field(key: str, mode: str, method: str | None = None) -> bool:
-  # Only the model sections the mode uses matter (finetune: model; distill: teacher, student),
-  # and only the distill fields the method reads (its row's `options`), so that a kd or
-  # finetune checkpoint written before a field of another method existed still resumes.
-  section, _, field = key.partition(".")
-  if section == "distill" and (mode == "finetune" or not methods_lib.reads_option(method, field)):
-    return False
-  if section in ("model", "teacher", "student"):
-    if (mode == "finetune") != (section == "model"):
-      return False
-    if any(fnmatch.fnmatchcase(key, p) for p in RESUME_HARMLESS):
-      return False
-  return any(fnmatch.fnmatchcase(key, p) for p in RESUME_FIELDS)
-
-
-def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-  """Keys whose value differs (or exists on one side only)."""
-  return sorted(k for k in set(saved) | set(current) if saved.get(k, "<absent>") != current.get(k, "<absent>"))
-
-
-def check_resume_config(saved: dict[str, Any], current: dict[str, Any], where: str) -> list[str]:
-  """Raises ConfigError if a `RESUME_FIELDS` field changed; returns the allowed changes."""
-  changed = config_changes(saved, current)
-  mode = current.get("mode", saved.get("mode"))
-  method = current.get("distill.method", saved.get("distill.method"))
-  refused = [k for k in changed if _is_resume_field(k, mode, method)]
-  if refused:
-    diffs = ", ".join(
-      f"{k}={saved.get(k, '<absent>')!r} (checkpoint) vs {current.get(k, '<absent>')!r} (now)" for k in refused[:4]
-    )
-    more = f" and {len(refused) - 4} more" if len(refused) > 4 else ""
-    older = (
-      " (<absent>: the checkpoint predates that field, and its loss differs: it cannot continue)"
-      if any(k not in saved for k in refused)
-      else ""
-    )
-    raise ConfigError(
-      f"{where} was made with a different config that cannot be resumed: {diffs}{more}{older}; "
-      "restore those values or use a new --workdir"
-    )
-  return changed
-
 
 # ----------------------------------------------------------------------------- state
 
@@ -508,42 +360,6 @@ class PreemptionGuard:
     self._previous.clear()
 
 
-def truncate_metrics(workdir: str, size: int) -> None:
-  """Cuts metrics.jsonl back to `size` bytes (its length when the checkpoint was written),
-  so that a resumed run appends exactly what the interrupted one would have."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    if size:
-      logging.warning("%s is missing; it restarts from the resumed step", path)
-    return
-  current = os.path.getsize(path)
-  if current < size:
-    logging.warning(
-      "%s is shorter (%d bytes) than when the checkpoint was written (%d); kept as is", path, current, size
-    )
-  elif current > size:
-    os.truncate(path, size)
-    logging.info("metrics.jsonl: dropped %d bytes written after the checkpoint", current - size)
-
-
-def set_aside_stale_metrics(workdir: str) -> None:
-  """A run that starts from step 0 in a workdir whose metrics.jsonl came from a run that
-  left no checkpoint: keep the old file under another name and start a fresh one."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.isfile(path) and os.path.getsize(path) > 0:
-    n = 1
-    while os.path.exists(f"{path}.{n}.old"):
-      n += 1
-    os.rename(path, f"{path}.{n}.old")
-    logging.warning(
-      "%s came from an earlier run that left no checkpoint; kept as %s.%d.old, this run starts "
-      "from step 0 in a new one",
-      path,
-      path,
-      n,
-    )
-
-
 def best_mode_for(metric: str) -> str:
   return "min" if metric == "mse" else "max"
 
@@ -551,12 +367,7 @@ def best_mode_for(metric: str) -> str:
 __all__: Sequence[str] = (
   "Checkpointer",
   "PreemptionGuard",
-  "RESUME_FIELDS",
-  "check_resume_config",
   "checksum",
-  "config_hash",
-  "flat_config",
   "state_template",
   "to_host",
-  "truncate_metrics",
 )

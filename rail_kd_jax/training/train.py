@@ -26,49 +26,21 @@ from typing import Any, Iterator
 import jax
 import numpy as np
 from absl import logging
-from flax import serialization
 
-from rail_kd_jax import models
 from rail_kd_jax.core.errors import ConfigError
 from rail_kd_jax.data import loader
 from rail_kd_jax.distill import diagnostics, layer_sampling
 from rail_kd_jax.distill import methods as methods_lib
 from rail_kd_jax.outputs import model_card, plots, task_metrics, writers
-from rail_kd_jax.training import builders, workdir_lock
+from rail_kd_jax.training import builders, exports, resume, workdir_lock
 from rail_kd_jax.training import checkpoint as checkpoint_lib
-from rail_kd_jax.training import parallel as parallel_lib
 from rail_kd_jax.training.step import current_mapping, make_eval_step, make_train_step, mapping_counter
 from rail_kd_jax.training.train_state import TrainState
-from rail_kd_jax.training.validation import prepare_workdir, validate_config
 
 # Per-step metrics that are not loss terms (never named as "the term that went non-finite").
 # The modes this loop runs; the demo and the study (modes too) are built on it.
 TRAIN_MODES = ("finetune", "distill")
 _NOT_TERMS = ("finite", "skipped", "mapping", "learning_rate", "param_norm", "epoch", "step_ms") + diagnostics.ALL_NAMES
-
-
-# Test hook, not a config field: comma-separated step numbers (1-based, as logged) whose
-# teacher outputs are made NaN, to exercise the non-finite-step guard (tests/test_checkpoint.py).
-NAN_STEPS_ENV = "RAIL_KD_DEBUG_NAN_STEPS"
-
-
-def nan_steps_from_env(config) -> frozenset[int]:
-  """The steps named by $RAIL_KD_DEBUG_NAN_STEPS (empty when unset); ConfigError when malformed."""
-  text = os.environ.get(NAN_STEPS_ENV, "").strip()
-  if not text:
-    return frozenset()
-  try:
-    steps = frozenset(int(s) for s in text.split(","))
-  except ValueError:
-    steps = frozenset({0})
-  if min(steps) < 1:
-    raise ConfigError(f"${NAN_STEPS_ENV}={text!r} must be comma-separated step numbers >= 1 (a test hook; unset it)")
-  if config.mode != "distill" or not methods_lib.get_method(config.distill.method).needs_teacher:
-    raise ConfigError(
-      f"${NAN_STEPS_ENV} poisons the teacher's outputs, so it needs mode='distill' with a "
-      "distill.method that uses the teacher (a test hook; unset it)"
-    )
-  return steps
 
 
 class Preempted(Exception):
@@ -95,60 +67,45 @@ class TrainingDiverged(RuntimeError):
 class Trainer:
   """Owns the built run, the replicated state and the compiled steps."""
 
-  def __init__(self, config, workdir: str):
-    validate_config(config)
-    prepare_workdir(workdir)
-    self.config = config
-    self.workdir = workdir
-    self.par = parallel_lib.DataParallel(config.parallel, config.num_devices)
-    validate_config(config, num_devices=self.par.num_devices)
-    config = builders.resolve_presets(config)  # config.json shows the values that run
+  def __init__(self, setup: builders.Setup):
+    """`setup`: the run as `builders.setup` built it (checked, on its devices, with data,
+    models and method); `Trainer.create(config, workdir)` builds it and the trainer at once."""
+    self.run = run = setup.run
+    self.config = run.config  # the preset-resolved config: what runs, in config.json and every checkpoint
+    self.workdir = workdir = setup.workdir
+    self.par = setup.par
+    self.step_spec = run.step_spec
     self.is_main = jax.process_index() == 0
     self._eval_logits: dict[str, np.ndarray] = {}  # train.eval_predictions: the latest logits per split
-    if self.is_main:
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    logging.info(
-      "devices: %d x %s (%s), %d process(es); parallel=%s",
-      self.par.num_devices,
-      jax.devices()[0].device_kind,
-      jax.default_backend(),
-      jax.process_count(),
-      config.parallel,
-    )
-    # Data, models and method; raises ConfigError before anything compiles.
-    self.run = run = builders.build_run(config, workdir, self.par.num_devices)
-    logging.info(
-      "student: %s params; teacher: %s",
-      f"{models.param_count(run.student_params):,}",
-      "none" if run.teacher_params is None else f"{models.param_count(run.teacher_params):,} params (frozen)",
-    )
-    self.step_spec = run.step_spec
-    train = run.arrays["train"]
-    labeled = train["labels"] if "label_mask" not in train else train["labels"][train["label_mask"] > 0]
-    warning = imbalance_warning(run.task_spec, labeled)
-    if warning:
-      logging.warning("%s", warning)
     # Checkpoints: restore before anything is compiled or written to metrics.jsonl.
     self.ckpt = self._make_checkpointer()
-    self.resumed_meta: dict | None = None
-    self._bad_run = 0  # consecutive non-finite steps so far
-    self._train_seconds_before = 0.0  # training time of the interrupted runs
     params = {"student": run.student_params, "heads": run.head_params}
-    host_state = self._restore(params) if self.ckpt is not None else None
-    if host_state is None:
+    resumed = None
+    if self.ckpt is not None:
+      resumed = resume.restore(
+        self.ckpt, self.config, workdir, params, self.step_spec.tx, run.steps_per_epoch, self.is_main
+      )
+    self.resumed_meta: dict | None = resumed.meta if resumed else None
+    self._bad_run = resumed.bad_run if resumed else 0  # consecutive non-finite steps so far
+    self._train_seconds_before = resumed.train_seconds if resumed else 0.0  # of the interrupted runs
+    if resumed is not None:
+      host_state = resumed.state
+    else:
       host_state = TrainState.create(params, self.step_spec.tx)
       if self.ckpt is not None and self.is_main:
-        checkpoint_lib.set_aside_stale_metrics(workdir)
+        resume.set_aside_stale_metrics(workdir)
     self.state = self.par.replicate(host_state)
     self.step = int(np.asarray(host_state.step))
     self.teacher_params = self.par.replicate(run.teacher_params) if run.teacher_params is not None else None
     self.train_step = self.par.compile_train(make_train_step(self.step_spec))
     self.eval_step = self.par.compile_eval(make_eval_step(self.step_spec))
     self.writer = writers.MetricsWriter(workdir, enabled=self.is_main)
-    dcfg = self.step_spec.dcfg
-    self.collapse_watch = methods_lib.collapse_watch(dcfg, config.train.batch_size)
-    self._nan_steps = nan_steps_from_env(config)
+    self.collapse_watch = methods_lib.collapse_watch(self.step_spec.dcfg, self.config.train.batch_size)
+
+  @classmethod
+  def create(cls, config, workdir: str) -> "Trainer":
+    """Builds the run (`builders.setup`) and its trainer."""
+    return cls(builders.setup(config, workdir))
 
   # ---- checkpoints ----------------------------------------------------------------
   def _make_checkpointer(self) -> checkpoint_lib.Checkpointer | None:
@@ -165,54 +122,12 @@ class Trainer:
       async_save=bool(c.get("async_save", True)),
     )
 
-  def _check_meta(self, meta: dict, path: str) -> None:
-    """Refuses a checkpoint this config cannot continue (ConfigError); warns about harmless changes."""
-    where = f"the checkpoint at {path}"
-    current = checkpoint_lib.flat_config(self.config)
-    allowed = checkpoint_lib.check_resume_config(meta.get("config", {}), current, where)
-    allowed = [k for k in allowed if k not in checkpoint_lib.LAUNCH_FIELDS]
-    if meta.get("steps_per_epoch") != self.run.steps_per_epoch:
-      raise ConfigError(
-        f"{where} was made with {meta.get('steps_per_epoch')} batches per epoch but the train data "
-        f"now gives {self.run.steps_per_epoch}, so the data order cannot be continued; restore the "
-        "original train file or use a new --workdir"
-      )
-    if allowed:
-      saved = meta.get("config", {})
-      logging.warning(
-        "resuming with config changes that do not break resume: %s",
-        ", ".join(f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}" for k in allowed),
-      )
-
-  def _restore(self, params) -> TrainState | None:
-    abstract = jax.eval_shape(lambda p: TrainState.create(p, self.step_spec.tx), params)
-    restored = self.ckpt.restore_latest(checkpoint_lib.state_template(abstract), self._check_meta)
-    if restored is None:
-      return None
-    tree, meta = restored
-    state = serialization.from_state_dict(abstract, tree)
-    self.resumed_meta = meta
-    self._bad_run = int(meta.get("bad_run", 0))
-    self._train_seconds_before = float(meta.get("train_seconds", 0.0))
-    if self.is_main:
-      checkpoint_lib.truncate_metrics(self.workdir, int(meta.get("metrics_bytes", 0)))
-    logging.info(
-      "resumed from %s: step %d (epoch %d, batch %d of the epoch), saved on %s device(s) with %s",
-      self.ckpt.path(meta["step"]),
-      meta["step"],
-      meta.get("epoch", -1),
-      meta.get("step_in_epoch", -1),
-      meta.get("num_devices", "?"),
-      meta.get("parallel", "?"),
-    )
-    return state
-
   def save_checkpoint(self, eval_results: dict | None = None, final: bool = False, train_seconds: float = 0.0) -> bool:
     """Writes the current state (asynchronously when configured); False if it exists already."""
     if self.ckpt is None:
       return False
     run = self.run
-    meta = checkpoint_lib.metadata(
+    meta = resume.metadata(
       self.config,
       self.workdir,
       step=self.step,
@@ -271,24 +186,9 @@ class Trainer:
   # ---- steps -----------------------------------------------------------------
   def train_on(self, batch: dict) -> Any:
     """One optimizer step on a host batch; returns the (device) metrics."""
-    teacher_params = self.teacher_params
-    if self.step + 1 in self._nan_steps:
-      batch, teacher_params = self._poisoned(batch)
-    self.state, metrics = self.train_step(self.state, teacher_params, self.par.shard_batch(batch))
+    self.state, metrics = self.train_step(self.state, self.teacher_params, self.par.shard_batch(batch))
     self.step += 1
     return metrics
-
-  def _poisoned(self, batch: dict) -> tuple[dict, Any]:
-    """Test hook $RAIL_KD_DEBUG_NAN_STEPS: this step's teacher outputs become NaN (the cached
-    teacher arrays of the batch, or a NaN copy of the teacher's params), so the distillation
-    terms and the gradient are non-finite while the student's inputs stay valid."""
-    cached = [k for k in batch if k.startswith("teacher_")]
-    if cached:
-      return dict(
-        batch, **{k: np.full_like(np.asarray(batch[k], np.float32), np.nan) for k in cached}
-      ), self.teacher_params
-    nan_teacher = jax.tree.map(lambda x: np.full(np.shape(x), np.nan, x.dtype), self.run.teacher_params)
-    return batch, self.par.replicate(nan_teacher)
 
   def predict(self, split: str) -> np.ndarray:
     """Student outputs [N, C] on a split, in file order (all hosts)."""
@@ -333,7 +233,7 @@ class Trainer:
       res = self.evaluate(split)
       self.writer.write(self.step, split, res)
       results[split] = res
-      logging.info("eval %s @ %d: %s", split, self.step, eval_line(res))
+      logging.info("eval %s @ %d: %s", split, self.step, task_metrics.eval_line(res))
     return results
 
   def host_params(self) -> Any:
@@ -417,14 +317,14 @@ class Trainer:
     for split, res in final.items():
       if isinstance(res, dict):
         summary.update({f"{split}/{k}": v for k, v in res.items() if k in run.task_spec.metric_names})
-        logging.info("final %s @ %d: %s", split, self.step, eval_line(res))
+        logging.info("final %s @ %d: %s", split, self.step, task_metrics.eval_line(res))
     self.writer.write(self.step, "summary", summary)
     self.writer.close()
     self._write_eval_predictions()
     if cfg.train.export and self.is_main:
       out_dir = os.path.join(self.workdir, "export", run.export_name)
       card = model_card.card(run, final, command=tuple(sys.argv), cwd=os.getcwd(), workdir=self.workdir)
-      builders.export(run, self.host_params()["student"], out_dir, card=card)
+      exports.export(run, self.host_params()["student"], out_dir, card=card)
       logging.info("exported %s to %s", run.export_name, out_dir)
     self.finish()
     final["train_seconds"] = train_seconds
@@ -518,38 +418,6 @@ class Trainer:
       plots.write_run_plots(self.workdir)
 
 
-def eval_line(res: dict) -> str:
-  """An eval record as one log line: the task metrics, with the accuracy next to the
-  majority-class baseline (and a word when it falls below it); per-class figures are left to
-  metrics.jsonl."""
-  parts = []
-  for k, v in res.items():
-    if not isinstance(v, float) or "/" in k or k == "majority_accuracy":
-      continue
-    parts.append(f"{k}={v:.4f}")
-    if k == "accuracy" and "majority_accuracy" in res:
-      base = res["majority_accuracy"]
-      parts[-1] += f" (majority class {base:.4f}{', below it' if v < base else ''})"
-  return ", ".join(parts)
-
-
-def imbalance_warning(spec, labels, threshold: float = 0.7) -> str | None:
-  """One line when the train split's largest class exceeds `threshold` of its labelled rows."""
-  labels = np.asarray(labels).reshape(-1)
-  if spec.is_regression:
-    return None
-  if not len(labels):
-    return None
-  share, name = task_metrics.majority_share(spec, labels)
-  if share <= threshold:
-    return None
-  return (
-    f"the train split is imbalanced: class {name!r} holds {share:.0%} of its {len(labels)} labelled examples; "
-    f"a model that always predicts it scores that accuracy, so compare with each eval record's "
-    "majority_accuracy and read macro_f1 and the per-class recall/<class> in metrics.jsonl"
-  )
-
-
 def pairing_counts_for(spec, num_steps: int) -> np.ndarray:
   """int [M, N+1]: how many steps student layer j (row j-1) was paired with teacher layer t.
 
@@ -569,6 +437,5 @@ def train_and_evaluate(config, workdir: str) -> dict:
     raise ConfigError(
       f"mode={config.mode!r} is not a training mode ({', '.join(TRAIN_MODES)}); run it with `python -m rail_kd_jax.main`"
     )
-  prepare_workdir(workdir)
   with workdir_lock.held(workdir):  # one writer per workdir; re-entrant under main.run
-    return Trainer(config, workdir).fit()
+    return Trainer.create(config, workdir).fit()

@@ -202,16 +202,21 @@ def validate_config(config, num_devices: int | None = None) -> None:
     if field in c:
       checks.boolean(f"checkpoint.{field}", c[field])
   if num_devices is not None:
-    if t.batch_size % num_devices:
-      raise ConfigError(
-        f"train.batch_size={t.batch_size} is not divisible by the {num_devices} devices; "
-        f"use a multiple of {num_devices}"
-      )
-    per_device = t.batch_size // num_devices
-    if per_device % t.grad_accum_steps:
-      raise ConfigError(
-        f"the per-device batch ({per_device}) is not divisible by train.grad_accum_steps={t.grad_accum_steps}"
-      )
-    eval_bs = t.eval_batch_size or t.batch_size
-    if eval_bs % num_devices:
-      raise ConfigError(f"train.eval_batch_size={eval_bs} is not divisible by the {num_devices} devices")
+    check_devices(config, num_devices)
+
+
+def check_devices(config, num_devices: int) -> None:
+  """The batch sizes against the devices the run uses (ConfigError when they do not divide)."""
+  t = config.train
+  if t.batch_size % num_devices:
+    raise ConfigError(
+      f"train.batch_size={t.batch_size} is not divisible by the {num_devices} devices; use a multiple of {num_devices}"
+    )
+  per_device = t.batch_size // num_devices
+  if per_device % t.grad_accum_steps:
+    raise ConfigError(
+      f"the per-device batch ({per_device}) is not divisible by train.grad_accum_steps={t.grad_accum_steps}"
+    )
+  eval_bs = t.eval_batch_size or t.batch_size
+  if eval_bs % num_devices:
+    raise ConfigError(f"train.eval_batch_size={eval_bs} is not divisible by the {num_devices} devices")

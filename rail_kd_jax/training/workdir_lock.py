@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from absl import logging
 
 from rail_kd_jax.core.errors import ConfigError
+from rail_kd_jax.training import validation
 
 _HELD: dict[str, int] = {}  # realpath of a lock file this process holds -> nesting depth
 _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
@@ -107,7 +108,9 @@ def _acquire(workdir: str, path: str) -> int:
 
 @contextlib.contextmanager
 def held(workdir: str, process_index: int | None = None) -> Iterator[str]:
-  """Holds `workdir`'s lock for this process (created if needed); yields the lock file's path."""
+  """Holds `workdir`'s lock for this process; yields the lock file's path. The workdir is created
+  (and checked: `validation.prepare_workdir`) first."""
+  validation.prepare_workdir(workdir)
   if process_index is None:
     import jax  # the process index exists only once jax.distributed is initialised
 

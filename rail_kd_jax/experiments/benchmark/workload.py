@@ -90,7 +90,7 @@ class _JaxEpoch:
 
   def __init__(self, config, workdir: str):
     t0 = time.perf_counter()
-    self.trainer = Trainer(config, workdir)
+    self.trainer = Trainer.create(config, workdir)
     self.setup_s = time.perf_counter() - t0
     self.batches = list(self.trainer.train_batches(epoch=0))
     self.last = None
