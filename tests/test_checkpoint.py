@@ -143,9 +143,9 @@ def test_config_change_rules():
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
       resume.check_resume_config(saved, resume.flat_config(distill_config(**change)), "x")
   # The finetune model section does not matter to a distill run.
-  assert resume.check_resume_config(
-    saved, resume.flat_config(distill_config(**{"model.hidden_size": 64})), "x"
-  ) == ["model.hidden_size"]
+  assert resume.check_resume_config(saved, resume.flat_config(distill_config(**{"model.hidden_size": 64})), "x") == [
+    "model.hidden_size"
+  ]
 
 
 def test_preemption_guard_second_signal_is_default():
@@ -367,7 +367,9 @@ def test_older_checkpoints_resume_unless_their_loss_changed():
   finetune_new = dict(new, mode="finetune")
   resume.check_resume_config(dict(old, mode="finetune"), finetune_new, "ckpt")
   with pytest.raises(ConfigError, match=r"distill.projection='<absent>'.*predates that field"):
-    resume.check_resume_config(dict(old, **{"distill.method": "rail_l"}), dict(new, **{"distill.method": "rail_l"}), "ckpt")
+    resume.check_resume_config(
+      dict(old, **{"distill.method": "rail_l"}), dict(new, **{"distill.method": "rail_l"}), "ckpt"
+    )
 
 
 # ------------------------------------------------------- disk full / I/O errors on save

@@ -20,7 +20,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from rail_kd_jax import models, predict
-from rail_kd_jax.training import train
+from rail_kd_jax.outputs import predictions
+from rail_kd_jax.training import inference, train
 from rail_kd_jax.data import loader, synthetic, text_input, tokenize
 from rail_kd_jax.core.errors import ConfigError
 
@@ -354,11 +355,11 @@ def tiny(tmp_path_factory):
 
 def _whole_file_logits(folder: str, path: str, batch_size: int):
   """The path predict took before it streamed: every text read and encoded at once, batched in file order."""
-  classifier = predict.load_classifier(folder)
+  classifier = inference.load_classifier(folder)
   texts = text_input.read_texts(path, ["text"], **READ)
-  spec = predict._task_spec(classifier, ["text"])
-  arrays = loader.encode(texts, classifier.tokenizer, spec, predict.max_length_for(classifier, 0))
-  forward = predict.make_forward(classifier)
+  spec = inference.task_spec(classifier, ["text"])
+  arrays = loader.encode(texts, classifier.tokenizer, spec, inference.max_length_for(classifier, 0))
+  forward = inference.make_forward(classifier)
   batches = loader.batches(arrays, batch_size, seed=0, epoch=0, shuffle=False, drop_remainder=False, bucket=True)
   return texts, np.concatenate([np.asarray(forward(b))[b["example_mask"] > 0] for b in batches])
 
@@ -381,7 +382,7 @@ def test_streaming_predicts_what_the_whole_file_path_predicts(tiny, tmp_path):
 def test_memory_is_bounded_by_chunk_rows_not_by_the_input(tiny, tmp_path, monkeypatch):
   folder, src = tiny
   encoded, reads, in_flight = [], [], []
-  real_encode, real_iter, real_write = loader.encode, text_input.iter_texts, predict.write_rows
+  real_encode, real_iter, real_write = loader.encode, text_input.iter_texts, predictions.write_rows
 
   def encode(cols, *args, **kw):
     encoded.append(len(cols["text"]))
@@ -403,7 +404,7 @@ def test_memory_is_bounded_by_chunk_rows_not_by_the_input(tiny, tmp_path, monkey
 
   monkeypatch.setattr(loader, "encode", encode)
   monkeypatch.setattr(text_input, "iter_texts", iter_texts)
-  monkeypatch.setattr(predict, "write_rows", write_rows)
+  monkeypatch.setattr(predictions, "write_rows", write_rows)
   predict.predict_file(folder, src, str(tmp_path / "out.csv"), chunk_rows=150)
   assert reads == [2000, 2000]  # the checking pass, then the streaming one
   assert len(encoded) == 14 and max(encoded) == 150  # 2,000 rows, 13x the chunk
@@ -431,7 +432,7 @@ def test_a_failure_midway_leaves_no_output(tiny, tmp_path, monkeypatch):
 def test_an_input_error_late_in_the_file_stops_before_the_model_loads(tiny, tmp_path, monkeypatch):
   folder, _ = tiny
   src = _write(str(tmp_path / "late.csv"), "text\n" + "good film\n" * 2999 + '"bad film\n')
-  monkeypatch.setattr(predict, "load_classifier", lambda *a, **kw: pytest.fail("the model was loaded"))
+  monkeypatch.setattr(inference, "load_classifier", lambda *a, **kw: pytest.fail("the model was loaded"))
   with pytest.raises(ConfigError, match="line 3001 opens a quote that is never closed"):
     predict.predict_file(folder, src)
   assert os.listdir(tmp_path) == ["late.csv"]
@@ -460,8 +461,8 @@ def test_a_bfloat16_run_predicts_in_bfloat16_unless_forced(tiny, tmp_path, monke
   config = {"mode": mode, "data": {"max_length": 32}, "model": {"dtype": "float32"}, block: {"dtype": "bfloat16"}}
   _write(str(wd / "config.json"), json.dumps(config))
   src = _write(str(tmp_path / "in.txt"), "good film\nbad film\nthe plot was dull and the actor bored\n")
-  seen, real_load = [], predict.load_classifier
-  monkeypatch.setattr(predict, "load_classifier", lambda *a, **kw: seen.append(real_load(*a, **kw)) or seen[-1])
+  seen, real_load = [], inference.load_classifier
+  monkeypatch.setattr(inference, "load_classifier", lambda *a, **kw: seen.append(real_load(*a, **kw)) or seen[-1])
   runs = [
     _read(predict.predict_file(str(model), src, str(tmp_path / f"{i}.jsonl"), dtype=dtype))
     for i, (model, dtype) in enumerate([(wd, ""), (wd / "export" / block, ""), (wd, "bfloat16"), (wd, "float32")])
@@ -476,7 +477,7 @@ def test_the_pytorch_peer_predicts_the_same_labels(run, tmp_path):
 
   wd, trainer_labels = run
   export, test_csv = os.path.join(wd, "export", "model"), os.path.join(wd, "data", "test.csv")
-  length = predict.resolve_model(export).run_max_length
+  length = inference.resolve_model(export).run_max_length
   names = [r["label"] for r in _read(predict.predict_file(export, test_csv, str(tmp_path / "out.csv")))]
   assert names == trainer_labels
   classes = ("negative", "positive")

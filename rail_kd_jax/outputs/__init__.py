@@ -1,1 +1,1 @@
-"""What a run writes: metric records and progress, task metrics, plots, statistics, model cards."""
+"""What a run writes: metric records and progress, task metrics, plots, statistics, model cards, predictions files."""
