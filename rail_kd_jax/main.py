@@ -113,9 +113,9 @@ def main(argv):
   if len(argv) > 1:
     _user_error(f"unexpected arguments: {' '.join(argv[1:])}; overrides look like --config.train.num_steps=100")
   # Imported here, not at the top, so that `--help` and flag errors come before JAX loads.
-  from rail_kd_jax.core.errors import ConfigError
+  from rail_kd_jax.core.errors import ConfigError, Preempted, TrainingDiverged
   from rail_kd_jax.distill import methods
-  from rail_kd_jax.training import parallel, train
+  from rail_kd_jax.training import parallel
 
   config = _CONFIG.value
   try:
@@ -133,10 +133,10 @@ def main(argv):
       raise
     logging.error("%s", e)
     _user_error(str(e))
-  except train.Preempted as e:
+  except Preempted as e:
     # Stopped cleanly at a step boundary after saving: exit 0, the same command resumes.
     print(f"preempted: {e}", file=sys.stderr)
-  except train.TrainingDiverged as e:
+  except TrainingDiverged as e:
     if logging.get_verbosity() >= logging.DEBUG:
       raise
     logging.error("%s", e)

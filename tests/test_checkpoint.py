@@ -14,6 +14,7 @@ from rail_kd_jax.training import checkpoint as ckpt_lib
 from rail_kd_jax.training import resume
 from rail_kd_jax.outputs import writers
 from rail_kd_jax.training import train
+from rail_kd_jax.core import errors
 from rail_kd_jax.core.errors import ConfigError
 
 import helpers
@@ -186,7 +187,7 @@ def stopped_on_8(tmp_path_factory):
   config = distill_config(num_devices=8)
   trainer = train.Trainer.create(config, wd)
   assert trainer.step == 0 and trainer.resumed_meta is None
-  with pytest.raises(train.Preempted) as stop:
+  with pytest.raises(errors.Preempted) as stop:
     trainer.fit(stop_at=K)
   assert stop.value.step == K and os.path.isdir(os.path.join(wd, "checkpoints", str(K)))
   snapshot = str(base / "snapshot")
@@ -216,7 +217,7 @@ def test_resume_1_to_4_shard_map_equals_8(stopped_on_8, tmp_path):
   """1 device (pmap) -> checkpoint at K -> 4 devices (shard_map): the numbers of 8 devices throughout."""
   wd = str(tmp_path)
   first = train.Trainer.create(distill_config(num_devices=1), wd)
-  with pytest.raises(train.Preempted):
+  with pytest.raises(errors.Preempted):
     first.fit(stop_at=K)
   trainer = train.Trainer.create(distill_config(num_devices=4, parallel="shard_map"), wd)
   assert trainer.step == K and trainer.resumed_meta["num_devices"] == 1
@@ -330,7 +331,7 @@ def test_nan_is_skipped_and_persistent_nan_stops(tmp_path):
   config = distill_config(num_devices=1, **{"train.max_bad_steps": 4, "checkpoint.every": 0})
   trainer = PoisonedTrainer.create(config, str(tmp_path))
   trainer.poison = frozenset((3,) + tuple(range(8, TOTAL + 1)))
-  with pytest.raises(train.TrainingDiverged) as err:
+  with pytest.raises(errors.TrainingDiverged) as err:
     trainer.fit()
   message = str(err.value)
   assert "4 consecutive steps" in message and "train.max_bad_steps=4" in message

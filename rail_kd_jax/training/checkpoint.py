@@ -41,7 +41,7 @@ from absl import logging
 from flax import serialization
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
-from rail_kd_jax.core.errors import ConfigError
+from rail_kd_jax.core.errors import ConfigError, CorruptCheckpoint
 
 FORMAT = 1
 CORRUPT_DIR = "checkpoints_corrupt"
@@ -88,10 +88,6 @@ def _describe_mismatch(saved: dict, want: dict) -> str:
     if saved[k] != want[k]:
       return f"{k} is {saved[k][0]} {saved[k][1]} in the checkpoint but {want[k][0]} {want[k][1]} now"
   return "the state trees differ"
-
-
-class CorruptCheckpoint(Exception):
-  """A committed checkpoint that cannot be restored or fails verification."""
 
 
 # ------------------------------------------------------------------------ the manager

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from rail_kd_jax.core.errors import ConfigError
+from rail_kd_jax.core.errors import ConfigError, Preempted, TrainingDiverged
 from rail_kd_jax.data import loader
 from rail_kd_jax.distill import diagnostics, layer_sampling
 from rail_kd_jax.distill import methods as methods_lib
@@ -41,27 +41,6 @@ from rail_kd_jax.training.train_state import TrainState
 # The modes this loop runs; the demo and the study (modes too) are built on it.
 TRAIN_MODES = ("finetune", "distill")
 _NOT_TERMS = ("finite", "skipped", "mapping", "learning_rate", "param_norm", "epoch", "step_ms") + diagnostics.ALL_NAMES
-
-
-class Preempted(Exception):
-  """The run stopped at a step boundary on request (SIGTERM / Ctrl-C, or `fit(stop_at=)`)
-  after saving a checkpoint; running the same command again resumes it."""
-
-  def __init__(self, step: int, checkpoint: str | None, enabled: bool = True):
-    self.step, self.checkpoint = step, checkpoint
-    if not enabled:
-      where = "checkpointing is disabled, nothing was saved"
-    elif checkpoint is None:
-      where = "no checkpoint could be written (see the warnings above)"
-    elif os.path.basename(checkpoint) == str(step):
-      where = f"checkpoint saved to {checkpoint}"
-    else:
-      where = f"this step's checkpoint could not be written, the newest is {checkpoint}"
-    super().__init__(f"stopped at step {step}: {where}; run the same command again to resume")
-
-
-class TrainingDiverged(RuntimeError):
-  """`train.max_bad_steps` consecutive steps had a non-finite loss or gradient."""
 
 
 class Trainer:
