@@ -1,18 +1,21 @@
 """The training loop: data in, step, log, evaluate, checkpoint, export.
 
-`train_and_evaluate(config, workdir)` runs `config.mode`:
+`train_and_evaluate(config, workdir)` runs a training mode under the workdir's lock:
 - `finetune`: train `config.model` with cross-entropy (method `none`), e.g. a teacher;
 - `distill`: train `config.student` from the frozen `config.teacher` with
-  `config.distill.method`;
-- `demo`: the embedded end-to-end demo (see `demo.py`);
-- `study`: every method tuned and run over seeds (see `study.py`).
-The step itself lives in `step.py`; the `Trainer` here only moves data and
-writes outputs, so tests can drive it step by step.
+  `config.distill.method`.
+It refuses the other modes: `main.run` dispatches `demo` and `study`
+(experiments/demo.py, experiments/study/), which build their runs on this loop.
 
-Nothing is lost (see `checkpoint.py`, docs/CHECKPOINTS.md): the Trainer resumes from
+`Trainer(builders.setup(config, workdir))` (or `Trainer.create(config, workdir)`) takes a
+built run: the config checked, presets applied, data, models and method built. The step
+itself lives in `step.py`; the `Trainer` only moves data and writes outputs, so tests can
+drive it step by step.
+
+Nothing is lost (`checkpoint.py`, `resume.py`, docs/CHECKPOINTS.md): the Trainer resumes from
 the newest good checkpoint in the workdir at construction, `fit` checkpoints every
-`checkpoint.every` steps and at the end, saves and raises `Preempted` on SIGTERM, and
-raises `TrainingDiverged` after `train.max_bad_steps` consecutive non-finite steps.
+`checkpoint.every` steps and at the end, saves and raises `errors.Preempted` on SIGTERM, and
+raises `errors.TrainingDiverged` after `train.max_bad_steps` consecutive non-finite steps.
 """
 
 from __future__ import annotations
