@@ -165,7 +165,7 @@ def total_steps_for(config, steps_per_epoch: int) -> int:
 
 def resolve_presets(config):
   """A copy of `config` with `distill.preset` applied (`methods.apply_preset`): what runs."""
-  if config.mode != "distill" or config.distill.get("preset", "uniform") == "uniform":
+  if config.mode != "distill" or config.distill.preset == "uniform":
     return config
   try:
     dcfg = methods_lib.apply_preset(config.distill)
@@ -259,7 +259,7 @@ def build_models(config, num_labels: int, vocab_size: int) -> Models:
       config.distill, num_student_layers, num_teacher_layers, scfg.hidden_size, teacher_dim
     ):
       logging.warning("%s", line)
-    if config.distill.get("cache_teacher", False):
+    if config.distill.cache_teacher:
       teacher_cache.check_supported(config.distill)
     if teacher.config.vocab_size != scfg.vocab_size:
       logging.warning(
@@ -406,7 +406,7 @@ def build_run(config, workdir: str, num_devices: int) -> Run:
     is_regression=data.task_spec.is_regression,
   )
   teacher_params = built.teacher_params
-  if config.mode == "distill" and config.distill.get("cache_teacher", False) and built.method.needs_teacher:
+  if config.mode == "distill" and config.distill.cache_teacher and built.method.needs_teacher:
     # Teacher cache: the train step reads the teacher's outputs from the batch and
     # never runs (nor holds) the teacher; it is only needed to build the cache.
     arrays["train"] = teacher_cache.attach(config, workdir, step_spec, teacher_params, arrays["train"], num_devices)

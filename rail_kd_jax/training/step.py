@@ -53,7 +53,7 @@ class StepSpec:
 
 def mapping_counter(spec: StepSpec, step: jax.Array) -> jax.Array:
   """The counter of `mapping_key`: step // k (resample_every_steps=k > 0), the step, or the epoch."""
-  every = int(spec.dcfg.get("resample_every_steps", 0))
+  every = int(spec.dcfg.resample_every_steps)
   if every > 0:
     return step // every
   if spec.dcfg.resample_every == "step":

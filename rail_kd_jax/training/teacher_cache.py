@@ -101,7 +101,7 @@ def serves(dcfg) -> bool:
 
 def check_supported(dcfg) -> None:
   """Raises ConfigError when the method needs teacher states a cache does not hold."""
-  if dcfg.get("cache_dtype", "bfloat16") not in DTYPES:
+  if dcfg.cache_dtype not in DTYPES:
     raise ConfigError(f"distill.cache_dtype={dcfg.cache_dtype!r} is not valid; choose one of: {', '.join(DTYPES)}")
   if methods_lib.token_level(dcfg):
     raise ConfigError(
@@ -402,7 +402,7 @@ def attach(config, workdir: str, spec: StepSpec, teacher_params: Any, train_arra
     per_device_batch=per_device,
     devices=devices,
     bucket=bucket,
-    dtype=config.distill.get("cache_dtype", "bfloat16"),
+    dtype=config.distill.cache_dtype,
   )
   out = dict(train_arrays)
   out.update(cached)

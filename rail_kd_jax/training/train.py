@@ -98,10 +98,10 @@ class Trainer:
     return checkpoint_lib.Checkpointer(
       self.workdir,
       keep=int(c.keep),
-      keep_best=bool(c.get("keep_best", True)),
+      keep_best=bool(c.keep_best),
       best_metric=metric,
       best_mode=checkpoint_lib.best_mode_for(metric or ""),
-      async_save=bool(c.get("async_save", True)),
+      async_save=bool(c.async_save),
     )
 
   def save_checkpoint(self, eval_results: dict | None = None, final: bool = False, train_seconds: float = 0.0) -> bool:
@@ -196,7 +196,7 @@ class Trainer:
     arrays = self.run.arrays[split]
     logits = np.concatenate(outs)[: len(arrays["labels"])]
     labels = np.asarray(arrays["labels"])
-    if split in tuple(self.config.train.get("eval_predictions", ())):
+    if split in tuple(self.config.train.eval_predictions):
       self._eval_logits[split] = logits  # the latest; written by _conclude after the final evaluation
     result = task_metrics.compute_metrics(self.run.task_spec, logits, labels)
     result.update(task_metrics.class_report(self.run.task_spec, logits, labels))
@@ -316,7 +316,7 @@ class Trainer:
     """`train.eval_predictions`: each named split's final logits [N, C] (float32) and labels [N],
     in file order, as workdir/eval_predictions/<split>.npz."""
     out = os.path.join(self.workdir, "eval_predictions")
-    for split in tuple(self.config.train.get("eval_predictions", ())):
+    for split in tuple(self.config.train.eval_predictions):
       if split not in self.run.arrays:
         continue
       logits = self._eval_logits.get(split)
@@ -351,7 +351,7 @@ class Trainer:
       (k for k, v in values.items() if k not in _NOT_TERMS and np.ndim(v) == 0 and not np.isfinite(float(v))), key=order
     )
     terms = ", ".join(bad) or "the gradient"
-    limit = int(self.config.train.get("max_bad_steps", 10))
+    limit = int(self.config.train.max_bad_steps)
     logging.warning(
       "step %d skipped (no update): non-finite %s; %d consecutive, %d skipped in all",
       step,

@@ -184,7 +184,7 @@ def validate_config(config, num_devices: int | None = None) -> None:
   checks.integer("train.eval_every", t.eval_every, minimum=0)
   for field in ("export", "plots"):
     checks.boolean(f"train.{field}", t[field])
-  checks.integer("train.max_bad_steps", t.get("max_bad_steps", 10), minimum=1)
+  checks.integer("train.max_bad_steps", t.max_bad_steps, minimum=1)
   o = config.optim
   checks.positive("optim.learning_rate", o.learning_rate)
   checks.positive("optim.weight_decay", o.weight_decay, allow_zero=True)
@@ -199,8 +199,7 @@ def validate_config(config, num_devices: int | None = None) -> None:
   checks.integer("checkpoint.every", c.every, minimum=0)
   checks.integer("checkpoint.keep", c.keep, minimum=1)
   for field in ("keep_best", "async_save"):
-    if field in c:
-      checks.boolean(f"checkpoint.{field}", c[field])
+    checks.boolean(f"checkpoint.{field}", c[field])
   if num_devices is not None:
     check_devices(config, num_devices)
 
