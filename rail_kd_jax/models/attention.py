@@ -119,7 +119,7 @@ class SelfAttention(nn.Module):
     # softmax(scores) @ v with the normalisation deferred: exp(s - max) @ v / sum(exp(s - max)).
     # The same function (dropout on the probabilities commutes with each row's 1 / sum, and
     # draws the same mask), but the division runs over [B, h, T, D] instead of [B, h, T, T]:
-    # the attention's forward 2.5x faster on XLA CPU (docs/BENCHMARK.md).
+    # the attention's forward 2.5x faster on XLA CPU (docs/notes/benchmark_runs.md).
     e = jnp.exp(scores - jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True)))
     denom = jnp.sum(e, axis=-1, keepdims=True)
     e = Dropout(cfg.attention_probs_dropout_prob)(e, deterministic=self.deterministic)

@@ -150,7 +150,7 @@ class Embeddings(nn.Module):
 # the same function with no scalar constant left in the activation (XLA CPU materialises
 # such constants as full [tokens, intermediate] arrays). The train step runs 1.5-3% faster
 # on XLA CPU; a forward-only call (frozen teacher, evaluation) runs faster unfolded
-# (docs/BENCHMARK.md, 2026-12-05).
+# (docs/notes/benchmark_runs.md, 2026-12-05).
 _FOLDED_GELU_SCALE = 1.0 / math.sqrt(2.0)
 
 

@@ -3,7 +3,7 @@
 `flax.linen.Dropout` draws its mask with `jax.random.bernoulli`, i.e. 20 rounds of
 threefry per 32 random bits. On XLA CPU that dominated the student's step: one mask
 for the attention probabilities of MiniLM at batch 32, length 128 ([32, 12, 128, 128])
-took ~150 ms against ~4 ms for this one (measured side by side, docs/BENCHMARK.md), and
+took ~150 ms against ~4 ms for this one (measured side by side, docs/notes/benchmark_runs.md), and
 the train step spent ~20% of its time generating dropout masks.
 
 The mask here is `hash(position, key) < keep_prob * 2^32`, where hash is two rounds of

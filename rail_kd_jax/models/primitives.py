@@ -45,7 +45,7 @@ class Dense(nn.Dense):
 
   Same params and the same function as nn.Dense; as one plain matrix product (and its
   gradients as plain ones) XLA CPU runs the train step 4-10% faster than with the
-  batch axes kept (docs/BENCHMARK.md, A/B of 2026-12-04).
+  batch axes kept (docs/notes/benchmark_runs.md, A/B of 2026-12-04).
   kernel_scale / bias_scale: constants the stored kernel / bias are multiplied by (in
   the param dtype) before use, x @ (kernel_scale W) + bias_scale b; the params stay HF's.
   """

@@ -190,7 +190,7 @@ def make_train_step(spec: StepSpec) -> Callable:
     # A non-finite loss or gradient skips the update entirely (params and optimizer
     # moments unchanged) and is counted. A cond rather than a select over old and new
     # trees: the select kept one more copy of the params alive (XLA memory analysis,
-    # docs/BENCHMARK.md).
+    # docs/notes/benchmark_runs.md, "The non-finite guard").
     def update(grads, opt_state, params):
       updates, new_opt_state = spec.tx.update(grads, opt_state, params)
       return optax.apply_updates(params, updates), new_opt_state
