@@ -94,6 +94,11 @@ def test_glue_fixtures_evaluate_with_the_task_metrics():
     assert task_metrics.main_metric(t.spec) in m
 
 
+def test_lower_is_better_only_for_mse_and_loss():
+  assert task_metrics.lower_is_better("mse") and task_metrics.lower_is_better("loss")
+  assert not any(task_metrics.lower_is_better(m) for m in ("accuracy", "f1", "matthews_corr", "pearson"))
+
+
 def test_unlabelled_split_is_refused():
   with pytest.raises(ValueError, match="unlabelled"):
     task_metrics.compute_metrics(SPECS["sst2"], np.zeros(3, int), -np.ones(3, int))

@@ -17,6 +17,14 @@ def test_summary_matches_numpy():
   assert stats.summary([3.0])["std"] == 0.0
 
 
+def test_mean_std_is_the_summary_rule_and_its_format():
+  assert stats.mean_std(A) == (stats.summary(A)["mean"], stats.summary(A)["std"])
+  assert stats.mean_std([3.0]) == (3.0, 0.0)
+  assert all(np.isnan(stats.mean_std([])))
+  assert stats.format_mean_std(0.7813, 0.0125, scale=100) == "78.13 ± 1.25"
+  assert stats.format_mean_std(101.04, 1.0, digits=0) == "101 ± 1"
+
+
 def test_paired_t_interval_matches_scipy():
   got = stats.paired_difference(A, B)
   d = np.subtract(A, B)

@@ -297,7 +297,7 @@ def test_kill_9_then_rerun_gives_the_same_table(finished, jax_cache, tmp_path):
   claims = {c["claim"]: c for c in ref["claims"]}
   assert rerun["claims"] and all(c["bootstrap"] == claims[c["claim"]]["bootstrap"] for c in rerun["claims"])
   # study.md's accuracy tables hold the same rows but for the columns of times.
-  names = {study.report.ROW_NAMES[m] for m in subset}
+  names = {study.summary.ROW_NAMES[m] for m in subset}
   rows = lambda path: [r for r in _untimed_tables(path, "## Accuracy") if r[0] in names]
   assert rows(os.path.join(wd, "study.md")) == rows(os.path.join(finished["workdir"], "study.md"))
 

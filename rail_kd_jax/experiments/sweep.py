@@ -17,7 +17,7 @@ prefixes each command (or use --dry_run and feed the lines to a scheduler).
 `collect` reads each run's `config.json` and `metrics.jsonl` (any folder under ROOT
 holding both), groups runs by their folder's path relative to ROOT without the last
 component (ROOT/<method>/seed_<s> -> '<method>'), and reports for every eval split and
-metric the mean and sample std (ddof=1) over the group's seeds of either the last
+metric the mean and sample std (`stats.mean_std`) over the group's seeds of either the last
 eval (`final`) or the eval at the step with the best main metric on the first eval
 split (`best`, i.e. model selection on dev). Train seconds come from the `summary`
 record. Metrics in [0, 1] (accuracy, f1, ...) are shown in percent.
@@ -36,11 +36,9 @@ import sys
 from typing import Iterable, Sequence
 
 from rail_kd_jax.distill.methods import METHODS
-from rail_kd_jax.outputs import writers
+from rail_kd_jax.outputs import stats, task_metrics, writers
 
 PERCENT_METRICS = ("accuracy", "f1", "macro_f1", "matthews_corr", "pearson", "spearmanr", "combined_score")
-# Metrics where lower is better (for --select=best).
-LOWER_IS_BETTER = ("mse", "loss")
 _NOT_METRICS = ("step", "split", "epoch")
 PLACEHOLDER = "{method}"
 
@@ -154,7 +152,7 @@ def run_summary(workdir: str, select: str = "final") -> dict:
     )
     scored = [r for r in first if _is_number(r.get(metric))]
     if scored:
-      sign = -1 if metric in LOWER_IS_BETTER else 1
+      sign = -1 if task_metrics.lower_is_better(metric) else 1
       pick = max(scored, key=lambda r: (sign * r[metric], -r["step"]))["step"]
   elif select != "final":
     raise ValueError(f"--select={select!r} is not valid; choose final or best")
@@ -173,16 +171,6 @@ def _group_name(root: str, workdir: str) -> str:
   rel = os.path.relpath(workdir, root)
   parent = os.path.dirname(rel)
   return parent if parent not in ("", ".") else rel
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-  n = len(values)
-  if n == 0:
-    return float("nan"), float("nan")
-  mean = sum(values) / n
-  if n == 1:
-    return mean, 0.0
-  return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
 def collect(root: str, select: str = "final", include_loss: bool = False) -> tuple[list[str], list[dict]]:
@@ -205,11 +193,11 @@ def collect(root: str, select: str = "final", include_loss: bool = False) -> tup
       "n": len(runs),
       "seeds": sorted(r["seed"] for r in runs if r["seed"] is not None),
       "unfinished": sum(not r["finished"] for r in runs),
-      "train_seconds": mean_std([r["train_seconds"] for r in runs if _is_number(r["train_seconds"])]),
+      "train_seconds": stats.mean_std([r["train_seconds"] for r in runs if _is_number(r["train_seconds"])]),
     }
     for col in columns:
       vals = [r["values"][col] for r in runs if col in r["values"]]
-      row[col] = mean_std(vals) if vals else None
+      row[col] = stats.mean_std(vals) if vals else None
     rows.append(row)
   return columns, rows
 
@@ -221,8 +209,7 @@ def _scale(col: str) -> float:
 def _fmt(ms, scale: float = 1.0, digits: int = 2) -> str:
   if ms is None or not math.isfinite(ms[0]):
     return "-"
-  mean, std = ms
-  return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+  return stats.format_mean_std(*ms, scale=scale, digits=digits)
 
 
 def to_markdown(columns: Sequence[str], rows: Iterable[dict], select: str = "final") -> str:

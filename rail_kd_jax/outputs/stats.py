@@ -4,6 +4,8 @@ Runs of two methods with the same seed share the student initialisation recipe, 
 data order and the dropout keys, so they are compared **paired by seed**: the
 difference per seed, its mean, a 95% interval, and the win count.
 
+  mean_std([78.1, 77.9, 78.4])           -> (mean, sample std (ddof 1)), for every table over seeds
+  format_mean_std(mean, std)             -> "78.13 ± 0.25", as every table shows them
   summary([78.1, 77.9, 78.4])            -> {"n", "mean", "std" (ddof 1), "values"}
   paired_difference(a, b)                -> mean of a - b with a paired-t interval and p-value
   paired_difference(a, b, "bootstrap")   -> the same with a percentile bootstrap interval and p-value
@@ -36,13 +38,29 @@ def _bootstrap_p_value(replicates: np.ndarray) -> float:
   return float(min(1.0, 2 * min(below, above)))
 
 
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  """(mean, sample standard deviation) of a flat list: ddof=1, 0.0 for a single value, (nan, nan)
+  for none."""
+  v = np.asarray(values, np.float64)
+  if v.ndim != 1:
+    raise ValueError(f"mean_std needs a flat list of numbers, got shape {v.shape}")
+  if v.size == 0:
+    return float("nan"), float("nan")
+  return float(np.mean(v)), (float(np.std(v, ddof=1)) if v.size > 1 else 0.0)
+
+
+def format_mean_std(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> str:
+  """'<mean> ± <std>', both times `scale` (100: in percent) with `digits` decimals."""
+  return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
 def summary(values: Sequence[float]) -> dict:
-  """Mean and sample standard deviation (ddof=1; 0.0 for a single value)."""
+  """Mean and sample standard deviation (`mean_std`) with the count and the values."""
   v = np.asarray(values, np.float64)
   if v.ndim != 1 or v.size == 0:
     raise ValueError(f"summary needs a non-empty list of numbers, got shape {v.shape}")
-  std = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
-  return {"n": int(v.size), "mean": float(np.mean(v)), "std": std, "values": [float(x) for x in v]}
+  mean, std = mean_std(v)
+  return {"n": int(v.size), "mean": mean, "std": std, "values": [float(x) for x in v]}
 
 
 def paired_difference(
@@ -78,13 +96,13 @@ def paired_difference(
   if not 0 < confidence < 1:
     raise ValueError(f"confidence={confidence!r} must be in (0, 1)")
   d = x - y
-  n, mean = d.size, float(np.mean(d))
+  n, (mean, sd) = d.size, mean_std(d)
   low = high = mean
   p_value = None
   if n > 1 and method == "t":
     from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
 
-    half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1) * np.std(d, ddof=1) / np.sqrt(n))
+    half = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1) * sd / np.sqrt(n))
     low, high = mean - half, mean + half
     if np.all(d == d[0]):  # zero variance: the t statistic is 0/0 or +-inf
       p_value = 1.0 if d[0] == 0 else 0.0
@@ -116,12 +134,12 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
   v = np.asarray(values, np.float64)
   if v.ndim != 1 or v.size == 0:
     raise ValueError(f"mean_interval needs a non-empty list of numbers, got shape {v.shape}")
-  mean = float(np.mean(v))
+  mean, sd = mean_std(v)
   if v.size == 1:
     return {"mean": mean, "low": mean, "high": mean}
   from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
 
-  half = float(scipy_stats.t.ppf((1 + confidence) / 2, v.size - 1) * np.std(v, ddof=1) / np.sqrt(v.size))
+  half = float(scipy_stats.t.ppf((1 + confidence) / 2, v.size - 1) * sd / np.sqrt(v.size))
   return {"mean": mean, "low": mean - half, "high": mean + half}
 
 
@@ -230,7 +248,7 @@ def clustered_bootstrap(
     "low": low,
     "high": high,
     "p_value": _bootstrap_p_value(reps),
-    "se": float(np.std(reps, ddof=1)) if resamples > 1 else 0.0,
+    "se": mean_std(reps)[1],
     "n_seeds": int(d.shape[0]),
     "n_examples": int(d.shape[1]),
     "n_clusters": int(sizes.size),

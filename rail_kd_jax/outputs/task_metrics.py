@@ -1,4 +1,4 @@
-"""GLUE metrics (numpy only), the main metric of a task, and GLUE submission files."""
+"""GLUE metrics (numpy only), the main metric of a task and its direction, and GLUE submission files."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ SUBMISSION_FILES: Mapping[tuple[str, str], str] = {
 }
 # The benchmark wants label strings for the entailment tasks and 0/1 for the others.
 _STRING_LABEL_TASKS = ("mnli", "qnli", "rte")
+# The metrics (and the loss) where lower is better; every other metric is better higher.
+LOWER_IS_BETTER = ("mse", "loss")
 
 
 def to_predictions(spec: TaskSpec, outputs) -> np.ndarray:
@@ -195,8 +197,13 @@ def majority_share(spec: TaskSpec, labels) -> tuple[float, str]:
 
 
 def main_metric(spec: TaskSpec) -> str:
-  """The metric that picks the best checkpoint (higher is better, except 'mse')."""
+  """The metric that picks the best checkpoint (its direction: `lower_is_better`)."""
   return spec.main_metric
+
+
+def lower_is_better(metric: str) -> bool:
+  """Whether a smaller value of `metric` is better: 'mse' and 'loss'; higher is better for the others."""
+  return metric in LOWER_IS_BETTER
 
 
 def submission_filename(spec: TaskSpec, split: str) -> str:

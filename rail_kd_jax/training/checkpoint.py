@@ -14,7 +14,7 @@ Layout of `workdir/checkpoints/` (one orbax CheckpointManager, see docs/CHECKPOI
                   the state, and `final` (written after the last step's evaluation).
 
 Kept: the newest `checkpoint.keep`, plus (`checkpoint.keep_best`) the one with the best
-main eval metric (`task_metrics.main_metric`; lower is better only for 'mse').
+main eval metric (`task_metrics.main_metric`; its direction: `task_metrics.lower_is_better`).
 
 Resume picks the newest checkpoint that restores and verifies; a half-written one (an
 orbax temporary folder left by a kill) is removed with a warning, a committed one that
@@ -42,6 +42,7 @@ from flax import serialization
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
 from rail_kd_jax.core.errors import ConfigError, CorruptCheckpoint
+from rail_kd_jax.outputs import task_metrics
 
 FORMAT = 1
 CORRUPT_DIR = "checkpoints_corrupt"
@@ -357,7 +358,7 @@ class PreemptionGuard:
 
 
 def best_mode_for(metric: str) -> str:
-  return "min" if metric == "mse" else "max"
+  return "min" if task_metrics.lower_is_better(metric) else "max"
 
 
 __all__: Sequence[str] = (

@@ -11,7 +11,9 @@ example on test and out-of-domain splits, with paired statistics and a Holm corr
   plan     each method's grid from its own design space, the checks, every run's config
   data     the task's files, label names, out-of-domain split and example clusters
   run      the runs: teacher, grid, reported seeds, longer runs; each run's facts
-  report   summaries, claims (two-level bootstrap, paired t, Holm), study.md/.json/.csv/.png
+  claims   the claims (two-level bootstrap, paired t, Holm, verdicts), seed-level differences
+  summary  the study's JSON object: summaries over seeds, grid, claims, longer runs, time
+  report   study.md/.json/.csv/.png and the per-example predictions
 """
 
 from rail_kd_jax.experiments.study.plan import draw_points, grid_for, point_name

@@ -32,7 +32,7 @@ from rail_kd_jax.distill import diagnostics
 from rail_kd_jax.experiments import stages
 from rail_kd_jax.experiments.study import data as data_lib
 from rail_kd_jax.experiments.study import plan as plan_lib
-from rail_kd_jax.experiments.study import report
+from rail_kd_jax.experiments.study import report, summary
 from rail_kd_jax.outputs import writers
 
 
@@ -78,7 +78,7 @@ def run_facts(result: dict, data: data_lib.StudyData | None = None) -> dict:
     "predictions": {},
   }
   ev = result.get("eval") or {"dev": {"accuracy": result["dev_accuracy"]}, "test": {"accuracy": result["accuracy"]}}
-  for split in report.SPLITS:
+  for split in summary.SPLITS:
     if split in ev and "accuracy" in ev[split]:
       facts[split] = float(ev[split]["accuracy"])
   for split in ("test", "ood"):
@@ -220,7 +220,7 @@ def run_study(config, workdir: str) -> dict:
   any_run = next(iter(per_seed[methods[0]].values()))
   clusters = _clusters(data, any_run)
   teacher_facts = run_facts(teacher, data) if s.teacher_finetune else None
-  study = report.summarise(
+  study = summary.summarise(
     config, grid, tuning, selected, per_seed, longer, online, teacher, teacher_facts, data, clusters, workdir
   )
   study["wall_seconds"] = time.perf_counter() - t_start  # this invocation (finished runs reused)
