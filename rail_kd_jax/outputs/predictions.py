@@ -68,7 +68,7 @@ def output_rows(class_names: tuple[str, ...], texts: dict[str, Any], text_column
   round_ = lambda x: float(f"{x:.{_DIGITS}g}")
   if class_names:
     probs = _softmax(logits)
-    pred = logits.argmax(-1)  # as `evaluate.to_predictions`
+    pred = logits.argmax(-1)  # as `task_metrics.to_predictions`
   for i, line in enumerate(texts["idx"]):
     row = {"line": int(line), **{c: texts[c][i] for c in text_columns}}
     if class_names:

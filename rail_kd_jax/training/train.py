@@ -182,7 +182,7 @@ class Trainer:
     return np.concatenate(outs)[: len(self.run.arrays[split]["labels"])]
 
   def evaluate(self, split: str) -> dict:
-    """Task metrics, what the class balance hides (`evaluate.class_report`: majority-class
+    """Task metrics, what the class balance hides (`task_metrics.class_report`: majority-class
     accuracy, per-class precision/recall/F1) and the mean task loss of the student on one
     labelled split."""
     loss_sum = count = 0.0
