@@ -36,20 +36,8 @@ def read_texts(
     if keep_empty or all(texts):  # a text is '' exactly when its cell is empty
       lines.append(line)
       rows.append(texts)
-  if counts.malformed:
-    logging.warning(
-      "%s: %d malformed lines (first at line %d) skipped or truncated.", path, counts.malformed, counts.first_malformed
-    )
-  if counts.empty and (keep_empty or not plain):  # blank lines separate nothing in a list of texts
-    logging.warning(
-      "%s=%r: %d row(s) with an empty %s %s (first at %s).",
-      what,
-      path,
-      counts.empty,
-      " or ".join(repr(c) for c in text_columns),
-      "kept as '' so that every row gets an output" if keep_empty else "skipped",
-      f"line {counts.first_empty}",
-    )
+  # Blank lines separate nothing in a list of texts: skipped silently from a .txt.
+  _warn(path, text_columns, what, counts, keep_empty, empty=keep_empty or not plain)
   if not rows:
     raise ValueError(f"{what}={path!r} holds no texts.")
   cols: dict[str, Any] = {c: [t[k] for t in rows] for k, c in enumerate(text_columns)}
@@ -113,20 +101,29 @@ def scan_texts(path: str, text_columns: Sequence[str], *, what: str, column_opti
   counts = TextCounts()
   for _ in iter_texts(path, text_columns, what=what, column_options=column_options, counts=counts):
     pass
+  _warn(path, text_columns, what, counts, keep_empty=True)
+  return counts.rows
+
+
+def _warn(
+  path: str, text_columns: Sequence[str], what: str, counts: TextCounts, keep_empty: bool, empty: bool = True
+) -> None:
+  """read_texts's warnings from what a pass read: malformed lines, and (when `empty`) the rows
+  with an empty text, kept as '' (`keep_empty`) or skipped."""
   if counts.malformed:
     logging.warning(
       "%s: %d malformed lines (first at line %d) skipped or truncated.", path, counts.malformed, counts.first_malformed
     )
-  if counts.empty:
+  if empty and counts.empty:
     logging.warning(
-      "%s=%r: %d row(s) with an empty %s kept as '' so that every row gets an output (first at line %d).",
+      "%s=%r: %d row(s) with an empty %s %s (first at line %d).",
       what,
       path,
       counts.empty,
       " or ".join(repr(c) for c in text_columns),
+      "kept as '' so that every row gets an output" if keep_empty else "skipped",
       counts.first_empty,
     )
-  return counts.rows
 
 
 def _check_text_columns(header: Sequence[str], text_columns: Sequence[str], what: str, path: str, options: str) -> None:
