@@ -18,15 +18,10 @@ from absl import logging
 
 from rail_kd_jax.core import files
 from rail_kd_jax.core.errors import ConfigError, StorageError
+from rail_kd_jax.outputs import writers
 
 FORMATS = ("csv", "jsonl")
 _DIGITS = 6  # significant digits of the written probabilities and scores
-
-
-def _clock(seconds: float) -> str:
-  minutes, s = divmod(int(round(seconds)), 60)
-  hours, m = divmod(minutes, 60)
-  return f"{hours}:{m:02d}:{s:02d}"
 
 
 def _log_progress(done: int, total: int, seconds: float) -> None:
@@ -38,8 +33,8 @@ def _log_progress(done: int, total: int, seconds: float) -> None:
     total,
     100.0 * done / max(total, 1),
     rate,
-    _clock(seconds),
-    _clock(max(eta, 0.0)),
+    writers.clock(seconds),
+    writers.clock(max(eta, 0.0)),
   )
 
 

@@ -126,15 +126,17 @@ class Progress:
     width = 24
     done = int(width * step / max(self.total, 1))
     bar = "#" * done + "." * (width - done)
-    msg = f"[{bar}] step {step}/{self.total}  {rate:.2f} steps/s  ETA {_fmt_seconds(remaining)}"
+    msg = f"[{bar}] step {step}/{self.total}  {rate:.2f} steps/s  ETA {clock(remaining)}"
     if loss is not None:
       msg += f"  loss {loss:.4f}"
     logging.info(msg)
     return msg
 
 
-def _fmt_seconds(s: float) -> str:
-  if not math.isfinite(s):
+def clock(seconds: float) -> str:
+  """'h:mm:ss' of a duration (rounded to the second); '?' when it is not finite."""
+  if not math.isfinite(seconds):
     return "?"
-  s = int(s)
-  return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+  minutes, s = divmod(int(round(seconds)), 60)
+  hours, m = divmod(minutes, 60)
+  return f"{hours}:{m:02d}:{s:02d}"
